@@ -1,0 +1,316 @@
+// Command uvfsd is an unprivileged virtio-fs daemon: it serves a directory to a QEMU guest over
+// vhost-user, as virtiofsd does, and works without root.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"log/syslog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvfsd/uvfsd/fuse"
+	"github.com/uvfsd/uvfsd/idmap"
+	"github.com/uvfsd/uvfsd/passfs"
+	"github.com/uvfsd/uvfsd/userns"
+	"github.com/uvfsd/uvfsd/vhost"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// run returns the process exit code: 0 when the front-end disconnected normally.
+func run(args []string) int {
+	cfg, err := ParseConfig(args, os.Getenv)
+	switch {
+	case errors.Is(err, errHelp):
+		writeUsage(os.Stdout)
+		return 0
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err)
+		return 2
+	case cfg.Version:
+		printVersion(os.Stdout)
+		return 0
+	case cfg.PrintCapabilities:
+		printCapabilities(os.Stdout)
+		return 0
+	}
+	logger, err := newLogger(cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err)
+		return 1
+	}
+	if err := serve(cfg, logger); err != nil {
+		logger.errorf("%v", err)
+		return 1
+	}
+	return 0
+}
+
+// serve sets the daemon up in the order the sandbox demands and serves one front-end connection.
+func serve(cfg *Config, lg *logger) error {
+	uidMap, err := idmap.ParseMapFlags(cfg.UIDMap)
+	if err != nil {
+		return fmt.Errorf("--uid-map: %w", err)
+	}
+	gidMap, err := idmap.ParseMapFlags(cfg.GIDMap)
+	if err != nil {
+		return fmt.Errorf("--gid-map: %w", err)
+	}
+	uidRules, err := idmap.ParseTranslation(cfg.TranslateUID)
+	if err != nil {
+		return fmt.Errorf("--translate-uid: %w", err)
+	}
+	gidRules, err := idmap.ParseTranslation(cfg.TranslateGID)
+	if err != nil {
+		return fmt.Errorf("--translate-gid: %w", err)
+	}
+	var xmap *passfs.XattrMap
+	switch {
+	case cfg.Xattrmap != "":
+		if xmap, err = passfs.ParseXattrMap(cfg.Xattrmap); err != nil {
+			return fmt.Errorf("--xattrmap: %w", err)
+		}
+	case cfg.Xattr && os.Geteuid() != 0:
+		// Unprivileged hosts refuse trusted.* and security.*: store them under user.* instead,
+		// so that overlayfs in the guest works with no extra flag.
+		xmap = passfs.RootlessDefault()
+	}
+	if err := checkSharedDir(cfg.SharedDir); err != nil {
+		return err
+	}
+
+	// Non-root: this re-execs into a user namespace and, in the original process, exits with
+	// the child's status.
+	st, err := userns.Enter(userns.Options{UIDMap: uidMap, GIDMap: gidMap,
+		MountNamespace: cfg.Sandbox == userns.SandboxNamespace})
+	if err != nil {
+		return err
+	}
+	if xmap == nil && cfg.Xattr && st.InNamespace {
+		xmap = passfs.RootlessDefault()
+	}
+	uids, gids, err := idMappers(cfg, st, uidRules, gidRules)
+	if err != nil {
+		return err
+	}
+
+	// The socket lives outside the share, so it is created before the sandbox closes it off.
+	listener, socketPath, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	removeSocketOnSignal(socketPath, lg)
+	jail, err := userns.Sandbox(cfg.Sandbox, cfg.SharedDir)
+	if err != nil {
+		os.Remove(socketPath)
+		return err
+	}
+	raiseNofile(cfg.RlimitNofile, lg)
+	if os.Geteuid() == 0 {
+		if err := userns.DropCapabilities(); err != nil {
+			lg.warnf("could not drop capabilities: %v", err)
+		}
+	}
+	policy, err := passfs.ParseCachePolicy(cfg.Cache)
+	if err != nil {
+		return err
+	}
+	popts := passfs.Options{
+		RootFD: jail.RootFD, ProcSelfFD: jail.ProcSelfFD, Cache: policy,
+		Writeback: cfg.Writeback, AllowDirectIO: cfg.AllowDirectIO, AllowMmap: cfg.AllowMmap,
+		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
+		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
+		KillprivV2: cfg.KillprivV2, AnnounceSubmounts: cfg.AnnounceSubmounts,
+		UIDs: uids, GIDs: gids, SetCreds: os.Geteuid() == 0,
+		Logf: lg.debugf,
+	}
+	if xmap != nil {
+		popts.XattrMap = xmap
+	}
+	fs, err := passfs.New(popts)
+	if err != nil {
+		return err
+	}
+	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof})
+	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
+		ThreadPoolSize: cfg.ThreadPoolSize, Logf: lg.warnf}, fuseHandler{server})
+	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))
+	if err := backend.ServeListener(listener, socketPath); err != nil {
+		return err
+	}
+	lg.infof("front-end disconnected; exiting")
+	return nil
+}
+
+// fuseHandler connects the vhost transport to the FUSE server.
+type fuseHandler struct{ s *fuse.Server }
+
+func (h fuseHandler) Serve(queue int, r *vhost.Request) { h.s.Serve(r.In, r.Out, r) }
+
+// wantedCapabilities turns flags into the FUSE capabilities offered at INIT.
+func wantedCapabilities(cfg *Config) uint64 {
+	want := fuse.DefaultWant
+	if cfg.NoReaddirplus {
+		want &^= fuse.CapReaddirplus | fuse.CapReaddirplusAuto
+	}
+	if cfg.Writeback {
+		want |= fuse.CapWritebackCache
+	}
+	if cfg.KillprivV2 {
+		want |= fuse.CapHandleKillprivV2
+	}
+	if cfg.AnnounceSubmounts {
+		want |= fuse.CapSubmounts
+	}
+	if cfg.PosixACL {
+		want |= fuse.CapPosixACL | fuse.CapDontMask | fuse.CapSetxattrExt
+	}
+	if cfg.SecurityLabel {
+		want |= fuse.CapSecurityCtx
+	}
+	if cfg.PosixLock {
+		want |= fuse.CapPosixLocks
+	}
+	if cfg.Flock {
+		want |= fuse.CapFlockLocks
+	}
+	return want
+}
+
+// idMappers builds the uid and gid translations, from the home profile or --translate-*.
+func idMappers(cfg *Config, st *userns.State, uidRules, gidRules *idmap.Translation) (uids, gids *idmap.Mapper, err error) {
+	if cfg.Profile == "home" {
+		guestUID, guestGID := st.HostUID, st.HostGID
+		if cfg.HomeUID >= 0 {
+			guestUID = uint32(cfg.HomeUID)
+		}
+		if cfg.HomeGID >= 0 {
+			guestGID = uint32(cfg.HomeGID)
+		}
+		if uids, err = idmap.NewHomeMapper(st.UIDs, st.HostUID, guestUID); err != nil {
+			return nil, nil, err
+		}
+		gids, err = idmap.NewHomeMapper(st.GIDs, st.HostGID, guestGID)
+		return uids, gids, err
+	}
+	if uids, err = idmap.NewMapper(uidRules, st.UIDs, st.HostUID); err != nil {
+		return nil, nil, err
+	}
+	gids, err = idmap.NewMapper(gidRules, st.GIDs, st.HostGID)
+	return uids, gids, err
+}
+
+// checkSharedDir fails early, before any namespace is made, with a message that says what to do.
+func checkSharedDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("shared directory %q does not exist: create it or fix --shared-dir", dir)
+	case err != nil:
+		return fmt.Errorf("shared directory: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("shared directory %q is not a directory: --shared-dir takes a directory", dir)
+	}
+	return nil
+}
+
+// listen opens the vhost-user socket (or adopts the inherited one).
+func listen(cfg *Config) (*net.UnixListener, string, error) {
+	if cfg.FD >= 0 {
+		l, err := vhost.ListenerFromFD(cfg.FD)
+		return l, "", err
+	}
+	l, err := vhost.Listen(cfg.SocketPath, cfg.SocketGroup)
+	return l, cfg.SocketPath, err
+}
+
+func describeSocket(cfg *Config, path string) string {
+	if path == "" {
+		return fmt.Sprintf("inherited fd %d", cfg.FD)
+	}
+	return path
+}
+
+// removeSocketOnSignal removes the socket when the daemon is told to stop, so that the next start
+// finds no stale file.
+func removeSocketOnSignal(path string, lg *logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		sig := <-ch
+		if path != "" {
+			os.Remove(path)
+		}
+		lg.infof("%v: exiting", sig)
+		os.Exit(0)
+	}()
+}
+
+// raiseNofile sets RLIMIT_NOFILE like virtiofsd: by default min(1000000, nr_open, hard limit);
+// 0 leaves it alone. An unprivileged process cannot pass its hard limit.
+func raiseNofile(want int, lg *logger) {
+	if want == 0 {
+		return
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	target := uint64(want)
+	if want < 0 {
+		target = min(1000000, lim.Max)
+		if lim.Cur >= target {
+			return
+		}
+	}
+	if target > lim.Max && os.Geteuid() != 0 {
+		lg.warnf("--rlimit-nofile=%d is above the hard limit %d; using %d", target, lim.Max, lim.Max)
+		target = lim.Max
+	}
+	newLim := unix.Rlimit{Cur: target, Max: max(target, lim.Max)}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &newLim); err != nil {
+		lg.warnf("could not set RLIMIT_NOFILE to %d: %v", target, err)
+	}
+}
+
+// logger writes leveled messages to stderr or syslog.
+type logger struct {
+	level int
+	l     *log.Logger
+}
+
+var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "debug": 3, "trace": 4}
+
+func newLogger(cfg *Config) (*logger, error) {
+	lg := &logger{level: logLevels[cfg.LogLevel], l: log.New(os.Stderr, "uvfsd: ", 0)}
+	if cfg.Syslog {
+		w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "uvfsd")
+		if err != nil {
+			return nil, fmt.Errorf("--syslog: %w", err)
+		}
+		lg.l = log.New(w, "", 0)
+	}
+	for _, w := range cfg.Warnings() {
+		lg.warnf("%s", w)
+	}
+	return lg, nil
+}
+
+func (lg *logger) logf(level int, format string, a ...any) {
+	if lg.level >= level {
+		lg.l.Printf(format, a...)
+	}
+}
+
+func (lg *logger) errorf(format string, a ...any) { lg.logf(0, format, a...) }
+func (lg *logger) warnf(format string, a ...any)  { lg.logf(1, format, a...) }
+func (lg *logger) infof(format string, a ...any)  { lg.logf(2, format, a...) }
+func (lg *logger) debugf(format string, a ...any) { lg.logf(3, format, a...) }

@@ -1,0 +1,47 @@
+package fuse
+
+import "syscall"
+
+// init answers FUSE_INIT: it agrees on the protocol version and on the capabilities that both the
+// kernel offers and the server wants, and tells the file system what was agreed.
+func (s *Server) init(r *request) Errno {
+	// Kernels before 7.36 send only the first 16 bytes of fuse_init_in; the rest reads as zero.
+	var a InitIn
+	copy(asBytes(&a), r.args)
+	if a.Major < KernelVersion {
+		s.logf("guest speaks FUSE %d.%d; uvfsd needs 7.%d or newer", a.Major, a.Minor, MinMinorVersion)
+		return syscall.EPROTO
+	}
+	o := out[InitOut](r)
+	o.Major, o.Minor = KernelVersion, KernelMinorVersion
+	if a.Major > KernelVersion {
+		// The kernel will ask again with our major version.
+		return OK
+	}
+	if a.Minor < MinMinorVersion {
+		s.logf("guest speaks FUSE 7.%d; uvfsd needs 7.%d or newer (a Linux 5.4+ guest)", a.Minor, MinMinorVersion)
+		return syscall.EPROTO
+	}
+	o.Minor = min(a.Minor, KernelMinorVersion)
+	offered := uint64(a.Flags)
+	if offered&CapInitExt != 0 {
+		offered |= uint64(a.Flags2) << 32
+	}
+	agreed := offered & s.opts.Want
+	o.MaxReadahead = a.MaxReadahead
+	o.Flags = uint32(agreed)
+	if agreed&CapInitExt != 0 {
+		o.Flags2 = uint32(agreed >> 32)
+	}
+	o.MaxBackground = s.opts.MaxBackground
+	o.CongestionThreshold = s.opts.MaxBackground * 3 / 4
+	o.MaxWrite = s.maxWrite
+	o.TimeGran = 1
+	if agreed&CapMaxPages != 0 {
+		o.MaxPages = uint16((s.maxWrite + 4095) / 4096)
+	}
+	s.info = InitInfo{Minor: o.Minor, Flags: agreed, MaxWrite: s.maxWrite}
+	s.fs.Init(&s.info)
+	s.inited.Store(true)
+	return OK
+}

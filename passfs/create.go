@@ -1,0 +1,302 @@
+package passfs
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvfsd/uvfsd/fuse"
+)
+
+// Creating operations run as the guest caller (asCaller), resolve the new name relative to the
+// parent's O_PATH fd, and answer with a lookup of the new entry.
+
+// parentForCreate returns the pinned parent directory after the checks every creation needs.
+func (fs *FS) parentForCreate(ctx *fuse.Context, name fuse.CString) (*inode, fuse.Errno) {
+	if e := checkName(name); e != 0 {
+		return nil, e
+	}
+	if e := fs.readonlyErr(); e != 0 {
+		return nil, e
+	}
+	parent, e := fs.node(ctx.NodeID)
+	if e != 0 {
+		return nil, e
+	}
+	if !parent.isDir() {
+		parent.unpin()
+		return nil, syscall.ENOTDIR
+	}
+	return parent, 0
+}
+
+// finishCreate looks up the new name and labels it with the guest's security context. If that
+// fails, the new entry is removed again so that the failed request leaves nothing behind.
+func (fs *FS) finishCreate(ctx *fuse.Context, parent *inode, name fuse.CString, isDir bool, out *fuse.EntryOut) fuse.Errno {
+	e := fs.lookupAt(parent, name.Ptr(), out)
+	if e == 0 {
+		if e = fs.applySecCtx(ctx, out.NodeID); e != 0 {
+			fs.inodes.forget(out.NodeID, 1)
+			*out = fuse.EntryOut{}
+		}
+	}
+	if e != 0 {
+		flags := 0
+		if isDir {
+			flags = unix.AT_REMOVEDIR
+		}
+		unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(flags))
+	}
+	return e
+}
+
+// Mkdir creates a directory.
+func (fs *FS) Mkdir(ctx *fuse.Context, in *fuse.MkdirIn, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
+	parent, e := fs.parentForCreate(ctx, name)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	mode := fs.createMode(parent, in.Mode, in.Umask) & 07777
+	e = fs.asCaller(ctx, func() fuse.Errno {
+		_, _, e := unix.Syscall(unix.SYS_MKDIRAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(mode))
+		return e
+	})
+	if e != 0 {
+		return e
+	}
+	return fs.finishCreate(ctx, parent, name, true, out)
+}
+
+// Mknod creates a regular file, FIFO, socket or device node (the last needs CAP_MKNOD on the host).
+func (fs *FS) Mknod(ctx *fuse.Context, in *fuse.MknodIn, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
+	parent, e := fs.parentForCreate(ctx, name)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	mode := in.Mode&unix.S_IFMT | fs.createMode(parent, in.Mode, in.Umask)&07777
+	dev := decodeDev(in.Rdev)
+	e = fs.asCaller(ctx, func() fuse.Errno {
+		_, _, e := unix.Syscall6(unix.SYS_MKNODAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(mode), uintptr(dev), 0, 0)
+		return e
+	})
+	if e != 0 {
+		return e
+	}
+	return fs.finishCreate(ctx, parent, name, false, out)
+}
+
+// Symlink creates a symlink with the target as given; it is never resolved on the host.
+func (fs *FS) Symlink(ctx *fuse.Context, name, target fuse.CString, out *fuse.EntryOut) fuse.Errno {
+	parent, e := fs.parentForCreate(ctx, name)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	if len(target) < 2 {
+		return syscall.ENOENT // empty target, as symlink(2) says
+	}
+	e = fs.asCaller(ctx, func() fuse.Errno {
+		_, _, e := unix.Syscall(unix.SYS_SYMLINKAT, ptr(target.Ptr()), uintptr(parent.fd), ptr(name.Ptr()))
+		return e
+	})
+	if e != 0 {
+		return e
+	}
+	return fs.finishCreate(ctx, parent, name, false, out)
+}
+
+// Link makes a hard link to in.OldNodeID in the directory ctx.NodeID. It links through
+// /proc/self/fd, which needs no CAP_DAC_READ_SEARCH (unlike AT_EMPTY_PATH) and also works for an
+// O_TMPFILE file.
+func (fs *FS) Link(ctx *fuse.Context, in *fuse.LinkIn, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
+	parent, e := fs.parentForCreate(ctx, name)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	old, e := fs.node(in.OldNodeID)
+	if e != 0 {
+		return e
+	}
+	defer old.unpin()
+	var oldName fdName
+	_, _, e = unix.Syscall6(unix.SYS_LINKAT, uintptr(fs.procSelfFD), ptr(oldName.of(old.fd)),
+		uintptr(parent.fd), ptr(name.Ptr()), unix.AT_SYMLINK_FOLLOW, 0)
+	if e != 0 {
+		return e
+	}
+	return fs.lookupAt(parent, name.Ptr(), out)
+}
+
+// Unlink removes a non-directory.
+func (fs *FS) Unlink(ctx *fuse.Context, name fuse.CString) fuse.Errno {
+	return fs.unlink(ctx, name, 0)
+}
+
+// Rmdir removes an empty directory.
+func (fs *FS) Rmdir(ctx *fuse.Context, name fuse.CString) fuse.Errno {
+	return fs.unlink(ctx, name, unix.AT_REMOVEDIR)
+}
+
+func (fs *FS) unlink(ctx *fuse.Context, name fuse.CString, flags int) fuse.Errno {
+	parent, e := fs.parentForCreate(ctx, name)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	_, _, e = unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(flags))
+	return e
+}
+
+const renameFlags = unix.RENAME_NOREPLACE | unix.RENAME_EXCHANGE | unix.RENAME_WHITEOUT
+
+// Rename moves oldName in ctx.NodeID to newName in newDir with renameat2 (flags: NOREPLACE,
+// EXCHANGE, WHITEOUT).
+func (fs *FS) Rename(ctx *fuse.Context, newDir uint64, flags uint32, oldName, newName fuse.CString) fuse.Errno {
+	if flags&^renameFlags != 0 {
+		return syscall.EINVAL
+	}
+	if e := checkName(newName); e != 0 {
+		return e
+	}
+	parent, e := fs.parentForCreate(ctx, oldName)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	target, e := fs.node(newDir)
+	if e != 0 {
+		return e
+	}
+	defer target.unpin()
+	if !target.isDir() {
+		return syscall.ENOTDIR
+	}
+	_, _, e = unix.Syscall6(unix.SYS_RENAMEAT2, uintptr(parent.fd), ptr(oldName.Ptr()),
+		uintptr(target.fd), ptr(newName.Ptr()), uintptr(flags), 0)
+	return e
+}
+
+// Create creates and opens a regular file. The file is created with O_EXCL (so an existing FIFO
+// or device node is never opened); if the name exists and the guest did not ask for O_EXCL, the
+// existing file is opened like LOOKUP+OPEN would.
+func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
+	parent, e := fs.parentForCreate(ctx, name)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	flags, e := fs.dataFlags(in.Flags)
+	if e != 0 {
+		return e
+	}
+	mode := fs.createMode(parent, in.Mode, in.Umask) & 07777
+	fd := -1
+	e = fs.asCaller(ctx, func() fuse.Errno {
+		var e fuse.Errno
+		fd, e = openat(parent.fd, name.Ptr(), flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode)
+		return e
+	})
+	if e == syscall.EEXIST && in.Flags&unix.O_EXCL == 0 {
+		return fs.openExisting(ctx, parent, name, in, entry, open)
+	}
+	if e != 0 {
+		return e
+	}
+	if e := fs.entryFromOpenFD(parent, fd, entry); e != 0 {
+		closeFD(fd)
+		unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), 0)
+		return e
+	}
+	if e := fs.applySecCtx(ctx, entry.NodeID); e != 0 {
+		fs.inodes.forget(entry.NodeID, 1)
+		*entry = fuse.EntryOut{}
+		closeFD(fd)
+		unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), 0)
+		return e
+	}
+	open.Fh = fs.handles.add(&handle{fd: fd})
+	open.OpenFlags = fs.o.Cache.openFlags(false)
+	return 0
+}
+
+// openExisting is CREATE's fallback for a name that already exists.
+func (fs *FS) openExisting(ctx *fuse.Context, parent *inode, name fuse.CString, in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
+	if e := fs.lookupAt(parent, name.Ptr(), entry); e != 0 {
+		return e
+	}
+	octx := *ctx
+	octx.NodeID = entry.NodeID
+	if e := fs.Open(&octx, &fuse.OpenIn{Flags: in.Flags &^ (unix.O_CREAT | unix.O_EXCL), OpenFlags: in.OpenFlags}, open); e != 0 {
+		fs.inodes.forget(entry.NodeID, 1)
+		*entry = fuse.EntryOut{}
+		return e
+	}
+	return 0
+}
+
+// entryFromOpenFD makes (or finds) the node for a file that was just opened as fd, race-free:
+// the O_PATH fd is opened from the data fd through /proc/self/fd, not by name again.
+func (fs *FS) entryFromOpenFD(parent *inode, fd int, out *fuse.EntryOut) fuse.Errno {
+	var name fdName
+	pfd, e := openat(fs.procSelfFD, name.of(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+	if e != 0 {
+		return e
+	}
+	var st unix.Statx_t
+	if e := fstatx(pfd, &st); e != 0 {
+		closeFD(pfd)
+		return e
+	}
+	fileType := uint32(st.Mode) & unix.S_IFMT
+	n := fs.inodes.insert(pfd, keyOf(&st), fileType, fileType == unix.S_IFDIR && st.Mnt_id != parent.key.mnt)
+	fs.fillEntry(n, &st, out)
+	return 0
+}
+
+// Tmpfile creates an unnamed regular file in the directory ctx.NodeID (O_TMPFILE) and opens it.
+func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
+	if e := fs.readonlyErr(); e != 0 {
+		return e
+	}
+	parent, e := fs.node(ctx.NodeID)
+	if e != 0 {
+		return e
+	}
+	defer parent.unpin()
+	if !parent.isDir() {
+		return syscall.ENOTDIR
+	}
+	flags, e := fs.dataFlags(in.Flags)
+	if e != 0 {
+		return e
+	}
+	if flags&unix.O_ACCMODE == unix.O_RDONLY {
+		return syscall.EINVAL // O_TMPFILE needs write access, as open(2) says
+	}
+	mode := fs.createMode(parent, in.Mode, in.Umask) & 07777
+	fd := -1
+	e = fs.asCaller(ctx, func() fuse.Errno {
+		var e fuse.Errno
+		fd, e = openat(parent.fd, &dotPath[0], flags|unix.O_TMPFILE, mode)
+		return e
+	})
+	if e != 0 {
+		return e
+	}
+	if e := fs.entryFromOpenFD(parent, fd, entry); e != 0 {
+		closeFD(fd)
+		return e
+	}
+	if e := fs.applySecCtx(ctx, entry.NodeID); e != 0 {
+		fs.inodes.forget(entry.NodeID, 1)
+		*entry = fuse.EntryOut{}
+		closeFD(fd)
+		return e
+	}
+	open.Fh = fs.handles.add(&handle{fd: fd})
+	open.OpenFlags = fs.o.Cache.openFlags(false)
+	return 0
+}

@@ -1,0 +1,132 @@
+package passfs
+
+import (
+	"runtime"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvfsd/uvfsd/fuse"
+)
+
+// Per-request credentials. Creating operations run with the guest caller's ids (translated to the
+// daemon's namespace) as the fsuid/fsgid of the current OS thread, so new files get the right
+// owner and the host kernel checks permissions as that user. Go's unix.Setfsuid and friends may
+// change every thread; these raw syscalls change only the calling thread, which the goroutine
+// holds with runtime.LockOSThread for the duration.
+
+// setfsuid and setfsgid return the previous id; an invalid id (-1) changes nothing, which reads
+// the current one.
+func setfsuid(id uint32) uint32 {
+	r, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, uintptr(id), 0, 0)
+	return uint32(r)
+}
+
+func setfsgid(id uint32) uint32 {
+	r, _, _ := unix.RawSyscall(unix.SYS_SETFSGID, uintptr(id), 0, 0)
+	return uint32(r)
+}
+
+const noID = ^uint32(0)
+
+func threadFsuid() uint32 { return setfsuid(noID) }
+func threadFsgid() uint32 { return setfsgid(noID) }
+
+// setThreadGroups sets the supplementary groups of the calling thread only.
+func setThreadGroups(groups []uint32) fuse.Errno {
+	var p uintptr
+	if len(groups) > 0 {
+		p = uintptr(unsafe.Pointer(&groups[0]))
+	}
+	_, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(groups)), p, 0)
+	return e
+}
+
+// callerCreds is the state needed to undo a credential switch.
+type callerCreds struct {
+	prevUID, prevGID uint32
+	groupsChanged    bool
+}
+
+// asCaller runs op with the caller's credentials when the daemon may switch them (SetCreds);
+// otherwise op runs as the daemon. A forbidden id gets EPERM.
+func (fs *FS) asCaller(ctx *fuse.Context, op func() fuse.Errno) fuse.Errno {
+	if !fs.o.SetCreds {
+		return op()
+	}
+	uid, err := fs.uids.GuestToNS(ctx.UID)
+	if err != nil {
+		return syscall.EPERM
+	}
+	gid, err := fs.gids.GuestToNS(ctx.GID)
+	if err != nil {
+		return syscall.EPERM
+	}
+	runtime.LockOSThread()
+	c, e := fs.switchCreds(ctx, uid, gid)
+	if e == 0 {
+		e = op()
+	}
+	if fs.restoreCreds(c) {
+		runtime.UnlockOSThread()
+	} else {
+		// The thread keeps the caller's ids: leaving the goroutine locked makes the runtime
+		// terminate the thread when the goroutine exits instead of reusing it.
+		fs.logf("passfs: could not restore thread credentials after a request; the thread will be discarded")
+	}
+	return e
+}
+
+func (fs *FS) switchCreds(ctx *fuse.Context, uid, gid uint32) (callerCreds, fuse.Errno) {
+	var c callerCreds
+	if ctx.HasSuppGID {
+		// The group that owns the parent directory (CREATE_SUPP_GROUP), so that a setgid directory
+		// owned by one of the caller's supplementary groups works as it does locally.
+		if g, err := fs.gids.GuestToNS(ctx.SuppGID); err == nil {
+			one := [1]uint32{g}
+			if setThreadGroups(one[:]) == 0 {
+				c.groupsChanged = true
+			}
+		}
+	}
+	c.prevGID = setfsgid(gid)
+	c.prevUID = setfsuid(uid)
+	// setfsuid reports no error: read the ids back. An id the namespace does not map stays unset.
+	if threadFsgid() != gid || threadFsuid() != uid {
+		return c, syscall.EPERM
+	}
+	return c, 0
+}
+
+// restoreCreds undoes switchCreds and reports whether the thread is clean again.
+func (fs *FS) restoreCreds(c callerCreds) bool {
+	setfsuid(c.prevUID)
+	setfsgid(c.prevGID)
+	ok := threadFsuid() == c.prevUID && threadFsgid() == c.prevGID
+	if c.groupsChanged && setThreadGroups(fs.groups) != 0 {
+		ok = false
+	}
+	return ok
+}
+
+// createMode applies the umask the kernel sent when it left masking to us (DONT_MASK, which the
+// guest asks for with POSIX ACLs): as the kernel does locally, the umask applies only when the
+// parent directory has no default ACL; with one, the ACL decides the permissions. Without
+// DONT_MASK the guest already masked the mode.
+func (fs *FS) createMode(parent *inode, mode, umask uint32) uint32 {
+	if !fs.dontMask.Load() || umask == 0 {
+		return mode
+	}
+	if fs.o.PosixACL && fs.hasDefaultACL(parent) {
+		return mode
+	}
+	return mode &^ umask
+}
+
+var defaultACLName = []byte("system.posix_acl_default\x00")
+
+func (fs *FS) hasDefaultACL(dir *inode) bool {
+	n, e := fs.nodeXattr(dir, xattrGet, &defaultACLName[0], nil, 0)
+	return e == 0 && n > 0
+}

@@ -1,0 +1,335 @@
+package passfs_test
+
+import (
+	"os"
+	"sort"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvfsd/uvfsd/fuse"
+)
+
+func TestFsyncFlushRelease(t *testing.T) {
+	e := newEnv(t, nil)
+	e.writeHost("f", "x")
+	f := e.lookup(fuse.RootID, "f")
+	fh := e.open(f.NodeID, syscall.O_RDWR)
+	e.write(fh, 0, "synced")
+	if errno := e.fs.Fsync(e.ctx(f.NodeID), &fuse.FsyncIn{Fh: fh}); errno != 0 {
+		t.Fatal(errno)
+	}
+	if errno := e.fs.Fsync(e.ctx(f.NodeID), &fuse.FsyncIn{Fh: fh, FsyncFlags: fuse.FsyncFdatasync}); errno != 0 {
+		t.Fatal(errno)
+	}
+	// FLUSH releases POSIX (process-owned) locks held through the fd, leaving the handle usable.
+	fd, err := unix.Open(e.host("f"), unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if errno := e.fs.Flush(e.ctx(f.NodeID), &fuse.FlushIn{Fh: fh}); errno != 0 {
+		t.Fatal(errno)
+	}
+	if s := e.read(fh, 0, 6); s != "synced" {
+		t.Fatalf("handle unusable after FLUSH: %q", s)
+	}
+	if readHost(t, e.host("f")) != "synced" {
+		t.Fatal("data not on the host")
+	}
+	dfh := openDir(t, e, fuse.RootID)
+	if errno := e.fs.Fsyncdir(e.ctx(fuse.RootID), &fuse.FsyncIn{Fh: dfh}); errno != 0 {
+		t.Fatal(errno)
+	}
+	if errno := e.fs.Releasedir(e.ctx(fuse.RootID), &fuse.ReleaseIn{Fh: dfh}); errno != 0 {
+		t.Fatal(errno)
+	}
+	e.release(fh)
+	if e.fs.HandleCount() != 0 {
+		t.Fatalf("%d handles left", e.fs.HandleCount())
+	}
+}
+
+func TestFallocateLseek(t *testing.T) {
+	e := newEnv(t, nil)
+	e.writeHost("f", "")
+	f := e.lookup(fuse.RootID, "f")
+	fh := e.open(f.NodeID, syscall.O_RDWR)
+	if errno := e.fs.Fallocate(e.ctx(f.NodeID), &fuse.FallocateIn{Fh: fh, Offset: 0, Length: 1 << 20}); errno != 0 {
+		t.Fatal(errno)
+	}
+	if st := e.lstat("f"); st.Size != 1<<20 || st.Blocks < (1<<20)/512 {
+		t.Fatalf("fallocate: size %d blocks %d", st.Size, st.Blocks)
+	}
+	// Fill with data, punch a hole in the middle and find it with SEEK_HOLE / SEEK_DATA.
+	// (Fallocated but unwritten extents count as holes on ext4, so write real data first.)
+	n, errno := e.fs.Write(e.ctx(f.NodeID), &fuse.WriteIn{Fh: fh, Size: 1 << 20}, [][]byte{make([]byte, 1<<20)})
+	if errno != 0 || n != 1<<20 {
+		t.Fatalf("write: %d %v", n, errno)
+	}
+	if errno := e.fs.Fsync(e.ctx(f.NodeID), &fuse.FsyncIn{Fh: fh}); errno != 0 {
+		t.Fatal(errno)
+	}
+	punch := &fuse.FallocateIn{Fh: fh, Offset: 256 << 10, Length: 256 << 10, Mode: unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE}
+	if errno := e.fs.Fallocate(e.ctx(f.NodeID), punch); errno != 0 {
+		t.Fatal(errno)
+	}
+	var out fuse.LseekOut
+	if errno := e.fs.Lseek(e.ctx(f.NodeID), &fuse.LseekIn{Fh: fh, Offset: 0, Whence: unix.SEEK_HOLE}, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	if out.Offset != 256<<10 {
+		t.Fatalf("SEEK_HOLE found %d, want %d", out.Offset, 256<<10)
+	}
+	if errno := e.fs.Lseek(e.ctx(f.NodeID), &fuse.LseekIn{Fh: fh, Offset: 256 << 10, Whence: unix.SEEK_DATA}, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	if out.Offset != 512<<10 {
+		t.Fatalf("SEEK_DATA found %d, want %d", out.Offset, 512<<10)
+	}
+	wantErrno(t, "bad whence", e.fs.Lseek(e.ctx(f.NodeID), &fuse.LseekIn{Fh: fh, Whence: 9}, &out), syscall.EINVAL)
+	wantErrno(t, "SEEK_DATA past the end", e.fs.Lseek(e.ctx(f.NodeID), &fuse.LseekIn{Fh: fh, Offset: 2 << 20, Whence: unix.SEEK_DATA}, &out), syscall.ENXIO)
+	e.release(fh)
+}
+
+func TestCopyFileRange(t *testing.T) {
+	e := newEnv(t, nil)
+	e.writeHost("src", "0123456789")
+	e.writeHost("dst", "abcdefghij")
+	src := e.open(e.lookup(fuse.RootID, "src").NodeID, syscall.O_RDONLY)
+	dstNode := e.lookup(fuse.RootID, "dst").NodeID
+	dst := e.open(dstNode, syscall.O_RDWR)
+	var out fuse.WriteOut
+	in := &fuse.CopyFileRangeIn{FhIn: src, OffIn: 2, NodeIDOut: dstNode, FhOut: dst, OffOut: 5, Len: 4}
+	if errno := e.fs.CopyFileRange(e.ctx(0), in, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	if out.Size != 4 || readHost(t, e.host("dst")) != "abcde2345j" {
+		t.Fatalf("copied %d bytes, dst %q", out.Size, readHost(t, e.host("dst")))
+	}
+	in.Flags = 1
+	wantErrno(t, "flags", e.fs.CopyFileRange(e.ctx(0), in, &out), syscall.EINVAL)
+	e.release(src)
+	e.release(dst)
+}
+
+func TestPosixLocksAndFlock(t *testing.T) {
+	e := newEnv(t, nil)
+	e.writeHost("f", "0123456789")
+	f := e.lookup(fuse.RootID, "f")
+	h1 := e.open(f.NodeID, syscall.O_RDWR)
+	h2 := e.open(f.NodeID, syscall.O_RDWR)
+	lk := fuse.FileLock{Start: 2, End: 5, Type: unix.F_WRLCK}
+	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: lk}, false); errno != 0 {
+		t.Fatal(errno)
+	}
+	var out fuse.LkOut
+	if errno := e.fs.Getlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Lk: fuse.FileLock{Start: 0, End: 1<<63 - 1, Type: unix.F_RDLCK}}, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	if out.Lk.Type != unix.F_WRLCK || out.Lk.Start != 2 || out.Lk.End != 5 {
+		t.Fatalf("GETLK from another handle: %+v, want the write lock 2-5", out.Lk)
+	}
+	wantErrno(t, "conflicting SETLK", e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Lk: fuse.FileLock{Start: 4, End: 4, Type: unix.F_RDLCK}}, false), syscall.EAGAIN)
+	// The lock is visible on the host too (an OFD lock conflicts with a host process's lock).
+	fd, err := unix.Open(e.host("f"), unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	hostLk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 3, Len: 1}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &hostLk); err != nil || hostLk.Type != unix.F_WRLCK {
+		t.Fatalf("host does not see the lock: %+v %v", hostLk, err)
+	}
+	// Unlock, then the other handle gets it.
+	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: fuse.FileLock{Start: 2, End: 5, Type: unix.F_UNLCK}}, false); errno != 0 {
+		t.Fatal(errno)
+	}
+	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Lk: fuse.FileLock{Start: 4, End: 4, Type: unix.F_RDLCK}}, true); errno != 0 {
+		t.Fatalf("SETLKW after unlock: %v", errno)
+	}
+	wantErrno(t, "bad range", e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: fuse.FileLock{Start: 5, End: 2, Type: unix.F_RDLCK}}, false), syscall.EINVAL)
+	wantErrno(t, "bad type", e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: fuse.FileLock{Type: 7}}, false), syscall.EINVAL)
+
+	// flock: exclusive on h1 blocks a non-waiting exclusive on h2.
+	fl := func(fh uint64, typ uint32, wait bool) fuse.Errno {
+		return e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: fh, Lk: fuse.FileLock{Type: typ}, LkFlags: fuse.LkFlock}, wait)
+	}
+	if errno := fl(h1, unix.F_WRLCK, false); errno != 0 {
+		t.Fatal(errno)
+	}
+	wantErrno(t, "conflicting flock", fl(h2, unix.F_WRLCK, false), syscall.EWOULDBLOCK)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != syscall.EWOULDBLOCK {
+		t.Fatalf("host flock while the guest holds one: %v", err)
+	}
+	if errno := fl(h1, unix.F_UNLCK, false); errno != 0 {
+		t.Fatal(errno)
+	}
+	if errno := fl(h2, unix.F_RDLCK, true); errno != 0 {
+		t.Fatal(errno)
+	}
+	e.release(h1)
+	e.release(h2)
+}
+
+func openDir(t *testing.T, e *env, node uint64) uint64 {
+	t.Helper()
+	var o fuse.OpenOut
+	if errno := e.fs.Opendir(e.ctx(node), &fuse.OpenIn{Flags: syscall.O_RDONLY | syscall.O_DIRECTORY}, &o); errno != 0 {
+		t.Fatal(errno)
+	}
+	return o.Fh
+}
+
+type dirent struct {
+	name string
+	ino  uint64
+	off  uint64
+	typ  uint32
+	node uint64
+}
+
+// parseDirBuffer decodes READDIR(PLUS) replies the way the guest kernel does.
+func parseDirBuffer(t *testing.T, b []byte, plus bool) []dirent {
+	t.Helper()
+	var out []dirent
+	for len(b) > 0 {
+		var d dirent
+		if plus {
+			var ent fuse.EntryOut
+			ent.NodeID = leU64(b)
+			d.node = ent.NodeID
+			b = b[entryOutSize:]
+		}
+		d.ino, d.off = leU64(b), leU64(b[8:])
+		namelen := int(leU32(b[16:]))
+		d.typ = leU32(b[20:])
+		d.name = string(b[24 : 24+namelen])
+		size := (24 + namelen + 7) &^ 7
+		out = append(out, d)
+		b = b[size:]
+	}
+	return out
+}
+
+const entryOutSize = 40 + 88
+
+func leU64(b []byte) uint64 { return uint64(leU32(b)) | uint64(leU32(b[4:]))<<32 }
+func leU32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// readAll reads a directory with replies of size bytes, continuing from each last offset.
+func readAll(t *testing.T, e *env, fh uint64, size int, plus bool, from uint64) []dirent {
+	t.Helper()
+	var all []dirent
+	off := from
+	var buf fuse.DirBuffer
+	for range 10000 {
+		buf.Reset(size, plus)
+		if errno := e.fs.Readdir(e.ctx(fuse.RootID), &fuse.ReadIn{Fh: fh, Offset: off, Size: uint32(size)}, plus, &buf); errno != 0 {
+			t.Fatal(errno)
+		}
+		got := parseDirBuffer(t, buf.Bytes(), plus)
+		if len(got) == 0 {
+			return all
+		}
+		all = append(all, got...)
+		off = got[len(got)-1].off
+	}
+	t.Fatal("readdir never ended")
+	return nil
+}
+
+func TestReaddir(t *testing.T) {
+	e := newEnv(t, nil)
+	want := map[string]uint32{".": unix.DT_DIR, "..": unix.DT_DIR, "sub": unix.DT_DIR, "ln": unix.DT_LNK}
+	for i := range 150 {
+		name := "file-with-a-longish-name-" + strconv.Itoa(i)
+		e.writeHost(name, "")
+		want[name] = unix.DT_REG
+	}
+	if err := os.Mkdir(e.host("sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", e.host("ln")); err != nil {
+		t.Fatal(err)
+	}
+	fh := openDir(t, e, fuse.RootID)
+	// Small replies force many continuations from the guest's offsets.
+	all := readAll(t, e, fh, 300, false, 0)
+	if len(all) != len(want) {
+		t.Fatalf("got %d entries, want %d", len(all), len(want))
+	}
+	for _, d := range all {
+		typ, ok := want[d.name]
+		if !ok || typ != d.typ {
+			t.Errorf("entry %q type %d: unexpected (want %d, known %v)", d.name, d.typ, typ, ok)
+		}
+		if d.name != "." && d.name != ".." && d.ino != e.lstat(d.name).Ino {
+			t.Errorf("entry %q ino %d, host %d", d.name, d.ino, e.lstat(d.name).Ino)
+		}
+	}
+	// Rewind to 0, and restart in the middle from a remembered offset.
+	again := readAll(t, e, fh, 4096, false, 0)
+	if len(again) != len(all) {
+		t.Fatalf("rewind gave %d entries, want %d", len(again), len(all))
+	}
+	mid := readAll(t, e, fh, 1000, false, all[99].off)
+	if len(mid) != len(all)-100 || mid[0].name != all[100].name {
+		t.Fatalf("seek to the 100th offset gave %d entries starting at %q, want %d starting at %q", len(mid), mid[0].name, len(all)-100, all[100].name)
+	}
+	if errno := e.fs.Releasedir(e.ctx(fuse.RootID), &fuse.ReleaseIn{Fh: fh}); errno != 0 {
+		t.Fatal(errno)
+	}
+}
+
+func TestReaddirplus(t *testing.T) {
+	e := newEnv(t, nil)
+	names := []string{"a", "b", "c", "d", "e"}
+	for _, n := range names {
+		e.writeHost(n, n)
+	}
+	base := e.fs.NodeCount()
+	fh := openDir(t, e, fuse.RootID)
+	// Room for about two entries per reply: entries that do not fit must not be looked up.
+	all := readAll(t, e, fh, 2*((entryOutSize+24+8)&^7)+8, true, 0)
+	var got []string
+	for _, d := range all {
+		if d.name == "." || d.name == ".." {
+			if d.node != 0 {
+				t.Errorf("%q has node id %d, want 0", d.name, d.node)
+			}
+			continue
+		}
+		got = append(got, d.name)
+		if d.node == 0 || e.fs.NodeLookups(d.node) != 1 {
+			t.Errorf("%q: node %d with %d lookups, want one lookup", d.name, d.node, e.fs.NodeLookups(d.node))
+		}
+		if d.ino != e.lstat(d.name).Ino {
+			t.Errorf("%q: ino %d", d.name, d.ino)
+		}
+	}
+	sort.Strings(got)
+	if len(got) != len(names) {
+		t.Fatalf("entries %v, want %v", got, names)
+	}
+	if e.fs.NodeCount() != base+len(names) {
+		t.Fatalf("node count %d, want %d", e.fs.NodeCount(), base+len(names))
+	}
+	// The nodes are the ones LOOKUP finds, and FORGET frees them.
+	for _, d := range all {
+		if d.node != 0 {
+			if ent := e.lookup(fuse.RootID, d.name); ent.NodeID != d.node {
+				t.Fatalf("lookup of %q gave %d, readdirplus %d", d.name, ent.NodeID, d.node)
+			}
+			e.fs.Forget(d.node, 2)
+		}
+	}
+	if e.fs.NodeCount() != base {
+		t.Fatalf("node count %d after forgetting, want %d", e.fs.NodeCount(), base)
+	}
+	e.fs.Releasedir(e.ctx(fuse.RootID), &fuse.ReleaseIn{Fh: fh})
+}

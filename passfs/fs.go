@@ -1,0 +1,212 @@
+package passfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvfsd/uvfsd/fuse"
+)
+
+// FS is the passthrough file system. It implements fuse.FileSystem; its methods may be called
+// concurrently.
+type FS struct {
+	o          Options
+	procSelfFD int
+	ownsProcFD bool // New opened procSelfFD and Close closes it
+	uids, gids IDMapper
+	timeout    uint64 // entry and attribute timeout in seconds
+	groups     []uint32
+
+	inodes  *inodeTable
+	handles *handleTable
+
+	// What INIT negotiated (set in Init, read by every request).
+	dontMask  atomic.Bool // the kernel left the umask to us
+	writeback atomic.Bool // the kernel caches writes: it may read through write-only handles
+
+	// capHostName is the host name of security.capability when an xattr mapping renames it: the
+	// host kernel then no longer drops it on write, so WRITE does (CVE-2021-20263). Nil otherwise.
+	capHostName []byte
+
+	specialXattr specialXattrWorker
+
+	closeOnce sync.Once
+}
+
+var _ fuse.FileSystem = (*FS)(nil)
+
+// New makes a passthrough file system on o.RootFD, which it owns from then on (Close closes it).
+// It sets the process umask to 0: the guest applies its own umask (or sends it, with DONT_MASK).
+func New(o Options) (*FS, error) {
+	if o.RootFD < 0 {
+		return nil, errors.New("passfs: no root directory fd: open the shared directory with O_PATH|O_DIRECTORY first")
+	}
+	var st unix.Statx_t
+	if e := fstatx(o.RootFD, &st); e != 0 {
+		return nil, fmt.Errorf("passfs: stat of the shared directory failed: %w", e)
+	}
+	if uint32(st.Mode)&unix.S_IFMT != unix.S_IFDIR {
+		return nil, errors.New("passfs: the shared directory is not a directory: pass a directory to --shared-dir")
+	}
+	if st.Mask&unix.STATX_MNT_ID == 0 {
+		return nil, errors.New("passfs: the kernel does not report mount ids (statx STATX_MNT_ID): Linux 5.8 or newer is needed")
+	}
+	fs := &FS{o: o, procSelfFD: o.ProcSelfFD, uids: o.UIDs, gids: o.GIDs, timeout: o.Cache.timeout(),
+		inodes: newInodeTable(), handles: newHandleTable()}
+	if fs.uids == nil {
+		fs.uids = identityMapper{}
+	}
+	if fs.gids == nil {
+		fs.gids = identityMapper{}
+	}
+	if fs.procSelfFD < 0 {
+		fd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("passfs: open /proc/self/fd (is /proc mounted?): %w", err)
+		}
+		fs.procSelfFD, fs.ownsProcFD = fd, true
+	}
+	groups, err := unix.Getgroups()
+	if err != nil {
+		return nil, fmt.Errorf("passfs: getgroups: %w", err)
+	}
+	for _, g := range groups {
+		fs.groups = append(fs.groups, uint32(g))
+	}
+	if o.XattrMap != nil {
+		host, errno := o.XattrMap.ToHost(nil, []byte("security.capability"))
+		if errno == 0 && !bytes.Equal(host, []byte("security.capability")) {
+			fs.capHostName = append(append([]byte(nil), host...), 0)
+		}
+	}
+	fs.writeback.Store(o.Writeback)
+	unix.Umask(0)
+
+	root := &inode{id: fuse.RootID, fd: o.RootFD, key: keyOf(&st), fileType: unix.S_IFDIR}
+	root.lookups.Store(1)
+	root.pins.Store(1)
+	fs.inodes.byID[root.id] = root
+	fs.inodes.byKey[root.key] = root
+	return fs, nil
+}
+
+// Close releases every fd, including the root's. The FS must not be used afterwards.
+func (fs *FS) Close() error {
+	fs.closeOnce.Do(func() {
+		fs.handles.removeAll()
+		fs.inodes.dropAllBut(0)
+		fs.specialXattr.stop()
+		if fs.ownsProcFD {
+			closeFD(fs.procSelfFD)
+		}
+	})
+	return nil
+}
+
+// Init adapts to what INIT negotiated.
+func (fs *FS) Init(info *fuse.InitInfo) {
+	fs.dontMask.Store(info.Flags&fuse.CapDontMask != 0)
+	fs.writeback.Store(fs.o.Writeback && info.Flags&fuse.CapWritebackCache != 0)
+}
+
+// Destroy forgets every node but the root and closes every handle: the guest unmounted, and a new
+// mount starts with a new INIT.
+func (fs *FS) Destroy() {
+	fs.handles.removeAll()
+	fs.inodes.dropAllBut(fuse.RootID)
+}
+
+func (fs *FS) logf(format string, a ...any) {
+	if fs.o.Logf != nil {
+		fs.o.Logf(format, a...)
+	}
+}
+
+// node returns the pinned node for a guest node id, or EBADF.
+func (fs *FS) node(id uint64) (*inode, fuse.Errno) {
+	n := fs.inodes.get(id)
+	if n == nil {
+		return nil, syscall.EBADF
+	}
+	return n, 0
+}
+
+// handle returns the pinned handle for a guest file handle, or EBADF.
+func (fs *FS) handle(fh uint64) (*handle, fuse.Errno) {
+	h := fs.handles.get(fh)
+	if h == nil {
+		return nil, syscall.EBADF
+	}
+	return h, 0
+}
+
+// checkName rejects names the server should already have rejected: a second line of defence,
+// since a name with '/' given to an *at() syscall would walk further than one directory.
+func checkName(name fuse.CString) fuse.Errno {
+	b := name.Bytes()
+	if len(b) == 0 || len(b) > 255 || bytes.IndexByte(b, '/') >= 0 || bytes.IndexByte(b, 0) >= 0 ||
+		name.IsDot() || name.IsDotDot() {
+		return syscall.EINVAL
+	}
+	return 0
+}
+
+// fillAttr converts statx results to a FUSE attr, with ids translated for the guest.
+func (fs *FS) fillAttr(st *unix.Statx_t, submount bool, a *fuse.Attr) {
+	a.Ino = st.Ino
+	a.Size = st.Size
+	a.Blocks = st.Blocks
+	a.Atime, a.Atimensec = uint64(st.Atime.Sec), st.Atime.Nsec
+	a.Mtime, a.Mtimensec = uint64(st.Mtime.Sec), st.Mtime.Nsec
+	a.Ctime, a.Ctimensec = uint64(st.Ctime.Sec), st.Ctime.Nsec
+	a.Mode = uint32(st.Mode)
+	a.Nlink = st.Nlink
+	a.UID = fs.uids.NSToGuest(st.Uid)
+	a.GID = fs.gids.NSToGuest(st.Gid)
+	a.Rdev = encodeDev(st.Rdev_major, st.Rdev_minor)
+	a.Blksize = st.Blksize
+	a.Flags = 0
+	if submount && fs.o.AnnounceSubmounts {
+		a.Flags |= fuse.AttrSubmount
+	}
+}
+
+// encodeDev packs a device number the way the guest kernel's new_decode_dev unpacks fuse_attr.rdev.
+func encodeDev(major, minor uint32) uint32 {
+	return (minor & 0xff) | (major&0xfff)<<8 | (minor&^0xff)<<12
+}
+
+// decodeDev is the inverse, for MKNOD's rdev.
+func decodeDev(rdev uint32) uint64 {
+	major := (rdev >> 8) & 0xfff
+	minor := (rdev & 0xff) | ((rdev >> 12) & 0xfff00)
+	return unix.Mkdev(major, minor)
+}
+
+func (fs *FS) fillAttrOut(st *unix.Statx_t, submount bool, out *fuse.AttrOut) {
+	out.AttrValid = fs.timeout
+	out.AttrValidNsec = 0
+	fs.fillAttr(st, submount, &out.Attr)
+}
+
+func (fs *FS) fillEntry(n *inode, st *unix.Statx_t, out *fuse.EntryOut) {
+	out.NodeID = n.id
+	out.Generation = 0
+	out.EntryValid = fs.timeout
+	out.AttrValid = fs.timeout
+	fs.fillAttr(st, n.submount, &out.Attr)
+}
+
+// readonlyErr is EROFS for modifying operations when the share is read-only.
+func (fs *FS) readonlyErr() fuse.Errno {
+	if fs.o.Readonly {
+		return syscall.EROFS
+	}
+	return 0
+}

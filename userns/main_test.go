@@ -1,0 +1,167 @@
+package userns_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uvfsd/uvfsd/idmap"
+	"github.com/uvfsd/uvfsd/userns"
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as a stand-in for uvfsd: with roleEnv set,
+// TestMain runs a role instead of the tests. Roles call userns.Enter
+// exactly as main does, so the re-exec'd stages land here too.
+const (
+	roleEnv     = "UVFSD_TEST_ROLE"
+	exitEnv     = "UVFSD_TEST_EXIT"     // exit code of the state role
+	mountNSEnv  = "UVFSD_TEST_MOUNTNS"  // "1": Options.MountNamespace
+	uidMapEnv   = "UVFSD_TEST_UIDMAP"   // comma-separated --uid-map values
+	pidFileEnv  = "UVFSD_TEST_PIDFILE"  // where the wait role writes its pid
+	sandboxEnv  = "UVFSD_TEST_SANDBOX"  // mode for the sandbox role
+	sharedDirEv = "UVFSD_TEST_SHAREDIR" // shared dir for the sandbox role
+)
+
+// report is what a role prints on stdout for the test to check.
+type report struct {
+	State    *userns.State
+	UIDMap   string // State.UIDs as uid_map text (NSMap has no JSON form)
+	GIDMap   string
+	UID, GID int
+	MountNS  string // readlink /proc/self/ns/mnt
+	CapEff   string
+	Tasks    []taskCaps
+	Sandbox  *sandboxReport
+	Error    string
+}
+
+type taskCaps struct{ Eff, Prm, Bnd, Amb string }
+
+type sandboxReport struct {
+	MarkerByPath, MarkerByRootFD, MarkerByReopen string
+	ProcVisible                                  bool
+	DotDotIsRoot                                 bool
+}
+
+func runRole(role string) {
+	var opts userns.Options
+	opts.MountNamespace = os.Getenv(mountNSEnv) == "1"
+	if v := os.Getenv(uidMapEnv); v != "" {
+		m, err := idmap.ParseMapFlags(strings.Split(v, ","))
+		if err != nil {
+			fail(err)
+		}
+		opts.UIDMap = m
+	}
+	st, err := userns.Enter(opts)
+	if err != nil {
+		fail(err)
+	}
+	rep := report{State: st, UIDMap: st.UIDs.String(), GIDMap: st.GIDs.String(), UID: os.Getuid(), GID: os.Getgid()}
+	rep.MountNS, _ = os.Readlink("/proc/self/ns/mnt")
+	switch role {
+	case "state":
+		rep.CapEff = statusField("/proc/self/status", "CapEff")
+	case "wait":
+		waitForSignal()
+	case "sandbox":
+		rep.Sandbox = sandboxChecks()
+	case "caps":
+		if err := userns.DropCapabilities(); err != nil {
+			fail(err)
+		}
+		rep.Tasks = allTaskCaps()
+	default:
+		fail(fmt.Errorf("unknown role %q", role))
+	}
+	json.NewEncoder(os.Stdout).Encode(rep)
+	code, _ := strconv.Atoi(os.Getenv(exitEnv))
+	os.Exit(code)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "role failed:", err)
+	os.Exit(111)
+}
+
+// waitForSignal writes our pid, then exits 33 on SIGHUP; other signals
+// keep their default action. It gives up after a minute so a broken
+// test cannot leave it behind.
+func waitForSignal() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	if err := os.WriteFile(os.Getenv(pidFileEnv), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		fail(err)
+	}
+	select {
+	case <-hup:
+		os.Exit(33)
+	case <-time.After(time.Minute):
+		os.Exit(99)
+	}
+}
+
+func sandboxChecks() *sandboxReport {
+	dir := os.Getenv(sharedDirEv)
+	jail, err := userns.Sandbox(os.Getenv(sandboxEnv), dir)
+	if err != nil {
+		fail(err)
+	}
+	r := &sandboxReport{}
+	path := "/marker"
+	if os.Getenv(sandboxEnv) == userns.SandboxNone {
+		path = filepath.Join(dir, "marker")
+	}
+	b, _ := os.ReadFile(path)
+	r.MarkerByPath = string(b)
+	// An O_PATH fd below the root, reopened for reading through
+	// /proc/self/fd as the file server will do.
+	fd, err := unix.Openat(jail.RootFD, "marker", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fail(fmt.Errorf("openat(RootFD, marker): %w", err))
+	}
+	r.MarkerByRootFD = "opened"
+	rfd, err := unix.Openat(jail.ProcSelfFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fail(fmt.Errorf("reopen via ProcSelfFD: %w", err))
+	}
+	buf := make([]byte, 64)
+	n, _ := unix.Read(rfd, buf)
+	r.MarkerByReopen = string(buf[:n])
+	_, err = os.Stat("/proc/self")
+	r.ProcVisible = err == nil
+	var root, up unix.Stat_t
+	unix.Stat("/", &root)
+	unix.Stat("/../..", &up)
+	r.DotDotIsRoot = root.Ino == up.Ino && root.Dev == up.Dev
+	return r
+}
+
+func statusField(path, field string) string {
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func allTaskCaps() []taskCaps {
+	tasks, _ := filepath.Glob("/proc/self/task/*/status")
+	var out []taskCaps
+	for _, t := range tasks {
+		out = append(out, taskCaps{
+			Eff: statusField(t, "CapEff"), Prm: statusField(t, "CapPrm"),
+			Bnd: statusField(t, "CapBnd"), Amb: statusField(t, "CapAmb"),
+		})
+	}
+	return out
+}

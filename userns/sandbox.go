@@ -1,0 +1,139 @@
+package userns
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Sandbox modes, as in virtiofsd's --sandbox.
+const (
+	SandboxNamespace = "namespace" // pivot_root into the shared dir (needs Options.MountNamespace)
+	SandboxChroot    = "chroot"    // chroot into the shared dir
+	SandboxNone      = "none"      // no confinement
+)
+
+// Jail holds what the file server needs after the sandbox is up.
+type Jail struct {
+	// RootFD is an O_PATH directory fd of the shared directory's root.
+	RootFD int
+	// ProcSelfFD is an O_PATH fd of /proc/self/fd, opened before the
+	// root changed: openat(ProcSelfFD, "N", flags) reopens fd N, e.g.
+	// an O_PATH inode fd, for reading.
+	ProcSelfFD int
+}
+
+// Close releases both fds.
+func (j *Jail) Close() error {
+	return errors.Join(unix.Close(j.RootFD), unix.Close(j.ProcSelfFD))
+}
+
+const dirPathFlags = unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC
+
+// Sandbox confines the whole process to sharedDir. chroot and
+// pivot_root change the root of every thread, since Go's threads share
+// one fs_struct (none of them calls unshare(CLONE_FS)). Call it after
+// Enter and before DropCapabilities, which removes CAP_SYS_ADMIN and
+// CAP_SYS_CHROOT.
+func Sandbox(mode, sharedDir string) (*Jail, error) {
+	dir, err := checkSharedDir(sharedDir)
+	if err != nil {
+		return nil, err
+	}
+	if mode != SandboxNamespace && mode != SandboxChroot && mode != SandboxNone {
+		return nil, fmt.Errorf("unknown sandbox mode %q: use %s, %s or %s", mode, SandboxNamespace, SandboxChroot, SandboxNone)
+	}
+	if mode == SandboxNamespace && !mountNamespaceReady {
+		return nil, fmt.Errorf("--sandbox=%s needs a private mount namespace: call userns.Enter with MountNamespace set first, or use --sandbox=%s", mode, SandboxChroot)
+	}
+	// /proc disappears from view once the root changes.
+	procFD, err := unix.Open("/proc/self/fd", dirPathFlags, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening /proc/self/fd: %w; uvfsd needs /proc mounted", err)
+	}
+	switch mode {
+	case SandboxNamespace:
+		err = pivotInto(dir)
+	case SandboxChroot:
+		err = chrootInto(dir)
+	}
+	if err != nil {
+		unix.Close(procFD)
+		return nil, err
+	}
+	root := dir
+	if mode != SandboxNone {
+		root = "/"
+	}
+	rootFD, err := unix.Open(root, dirPathFlags, 0)
+	if err != nil {
+		unix.Close(procFD)
+		return nil, fmt.Errorf("opening the shared directory %s: %w", dir, err)
+	}
+	return &Jail{RootFD: rootFD, ProcSelfFD: procFD}, nil
+}
+
+// checkSharedDir returns the absolute path of an existing directory.
+func checkSharedDir(sharedDir string) (string, error) {
+	if sharedDir == "" {
+		return "", fmt.Errorf("no shared directory given: pass --shared-dir=DIR")
+	}
+	dir, err := filepath.Abs(sharedDir)
+	if err != nil {
+		return "", fmt.Errorf("shared directory %s: %w", sharedDir, err)
+	}
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("shared directory %s does not exist: create it (mkdir -p %s) or fix --shared-dir: %w", dir, dir, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("shared directory %s: %w; check that uvfsd may access it", dir, err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("shared directory %s is not a directory: --shared-dir must name a directory", dir)
+	}
+	return dir, nil
+}
+
+// pivotInto makes dir the root of this mount namespace and detaches
+// everything else, so no path leads outside it.
+func pivotInto(dir string) error {
+	p := DefaultPaths()
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("sandbox: making mounts private: %w", explainNamespaceEPERM(p, err))
+	}
+	// pivot_root needs a mount point; a recursive bind of the
+	// directory onto itself is one, and keeps its submounts.
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("sandbox: bind-mounting %s onto itself: %w", dir, explainNamespaceEPERM(p, err))
+	}
+	if err := unix.Chdir(dir); err != nil {
+		return fmt.Errorf("sandbox: chdir %s: %w", dir, err)
+	}
+	// pivot_root(".", ".") stacks the old root on top of the new one;
+	// detaching "." then removes the old root and reveals the new.
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("sandbox: pivot_root into %s: %w; try --sandbox=%s", dir, explainNamespaceEPERM(p, err), SandboxChroot)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("sandbox: detaching the old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("sandbox: chdir /: %w", err)
+	}
+	return nil
+}
+
+func chrootInto(dir string) error {
+	if err := unix.Chroot(dir); err != nil {
+		return fmt.Errorf("sandbox: chroot %s: %w; chroot needs root or a user namespace, or use --sandbox=%s", dir, explainNamespaceEPERM(DefaultPaths(), err), SandboxNone)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("sandbox: chdir /: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package userns_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/uvfsd/uvfsd/userns"
+	"golang.org/x/sys/unix"
+)
+
+func TestSandboxErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	tests := []struct{ mode, dir, want string }{
+		{userns.SandboxChroot, filepath.Join(dir, "missing"), "does not exist: create it (mkdir -p " + filepath.Join(dir, "missing")},
+		{userns.SandboxChroot, file, file + " is not a directory"},
+		{userns.SandboxChroot, "", "--shared-dir"},
+		{"jail", dir, `unknown sandbox mode "jail"`},
+		// This process never called Enter with MountNamespace.
+		{userns.SandboxNamespace, dir, "needs a private mount namespace"},
+	}
+	for _, tt := range tests {
+		_, err := userns.Sandbox(tt.mode, tt.dir)
+		t.Logf("%s %q: %v", tt.mode, tt.dir, err)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Sandbox(%q, %q) error = %v, want containing %q", tt.mode, tt.dir, err, tt.want)
+		}
+	}
+}
+
+func TestSandboxNone(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "marker"), []byte("none"), 0o644)
+	jail, err := userns.Sandbox(userns.SandboxNone, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jail.Close()
+	fd, err := unix.Openat(jail.RootFD, "marker", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	rfd, err := unix.Openat(jail.ProcSelfFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("reopening through ProcSelfFD: %v", err)
+	}
+	defer unix.Close(rfd)
+	buf := make([]byte, 8)
+	n, _ := unix.Read(rfd, buf)
+	if string(buf[:n]) != "none" {
+		t.Errorf("read %q through the reopened fd", buf[:n])
+	}
+}
+
+func checkJailed(t *testing.T, rep report, content string) {
+	t.Helper()
+	s := rep.Sandbox
+	if s == nil {
+		t.Fatal("no sandbox report")
+	}
+	if s.MarkerByPath != content || s.MarkerByReopen != content || s.MarkerByRootFD != "opened" {
+		t.Errorf("marker by path %q, by reopen %q, by RootFD %q; want %q", s.MarkerByPath, s.MarkerByReopen, s.MarkerByRootFD, content)
+	}
+	if s.ProcVisible {
+		t.Errorf("/proc is visible inside the sandbox: the root is not the shared dir")
+	}
+	if !s.DotDotIsRoot {
+		t.Errorf("/../.. is not / inside the sandbox")
+	}
+}
+
+func TestSandboxNamespaceUnprivileged(t *testing.T) {
+	u := unprivilegedUser(t, true)
+	dir := sharedDir(t, "ns-unpriv")
+	rep, _ := runRoleAs(t, u, "sandbox", 0, mountNSEnv+"=1", sandboxEnv+"=namespace", sharedDirEv+"="+dir)
+	checkJailed(t, rep, "ns-unpriv")
+}
+
+func TestSandboxNamespaceWithoutRanges(t *testing.T) {
+	u := unprivilegedUser(t, false)
+	dir := sharedDir(t, "ns-nosub")
+	rep, _ := runRoleAs(t, u, "sandbox", 0, mountNSEnv+"=1", sandboxEnv+"=namespace", sharedDirEv+"="+dir)
+	checkJailed(t, rep, "ns-nosub")
+}
+
+func TestSandboxNamespaceRoot(t *testing.T) {
+	u := rootUser(t)
+	dir := sharedDir(t, "ns-root")
+	before, _ := os.ReadFile("/proc/self/mountinfo")
+	rep, _ := runRoleAs(t, u, "sandbox", 0, mountNSEnv+"=1", sandboxEnv+"=namespace", sharedDirEv+"="+dir)
+	checkJailed(t, rep, "ns-root")
+	// The bind mount must not have propagated to our namespace.
+	after, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Count(string(after), dir) != strings.Count(string(before), dir) {
+		t.Errorf("the sandbox's mount of %s leaked into the parent namespace", dir)
+	}
+}
+
+func TestSandboxChroot(t *testing.T) {
+	for _, who := range []string{"root", "unprivileged"} {
+		t.Run(who, func(t *testing.T) {
+			var u *testUser
+			if who == "root" {
+				u = rootUser(t)
+			} else {
+				u = unprivilegedUser(t, true)
+			}
+			dir := sharedDir(t, "chroot-"+who)
+			rep, _ := runRoleAs(t, u, "sandbox", 0, sandboxEnv+"=chroot", sharedDirEv+"="+dir)
+			checkJailed(t, rep, "chroot-"+who)
+		})
+	}
+}

@@ -1,0 +1,93 @@
+package userns
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/uvfsd/uvfsd/idmap"
+)
+
+// Options configure Enter.
+type Options struct {
+	// UIDMap and GIDMap come from --uid-map/--gid-map. Empty: map the
+	// own id at 0 and the /etc/subuid (/etc/subgid) ranges from 1 on.
+	// Given, they must map the own id at 0 (see planMap).
+	UIDMap, GIDMap idmap.NSMap
+	// MountNamespace asks for a private mount namespace, which
+	// Sandbox("namespace") needs. Root re-execs for it too.
+	MountNamespace bool
+	// Stderr receives notes for the user; nil means os.Stderr.
+	Stderr io.Writer
+	// Paths overrides the system files consulted; nil means DefaultPaths.
+	Paths *Paths
+}
+
+func (o Options) paths() Paths {
+	if o.Paths != nil {
+		return *o.Paths
+	}
+	return DefaultPaths()
+}
+
+func (o Options) stderr() io.Writer {
+	if o.Stderr != nil {
+		return o.Stderr
+	}
+	return os.Stderr
+}
+
+// State describes the namespace the daemon ended up in.
+type State struct {
+	// InNamespace is true when the process is in a user namespace of
+	// its own (uid_map is not the identity).
+	InNamespace bool
+	// HostUID and HostGID are the invoking user's ids outside, the
+	// numbers `id` prints on the host.
+	HostUID, HostGID uint32
+	// UIDs and GIDs are the namespace's uid_map and gid_map.
+	UIDs, GIDs idmap.NSMap
+	// SubordinateRanges is true when both maps hold ids besides the
+	// invoking user's, so files can be owned by other users.
+	SubordinateRanges bool
+	// CanSetgroups is true when setgroups(2) is allowed (it is denied
+	// when gid_map was written without newgidmap).
+	CanSetgroups bool
+	// MountNamespace is true when Enter created a private mount
+	// namespace for this process.
+	MountNamespace bool
+}
+
+// currentState reads the maps of this process.
+func currentState(p Paths) (*State, error) {
+	uids, err := idmap.ReadNSMap(filepath.Join(p.Proc, "self/uid_map"))
+	if err != nil {
+		return nil, err
+	}
+	gids, err := idmap.ReadNSMap(filepath.Join(p.Proc, "self/gid_map"))
+	if err != nil {
+		return nil, err
+	}
+	st := &State{InNamespace: !uids.IsIdentity(), UIDs: uids, GIDs: gids}
+	var ok bool
+	if st.HostUID, ok = uids.NSToHost(uint32(os.Getuid())); !ok {
+		return nil, fmt.Errorf("this process's uid %d is not mapped in its user namespace (uid_map %q); start uvfsd outside the namespace or map the uid", os.Getuid(), uids.String())
+	}
+	if st.HostGID, ok = gids.NSToHost(uint32(os.Getgid())); !ok {
+		return nil, fmt.Errorf("this process's gid %d is not mapped in its user namespace (gid_map %q); start uvfsd outside the namespace or map the gid", os.Getgid(), gids.String())
+	}
+	st.SubordinateRanges = mappedIDs(uids) > 1 && mappedIDs(gids) > 1
+	setgroups, _ := os.ReadFile(filepath.Join(p.Proc, "self/setgroups"))
+	st.CanSetgroups = os.Geteuid() == 0 && strings.TrimSpace(string(setgroups)) == "allow"
+	return st, nil
+}
+
+func mappedIDs(m idmap.NSMap) uint64 {
+	var n uint64
+	for _, e := range m.Extents() {
+		n += uint64(e.Count)
+	}
+	return n
+}

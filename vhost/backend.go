@@ -1,0 +1,175 @@
+package vhost
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Handler serves requests. Queue 0 is the hiprio queue, 1.. are request queues. Serve must call
+// r.Complete exactly once, now or later from another goroutine.
+type Handler interface {
+	Serve(queue int, r *Request)
+}
+
+// Config configures a Backend.
+type Config struct {
+	// Tag, when non-empty, advertises VHOST_USER_PROTOCOL_F_CONFIG and GET_CONFIG returns
+	// virtio_fs_config{tag[36], num_request_queues}. Leave it empty for QEMU 7.1-8.0, which only
+	// logs a warning and then crashes when a vhost-user-fs back-end offers CONFIG.
+	Tag string
+	// RequestQueues is the number of request queues advertised via GET_QUEUE_NUM (the hiprio queue
+	// comes on top). Default 1; QEMU may set up fewer.
+	RequestQueues int
+	// ThreadPoolSize 0 serves each queue inline on its worker goroutine; N > 0 lets up to N
+	// goroutines per queue serve concurrently.
+	ThreadPoolSize int
+	// Logf receives diagnostics about misbehaving guests and front-ends. May be nil.
+	Logf func(format string, args ...any)
+	// StopTimeout bounds how long stopping a ring (GET_VRING_BASE, disconnect) waits for workers
+	// and in-flight requests. 0 means 3 s. QEMU blocks on GET_VRING_BASE, so this must stay short.
+	StopTimeout time.Duration
+}
+
+// Backend is a vhost-user back-end for one virtio-fs device. It serves one connection at a time.
+type Backend struct {
+	cfg Config
+	h   Handler
+
+	// Per-connection state, touched only by the ServeConn goroutine (queues have their own lock).
+	queues           []*queue
+	features         uint64 // acked virtio features
+	protocolFeatures uint64 // acked protocol features
+	mem              *memTable
+}
+
+// NewBackend returns a back-end that passes requests to h.
+func NewBackend(cfg Config, h Handler) *Backend {
+	if cfg.RequestQueues <= 0 {
+		cfg.RequestQueues = 1
+	}
+	return &Backend{cfg: cfg, h: h}
+}
+
+func (b *Backend) logf(format string, args ...any) {
+	if b.cfg.Logf != nil {
+		b.cfg.Logf(format, args...)
+	}
+}
+
+func (b *Backend) stopTimeout() time.Duration {
+	if b.cfg.StopTimeout > 0 {
+		return b.cfg.StopTimeout
+	}
+	return 3 * time.Second
+}
+
+func (b *Backend) protocolNegotiated() bool { return b.features&FeatureProtocolFeatures != 0 }
+
+func (b *Backend) replyAck() bool { return b.protocolFeatures&ProtocolReplyAck != 0 }
+
+// ServeConn runs the vhost-user protocol on one connected unix socket until the front-end
+// disconnects (returns nil) or breaks the protocol (returns an error). It stops all queue workers
+// and releases guest memory before returning.
+func (b *Backend) ServeConn(c *net.UnixConn) error {
+	if len(b.cfg.Tag) > FSConfigTagLength {
+		return fmt.Errorf("virtio-fs tag %q is %d bytes; the limit is %d: choose a shorter tag", b.cfg.Tag, len(b.cfg.Tag), FSConfigTagLength)
+	}
+	cn, err := newConn(c)
+	if err != nil {
+		return err
+	}
+	b.features, b.protocolFeatures, b.mem = 0, 0, nil
+	b.queues = make([]*queue, 1+b.cfg.RequestQueues)
+	for i := range b.queues {
+		b.queues[i] = newQueue(b, i)
+	}
+	defer b.teardown()
+	for {
+		m, err := cn.recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("vhost-user connection: %w", err)
+		}
+		if err := b.handle(cn, m); err != nil {
+			return fmt.Errorf("vhost-user connection: %w", err)
+		}
+	}
+}
+
+// teardown stops every ring and drops guest memory (mappings live on until in-flight requests
+// complete).
+func (b *Backend) teardown() {
+	for _, q := range b.queues {
+		q.reset()
+		q.close()
+	}
+	if b.mem != nil {
+		b.mem.release()
+		b.mem = nil
+	}
+}
+
+// handle validates one message, runs its handler and sends the reply or REPLY_ACK. A returned
+// error closes the connection; it is used only when the stream cannot continue sensibly.
+func (b *Backend) handle(cn *conn, m *message) error {
+	defer closeFDs(m.fds) // whatever a handler did not take
+	r, err := checkMessage(m.hdr, m.payload, len(m.fds))
+	if err != nil {
+		if m.hdr.Flags&FlagVersionMask != FlagVersion || r.hasReply {
+			// The front-end waits for a reply we cannot give; continuing would desynchronise.
+			return err
+		}
+		b.logf("vhost-user: %v", err)
+		return b.ack(cn, m, err)
+	}
+	reply, err := b.dispatch(m)
+	if r.hasReply {
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		return cn.send(m.hdr.Request, reply)
+	}
+	if err != nil {
+		b.logf("vhost-user: %s: %v", r.name, err)
+	}
+	return b.ack(cn, m, err)
+}
+
+// ack sends the REPLY_ACK u64 (0 success, 1 failure) when negotiated and requested.
+func (b *Backend) ack(cn *conn, m *message, err error) error {
+	if !m.needsAck() || !b.replyAck() {
+		return nil
+	}
+	var p [8]byte
+	if err != nil {
+		binary.LittleEndian.PutUint64(p[:], 1)
+	}
+	return cn.send(m.hdr.Request, p[:])
+}
+
+// queue returns the queue a message refers to, or an error for an index out of range.
+func (b *Backend) queue(index uint32) (*queue, error) {
+	if index >= uint32(len(b.queues)) {
+		return nil, fmt.Errorf("queue index %d out of range (device has %d queues)", index, len(b.queues))
+	}
+	return b.queues[index], nil
+}
+
+func u64Payload(v uint64) []byte {
+	p := make([]byte, 8)
+	binary.LittleEndian.PutUint64(p, v)
+	return p
+}
+
+// takeFD removes fd i from the message so the deferred close leaves it alone.
+func (m *message) takeFD(i int) int {
+	fd := m.fds[i]
+	m.fds[i] = -1
+	return fd
+}

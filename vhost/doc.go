@@ -1,0 +1,18 @@
+// Package vhost implements the back-end side of the vhost-user protocol for a virtio-fs device.
+//
+// QEMU (the front-end) connects to a unix socket, shares guest RAM through memfds and hands over
+// split virtqueues together with kick/call eventfds. The back-end maps that memory, runs one worker
+// goroutine per started queue and turns every descriptor chain into a Request whose In and Out
+// buffers point straight into guest memory, so the FUSE layer reads and writes guest memory without
+// copies.
+//
+// The guest is hostile: every ring address, descriptor, length and index is bounded before use, and
+// a bad chain is returned to the guest with 0 bytes written instead of crashing or hanging the
+// daemon. The front-end is trusted a little more, but malformed messages still only produce an
+// error reply or a closed connection.
+//
+// File map: protocol.go (wire constants and payload layouts), conn.go (framing and fd passing),
+// memory.go (guest memory regions), ring.go (split ring layout and atomic index access), walk.go
+// (descriptor chain walker), queue.go and worker.go (per-queue state, worker and Request),
+// backend.go and messages.go (connection loop and one method per message), listen.go (sockets).
+package vhost

@@ -1,0 +1,125 @@
+package vhost
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listen creates a unix listening socket at path. It refuses to touch a socket a live daemon is
+// listening on, replaces a stale socket file left by a crashed one, and refuses to delete anything
+// that is not a socket. With a non-empty group the socket is chgrp'ed to it and made mode 0660 so
+// members of the group (e.g. the user running QEMU) can connect.
+func Listen(path, group string) (*net.UnixListener, error) {
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("creating vhost-user socket %s: %w (check that the directory exists and is writable)", path, err)
+	}
+	// The daemon removes the path itself (ServeListener), also when the listener was inherited.
+	l.SetUnlinkOnClose(false)
+	if group != "" {
+		if err := chgrpSocket(path, group); err != nil {
+			l.Close()
+			os.Remove(path)
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// removeStaleSocket deletes path if it is a socket nobody listens on.
+func removeStaleSocket(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checking socket path %s: %w", path, err)
+	}
+	if st.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("socket path %s exists and is not a socket; remove it or choose another --socket-path", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("socket %s is in use by a running daemon; stop it or choose another --socket-path", path)
+	}
+	if !errors.Is(err, unix.ECONNREFUSED) {
+		return fmt.Errorf("socket %s exists and cannot be probed (%w); remove it if no daemon uses it", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("removing stale socket %s: %w", path, err)
+	}
+	return nil
+}
+
+func chgrpSocket(path, group string) error {
+	gid, err := strconv.Atoi(group)
+	if err != nil {
+		g, lerr := user.LookupGroup(group)
+		if lerr != nil {
+			return fmt.Errorf("socket group %q: %w (give an existing group name or numeric gid)", group, lerr)
+		}
+		gid, err = strconv.Atoi(g.Gid)
+		if err != nil {
+			return fmt.Errorf("socket group %q has non-numeric gid %q", group, g.Gid)
+		}
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("chgrp %d %s: %w (you must be a member of the group)", gid, path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		return fmt.Errorf("chmod 0660 %s: %w", path, err)
+	}
+	return nil
+}
+
+// ListenerFromFD wraps an inherited listening unix socket (--fd). The fd is owned by the
+// returned listener afterwards.
+func ListenerFromFD(fd int) (*net.UnixListener, error) {
+	accepting, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if err != nil {
+		return nil, fmt.Errorf("--fd %d is not a socket: %w", fd, err)
+	}
+	if accepting == 0 {
+		return nil, fmt.Errorf("--fd %d is a socket but not listening; pass a bound unix socket after listen(2)", fd)
+	}
+	f := os.NewFile(uintptr(fd), "vhost-user-listener")
+	defer f.Close() // FileListener dups it
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("--fd %d: %w", fd, err)
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok {
+		l.Close()
+		return nil, fmt.Errorf("--fd %d is a %T, not a unix socket", fd, l)
+	}
+	ul.SetUnlinkOnClose(false)
+	return ul, nil
+}
+
+// ServeListener accepts exactly one front-end, stops listening, and serves it until it
+// disconnects, like the Rust virtiofsd: the daemon then exits and removes its socket
+// (removePath, if non-empty). A disconnect returns nil.
+func (b *Backend) ServeListener(l *net.UnixListener, removePath string) error {
+	if removePath != "" {
+		defer os.Remove(removePath)
+	}
+	c, err := l.AcceptUnix()
+	l.Close()
+	if err != nil {
+		return fmt.Errorf("accepting vhost-user connection: %w", err)
+	}
+	defer c.Close()
+	return b.ServeConn(c)
+}

@@ -1,0 +1,159 @@
+package vhost_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uvfsd/uvfsd/vhost"
+	"github.com/uvfsd/uvfsd/vhost/frontend"
+	"golang.org/x/sys/unix"
+)
+
+func TestListenRefusesSocketOfLiveDaemon(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = vhost.Listen(path, "")
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Listen on a live socket: %v; want an 'in use' error", err)
+	}
+	// The live daemon's socket must survive the attempt.
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("live socket broken by the refused Listen: %v", err)
+	}
+	c.Close()
+}
+
+func TestListenReplacesStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.SetUnlinkOnClose(false)
+	old.Close() // leaves the file behind, like a crashed daemon
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket file missing: %v", err)
+	}
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	defer l.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("new socket not reachable: %v", err)
+	}
+	c.Close()
+}
+
+func TestListenRefusesToDeleteNonSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "precious")
+	if err := os.WriteFile(path, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vhost.Listen(path, ""); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("Listen on a regular file: %v", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "data" {
+		t.Fatalf("regular file damaged: %q, %v", b, err)
+	}
+}
+
+func TestListenSetsGroupAndMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	gid := os.Getgid()
+	l, err := vhost.Listen(path, strconv.Itoa(gid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode %v, want 0660", st.Mode().Perm())
+	}
+	if got := st.Sys().(*syscall.Stat_t).Gid; int(got) != gid {
+		t.Errorf("socket gid %d, want %d", got, gid)
+	}
+	if _, err := vhost.Listen(filepath.Join(t.TempDir(), "x.sock"), "no-such-group-uvfsd"); err == nil {
+		t.Error("Listen with an unknown group succeeded")
+	}
+}
+
+func TestListenerFromFD(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vhost.ListenerFromFD(fd); err == nil || !strings.Contains(err.Error(), "not listening") {
+		t.Fatalf("ListenerFromFD on a non-listening socket: %v", err)
+	}
+	if err := unix.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	l, err := vhost.ListenerFromFD(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := vhost.ListenerFromFD(-1); err == nil {
+		t.Fatal("ListenerFromFD(-1) succeeded")
+	}
+}
+
+func TestServeListenerServesOneFrontendThenRemovesSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := vhost.NewBackend(vhost.Config{}, &echo{})
+	done := make(chan error, 1)
+	go func() { done <- b.ServeListener(l, path) }()
+	f, err := frontend.Dial(path, frontend.Options{MemSize: 1 << 20, QueueSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := f.Call(1, [][]byte{[]byte("over a real socket")}, []int{32})
+	if err != nil || string(out) != "over a real socket" {
+		t.Fatalf("call: %q, %v", out, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		t.Error("a second front-end could connect while the first is served")
+	}
+	f.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ServeListener after disconnect: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeListener did not return after the front-end disconnected")
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket still present after exit: %v", err)
+	}
+}

@@ -1,0 +1,156 @@
+package vhost
+
+import (
+	"golang.org/x/sys/unix"
+)
+
+// worker serves one started queue. It blocks in poll(2) on the kick eventfd and the queue's control
+// eventfd, so stopping it never depends on the guest kicking again (go-fuse's SetEnable can hang
+// on exactly that).
+type worker struct {
+	q      *queue
+	gen    uint64
+	kickFD int // private dup, closed on exit
+	ctlFD  int
+	done   chan struct{}
+	pool   chan *Request // nil: serve inline
+
+	indirect bool // VIRTIO_RING_F_INDIRECT_DESC negotiated (fixed for the worker's lifetime)
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	defer unix.Close(w.kickFD)
+	if n := w.q.b.cfg.ThreadPoolSize; n > 0 {
+		w.pool = make(chan *Request, n)
+		defer close(w.pool)
+		for range n {
+			go w.serveFromPool()
+		}
+	}
+	fds := []unix.PollFd{{Fd: int32(w.kickFD), Events: unix.POLLIN}, {Fd: int32(w.ctlFD), Events: unix.POLLIN}}
+	var buf [8]byte
+	// The driver may have queued requests before the kick fd arrived.
+	w.drain()
+	for w.current() {
+		fds[0].Revents, fds[1].Revents = 0, 0
+		if _, err := unix.Poll(fds, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			w.q.b.logf("vhost: queue %d: poll: %v; stopping the queue", w.q.index, err)
+			return
+		}
+		if fds[1].Revents&unix.POLLIN != 0 {
+			unix.Read(w.ctlFD, buf[:])
+		}
+		if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
+			w.q.b.logf("vhost: queue %d: kick fd failed (revents %#x); stopping the queue", w.q.index, fds[0].Revents)
+			return
+		}
+		if fds[0].Revents&unix.POLLIN != 0 {
+			unix.Read(w.kickFD, buf[:])
+		}
+		if !w.current() {
+			return
+		}
+		w.drain()
+	}
+}
+
+func (w *worker) current() bool {
+	w.q.mu.Lock()
+	defer w.q.mu.Unlock()
+	return w.q.runGen == w.gen
+}
+
+func (w *worker) serveFromPool() {
+	for r := range w.pool {
+		w.q.b.h.Serve(w.q.index, r)
+	}
+}
+
+// drain pops and serves every available chain, then sends at most one notification for the
+// completions that happened meanwhile.
+func (w *worker) drain() {
+	q := w.q
+	q.mu.Lock()
+	if q.runGen != w.gen {
+		q.mu.Unlock()
+		return
+	}
+	q.batching = true
+	q.mu.Unlock()
+	for {
+		r, ring := w.pop()
+		if r == nil {
+			break
+		}
+		var err error
+		r.In, r.Out, err = walkChain(r.mem, ring.desc, ring.size, r.head, w.indirect, r.In, r.Out)
+		if err != nil {
+			q.b.logf("vhost: queue %d: descriptor chain at head %d: %v; returning it with 0 bytes", q.index, r.head, err)
+			r.In, r.Out = r.In[:0], r.Out[:0]
+			r.Complete(0)
+			continue
+		}
+		if w.pool != nil {
+			w.pool <- r
+		} else {
+			q.b.h.Serve(q.index, r)
+		}
+	}
+	q.mu.Lock()
+	if q.runGen == w.gen {
+		q.batching = false
+		if q.pendingSignal {
+			q.pendingSignal = false
+			q.signalLocked()
+		}
+	}
+	q.mu.Unlock()
+}
+
+// pop takes the next available chain, or returns nil when the ring is empty, the worker is stale,
+// the ring is broken, or as many requests as the ring has slots are already in flight (which a
+// well-behaved driver can never cause; the worker resumes when one completes).
+func (w *worker) pop() (*Request, vring) {
+	q := w.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.runGen != w.gen || !q.ringOK || q.broken {
+		return nil, vring{}
+	}
+	avail := q.ring.availIdx()
+	if avail == q.lastAvail && q.eventIdx {
+		// Ask for a kick at the next entry, then look again: the driver may have published one
+		// before it could see the new avail_event (the CAS in setAvailEvent is a full barrier).
+		q.ring.setAvailEvent(q.lastAvail)
+		avail = q.ring.availIdx()
+	}
+	if avail == q.lastAvail {
+		return nil, vring{}
+	}
+	if int(avail-q.lastAvail) > q.size {
+		q.broken = true
+		q.b.logf("vhost: queue %d: guest claims %d new available entries in a ring of %d; stopping the queue", q.index, avail-q.lastAvail, q.size)
+		return nil, vring{}
+	}
+	if q.inflight >= q.size {
+		q.throttled = true
+		return nil, vring{}
+	}
+	var r *Request
+	if n := len(q.free); n > 0 {
+		r = q.free[n-1]
+		q.free = q.free[:n-1]
+	} else {
+		r = new(Request)
+	}
+	r.head = q.ring.availHead(q.lastAvail)
+	q.lastAvail++
+	r.q, r.mem, r.epoch = q, q.mem, q.epoch
+	q.mem.acquire()
+	q.inflight++
+	return r, q.ring
+}
