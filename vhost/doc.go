@@ -13,6 +13,7 @@
 //
 // File map: protocol.go (wire constants and payload layouts), conn.go (framing and fd passing),
 // memory.go (guest memory regions), ring.go (split ring layout and atomic index access), walk.go
-// (descriptor chain walker), queue.go and worker.go (per-queue state, worker and Request),
-// backend.go and messages.go (connection loop and one method per message), listen.go (sockets).
+// (descriptor chain walker), queue.go, worker.go and request.go (per-queue state, the worker
+// goroutine, Request and Complete), backend.go and messages.go (connection loop and one method
+// per message), listen.go (sockets).
 package vhost

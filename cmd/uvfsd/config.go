@@ -314,7 +314,9 @@ func configFilePath(explicit string, getenv func(string) string) (string, error)
 		if err == nil {
 			return c, nil
 		}
-		if !errors.Is(err, os.ErrNotExist) {
+		// A default location we may not even look into (HOME left over from another user, as
+		// with su or setpriv) holds no config of ours.
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, os.ErrPermission) {
 			return "", fmt.Errorf("config file: %w", err)
 		}
 	}

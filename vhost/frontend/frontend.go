@@ -213,7 +213,8 @@ func (f *Frontend) userAddr(gpa uint64) uint64 { return gpa - GuestBase + UserBa
 // UserAddr is userAddr for tests that build SET_VRING_ADDR by hand.
 func (f *Frontend) UserAddr(gpa uint64) uint64 { return f.userAddr(gpa) }
 
-// Close disconnects from the back-end and releases guest memory and eventfds.
+// Close disconnects from the back-end and releases guest memory and eventfds. Call it only after
+// every Call has returned: guest memory is unmapped.
 func (f *Frontend) Close() error {
 	var err error
 	f.closeOnce.Do(func() {
