@@ -128,7 +128,7 @@ func (fs *FS) truncate(n *inode, h *handle, name *fdName, size uint64) fuse.Errn
 	default:
 		return syscall.EINVAL
 	}
-	fd, e := openat(fs.procSelfFD, name.of(n.fd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, e := fs.openat(fs.procSelfFD, name.of(n.fd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if e != 0 {
 		return e
 	}
@@ -287,5 +287,5 @@ func (fs *FS) openNode(n *inode, flags int) (int, fuse.Errno) {
 	var name fdName
 	// O_NOFOLLOW would refuse the magic link itself; O_CREAT/O_EXCL make no sense on an existing fd.
 	flags &^= unix.O_NOFOLLOW | unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
-	return openat(fs.procSelfFD, name.of(n.fd), flags|unix.O_CLOEXEC, 0)
+	return fs.openat(fs.procSelfFD, name.of(n.fd), flags|unix.O_CLOEXEC, 0)
 }

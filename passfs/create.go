@@ -33,7 +33,7 @@ func (fs *FS) parentForCreate(ctx *fuse.Context, name fuse.CString) (*inode, fus
 // finishCreate looks up the new name and labels it with the guest's security context. If that
 // fails, the new entry is removed again so that the failed request leaves nothing behind.
 func (fs *FS) finishCreate(ctx *fuse.Context, parent *inode, name fuse.CString, isDir bool, out *fuse.EntryOut) fuse.Errno {
-	e := fs.lookupAt(parent, name.Ptr(), out)
+	e := fs.lookupAt(parent, name, out)
 	if e == 0 {
 		if e = fs.applySecCtx(ctx, out.NodeID); e != 0 {
 			fs.inodes.forget(out.NodeID, 1)
@@ -127,7 +127,7 @@ func (fs *FS) Link(ctx *fuse.Context, in *fuse.LinkIn, name fuse.CString, out *f
 	if e != 0 {
 		return e
 	}
-	return fs.lookupAt(parent, name.Ptr(), out)
+	return fs.lookupAt(parent, name, out) // also records the new name as one to reopen old from
 }
 
 // Unlink removes a non-directory.
@@ -146,7 +146,14 @@ func (fs *FS) unlink(ctx *fuse.Context, name fuse.CString, flags int) fuse.Errno
 		return e
 	}
 	defer parent.unpin()
+	victim := fs.knownNodeAt(parent, name)
 	_, _, e = unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(flags))
+	if victim != nil {
+		if e == 0 {
+			victim.keepOpenIfNamed(parent, name)
+		}
+		victim.unpin()
+	}
 	return e
 }
 
@@ -174,8 +181,30 @@ func (fs *FS) Rename(ctx *fuse.Context, newDir uint64, flags uint32, oldName, ne
 	if !target.isDir() {
 		return syscall.ENOTDIR
 	}
+	// The nodes at both names, pinned with their fds open while the names change, so that no
+	// concurrent reopen looks for them by a name that is no longer theirs.
+	moved := fs.knownNodeAt(parent, oldName)
+	replaced := fs.knownNodeAt(target, newName)
 	_, _, e = unix.Syscall6(unix.SYS_RENAMEAT2, uintptr(parent.fd), ptr(oldName.Ptr()),
 		uintptr(target.fd), ptr(newName.Ptr()), uintptr(flags), 0)
+	if e == 0 {
+		if moved != nil {
+			moved.noteName(target, newName)
+		}
+		if replaced != nil && replaced != moved {
+			if flags&unix.RENAME_EXCHANGE != 0 {
+				replaced.noteName(parent, oldName)
+			} else {
+				replaced.keepOpenIfNamed(target, newName)
+			}
+		}
+	}
+	if moved != nil {
+		moved.unpin()
+	}
+	if replaced != nil {
+		replaced.unpin()
+	}
 	return e
 }
 
@@ -196,7 +225,7 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 	fd := -1
 	e = fs.asCaller(ctx, func() fuse.Errno {
 		var e fuse.Errno
-		fd, e = openat(parent.fd, name.Ptr(), flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode)
+		fd, e = fs.openat(parent.fd, name.Ptr(), flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode)
 		return e
 	})
 	if e == syscall.EEXIST && in.Flags&unix.O_EXCL == 0 {
@@ -205,7 +234,7 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 	if e != 0 {
 		return e
 	}
-	if e := fs.entryFromOpenFD(parent, fd, entry); e != 0 {
+	if e := fs.entryFromOpenFD(parent, name, fd, entry); e != 0 {
 		closeFD(fd)
 		unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), 0)
 		return e
@@ -224,7 +253,7 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 
 // openExisting is CREATE's fallback for a name that already exists.
 func (fs *FS) openExisting(ctx *fuse.Context, parent *inode, name fuse.CString, in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
-	if e := fs.lookupAt(parent, name.Ptr(), entry); e != 0 {
+	if e := fs.lookupAt(parent, name, entry); e != 0 {
 		return e
 	}
 	octx := *ctx
@@ -238,10 +267,11 @@ func (fs *FS) openExisting(ctx *fuse.Context, parent *inode, name fuse.CString, 
 }
 
 // entryFromOpenFD makes (or finds) the node for a file that was just opened as fd, race-free:
-// the O_PATH fd is opened from the data fd through /proc/self/fd, not by name again.
-func (fs *FS) entryFromOpenFD(parent *inode, fd int, out *fuse.EntryOut) fuse.Errno {
-	var name fdName
-	pfd, e := openat(fs.procSelfFD, name.of(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+// the O_PATH fd is opened from the data fd through /proc/self/fd, not by name again. name is
+// where it was created in parent (nil for O_TMPFILE).
+func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, out *fuse.EntryOut) fuse.Errno {
+	var fdn fdName
+	pfd, e := fs.openat(fs.procSelfFD, fdn.of(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if e != 0 {
 		return e
 	}
@@ -250,8 +280,10 @@ func (fs *FS) entryFromOpenFD(parent *inode, fd int, out *fuse.EntryOut) fuse.Er
 		closeFD(pfd)
 		return e
 	}
-	fileType := uint32(st.Mode) & unix.S_IFMT
-	n := fs.inodes.insert(pfd, keyOf(&st), fileType, fileType == unix.S_IFDIR && st.Mnt_id != parent.key.mnt)
+	n, e := fs.addNode(pfd, &st, parent, name)
+	if e != 0 {
+		return e
+	}
 	fs.fillEntry(n, &st, out)
 	return 0
 }
@@ -280,13 +312,13 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 	fd := -1
 	e = fs.asCaller(ctx, func() fuse.Errno {
 		var e fuse.Errno
-		fd, e = openat(parent.fd, &dotPath[0], flags|unix.O_TMPFILE, mode)
+		fd, e = fs.openat(parent.fd, &dotPath[0], flags|unix.O_TMPFILE, mode)
 		return e
 	})
 	if e != 0 {
 		return e
 	}
-	if e := fs.entryFromOpenFD(parent, fd, entry); e != 0 {
+	if e := fs.entryFromOpenFD(parent, nil, fd, entry); e != 0 {
 		closeFD(fd)
 		return e
 	}

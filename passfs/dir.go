@@ -21,7 +21,7 @@ type dirStream struct {
 	buf      []byte
 	pos, end int    // unread entries are buf[pos:end]
 	offset   uint64 // d_off of the last entry sent: where the guest continues; 0 at the start
-	mnt      uint64 // mount id of the directory, to recognise submounts in READDIRPLUS
+	node     *inode // the directory: the parent of the nodes READDIRPLUS adds
 }
 
 // Opendir opens a directory node for reading.
@@ -38,7 +38,7 @@ func (fs *FS) Opendir(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fus
 	if e != 0 {
 		return e
 	}
-	out.Fh = fs.handles.add(&handle{fd: fd, dir: &dirStream{buf: make([]byte, direntBufSize), mnt: n.key.mnt}})
+	out.Fh = fs.handles.add(&handle{fd: fd, dir: &dirStream{buf: make([]byte, direntBufSize), node: n}})
 	out.OpenFlags = fs.o.Cache.openFlags(true)
 	return 0
 }
@@ -123,7 +123,7 @@ func (fs *FS) Readdir(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.D
 		var entry fuse.EntryOut
 		var ep *fuse.EntryOut
 		if plus && !isDotName(name) {
-			e := fs.lookupIn(h.fd, d.mnt, &rec[direntNameOff], &entry)
+			e := fs.lookupIn(d.node, h.fd, fuse.CString(rec[direntNameOff:direntNameOff+nul+1]), &entry)
 			if e == syscall.ENOENT {
 				d.pos += reclen // removed since getdents64 saw it: skip
 				d.offset = off

@@ -14,3 +14,20 @@ func (fs *FS) NodeLookups(id uint64) int64 {
 	defer n.unpin()
 	return int64(n.lookups.Load())
 }
+
+// OpenNodeFDs is how many inode O_PATH fds are open; FDBudget is their limit.
+func (fs *FS) OpenNodeFDs() int64 { return fs.inodes.fds.open.Load() }
+func (fs *FS) FDBudget() int64    { return fs.inodes.fds.limit }
+
+// EvictNodeFDs closes every inode fd that the budget may close and returns how many it closed.
+func (fs *FS) EvictNodeFDs() int { return fs.inodes.fds.evictDownTo(0) }
+
+// UsesFileHandles reports whether New decided to give nodes file handles.
+func (fs *FS) UsesFileHandles() bool { return fs.useHandles }
+
+// SimulateFileHandleProbe makes New's probe return err until the test ends.
+func SimulateFileHandleProbe(t interface{ Cleanup(func()) }, err error) {
+	saved := probeFileHandles
+	probeFileHandles = func(int, int) error { return err }
+	t.Cleanup(func() { probeFileHandles = saved })
+}

@@ -26,6 +26,9 @@ type FS struct {
 	inodes  *inodeTable
 	handles *handleTable
 
+	useHandles bool     // nodes get file handles (filehandles.go); fixed after New
+	mounts     mountFDs // mount fds for open_by_handle_at
+
 	// What INIT negotiated (set in Init, read by every request).
 	dontMask  atomic.Bool // the kernel left the umask to us
 	writeback atomic.Bool // the kernel caches writes: it may read through write-only handles
@@ -57,8 +60,12 @@ func New(o Options) (*FS, error) {
 	if st.Mask&unix.STATX_MNT_ID == 0 {
 		return nil, errors.New("passfs: the kernel does not report mount ids (statx STATX_MNT_ID): Linux 5.8 or newer is needed")
 	}
+	budget := int64(o.FDBudget)
+	if budget <= 0 {
+		budget = defaultFDBudget()
+	}
 	fs := &FS{o: o, procSelfFD: o.ProcSelfFD, uids: o.UIDs, gids: o.GIDs, timeout: o.Cache.timeout(),
-		inodes: newInodeTable(), handles: newHandleTable()}
+		inodes: newInodeTable(budget), handles: newHandleTable()}
 	if fs.uids == nil {
 		fs.uids = identityMapper{}
 	}
@@ -85,14 +92,15 @@ func New(o Options) (*FS, error) {
 			fs.capHostName = append(append([]byte(nil), host...), 0)
 		}
 	}
+	if err := fs.setUpFileHandles(o.InodeFileHandles, o.RootFD, st.Mnt_id); err != nil {
+		if fs.ownsProcFD {
+			closeFD(fs.procSelfFD)
+		}
+		return nil, err
+	}
 	fs.writeback.Store(o.Writeback)
 	unix.Umask(0)
-
-	root := &inode{id: fuse.RootID, fd: o.RootFD, key: keyOf(&st), fileType: unix.S_IFDIR}
-	root.lookups.Store(1)
-	root.pins.Store(1)
-	fs.inodes.byID[root.id] = root
-	fs.inodes.byKey[root.key] = root
+	fs.inodes.addRoot(o.RootFD, keyOf(&st))
 	return fs, nil
 }
 
@@ -101,6 +109,7 @@ func (fs *FS) Close() error {
 	fs.closeOnce.Do(func() {
 		fs.handles.removeAll()
 		fs.inodes.dropAllBut(0)
+		fs.mounts.closeAll()
 		fs.specialXattr.stop()
 		if fs.ownsProcFD {
 			closeFD(fs.procSelfFD)
@@ -128,11 +137,16 @@ func (fs *FS) logf(format string, a ...any) {
 	}
 }
 
-// node returns the pinned node for a guest node id, or EBADF.
+// node returns the pinned node for a guest node id with its fd open (reopened if the budget
+// closed it), EBADF for an unknown id, or ESTALE if it cannot be reopened.
 func (fs *FS) node(id uint64) (*inode, fuse.Errno) {
 	n := fs.inodes.get(id)
 	if n == nil {
 		return nil, syscall.EBADF
+	}
+	if e := fs.openPinned(n); e != 0 {
+		n.unpin()
+		return nil, e
 	}
 	return n, 0
 }

@@ -17,25 +17,42 @@ func keyOf(st *unix.Statx_t) inodeKey {
 	return inodeKey{dev: unix.Mkdev(st.Dev_major, st.Dev_minor), ino: st.Ino, mnt: st.Mnt_id}
 }
 
-// inode is one node the guest knows. Its fd is an O_PATH|O_NOFOLLOW fd that keeps the host inode
-// alive, so (dev, ino) cannot be reused while the node exists.
+// inode is one node the guest knows. While it has an fd, that O_PATH|O_NOFOLLOW fd keeps the host
+// inode alive. The fd budget (budget.go) may close the fd of a node the guest still holds; the next
+// operation reopens it (reopen.go) from its file handle or its (parent, name) and checks that it is
+// still the inode with key.
 type inode struct {
 	id       uint64
-	fd       int
 	key      inodeKey
-	fileType uint32 // S_IFMT bits; they never change for an inode
-	submount bool   // a directory on another mount than its parent (announced with AttrSubmount)
+	fileType uint32      // S_IFMT bits; they never change for an inode
+	submount bool        // a directory on another mount than its parent (announced with AttrSubmount)
+	handle   *fileHandle // set at creation when file handles are in use (filehandles.go), else nil
+	tab      *inodeTable
 
 	lookups atomic.Uint64 // the guest's lookup count; changed under the table's lock (read or write)
-	// pins counts users of fd: 1 for the table while the node is in it, plus 1 per running
-	// operation. The fd is closed when it drops to 0, so a FORGET racing an operation cannot make
-	// the operation use a closed (or reused) fd number.
-	pins atomic.Int64
+	// pins counts running operations that use the node. The budget closes only fds of unpinned
+	// nodes, so a pinned node's fd, once opened (FS.openPinned), stays valid until unpin.
+	pins      atomic.Int32
+	recent    atomic.Bool // used since the clock hand last passed it (second chance, budget.go)
+	forgotten atomic.Bool // out of the table: the fd closes when the last pin goes
+
+	mu sync.Mutex // guards the fields below; never held while taking another lock
+	// fd is the O_PATH fd, -1 while closed. Written only under mu; pinned users read it without mu
+	// after openPinned, which is safe because nobody closes the fd of a pinned node.
+	fd     int
+	parent *inode // a directory that held the node under name when we last saw it; nil for the root
+	name   string // NUL-terminated; "" when no name is known (O_TMPFILE)
+	// keepOpen: the budget must not close the fd because it could not be reopened: the root, an
+	// O_TMPFILE file, a node whose known name our own UNLINK or RENAME removed.
+	keepOpen bool
+
+	clockIdx int // position in the budget's clock (guarded by its mutex); -1 when not in it
 }
 
+// unpin ends an operation's use of the node.
 func (n *inode) unpin() {
-	if n.pins.Add(-1) == 0 {
-		closeFD(n.fd)
+	if n.pins.Add(-1) == 0 && n.forgotten.Load() {
+		n.tab.closeUnused(n)
 	}
 }
 
@@ -52,16 +69,44 @@ type inodeTable struct {
 	byID   map[uint64]*inode
 	byKey  map[inodeKey]*inode
 	nextID uint64
+
+	fds fdBudget // the open node fds and the clock that closes them
 }
 
-func newInodeTable() *inodeTable {
-	return &inodeTable{byID: map[uint64]*inode{}, byKey: map[inodeKey]*inode{}, nextID: fuse.RootID + 1}
+func newInodeTable(budget int64) *inodeTable {
+	t := &inodeTable{byID: map[uint64]*inode{}, byKey: map[inodeKey]*inode{}, nextID: fuse.RootID + 1}
+	t.fds.limit = budget
+	return t
 }
 
-// get returns the node pinned (call unpin when done), or nil for an unknown id.
+// addRoot puts the root node (fd owned by the table from now on) into the empty table.
+func (t *inodeTable) addRoot(fd int, key inodeKey) *inode {
+	root := &inode{id: fuse.RootID, fd: fd, key: key, fileType: unix.S_IFDIR, tab: t, keepOpen: true, clockIdx: -1}
+	root.lookups.Store(1)
+	t.fds.open.Add(1)
+	t.mu.Lock()
+	t.byID[root.id] = root
+	t.byKey[root.key] = root
+	t.mu.Unlock()
+	return root
+}
+
+// get returns the node pinned (call unpin when done), or nil for an unknown id. Its fd may be
+// closed: FS.node also reopens it.
 func (t *inodeTable) get(id uint64) *inode {
 	t.mu.RLock()
 	n := t.byID[id]
+	if n != nil {
+		n.pins.Add(1)
+	}
+	t.mu.RUnlock()
+	return n
+}
+
+// getByKey is get for a host inode, without counting a lookup.
+func (t *inodeTable) getByKey(key inodeKey) *inode {
+	t.mu.RLock()
+	n := t.byKey[key]
 	if n != nil {
 		n.pins.Add(1)
 	}
@@ -91,22 +136,27 @@ func (t *inodeTable) ref(n *inode) bool {
 	return true
 }
 
-// insert adds a node for fd with one lookup. If another request inserted the same inode meanwhile,
-// that node gets the lookup and fd is closed. The node is returned unpinned.
-func (t *inodeTable) insert(fd int, key inodeKey, fileType uint32, submount bool) *inode {
+// insert adds the new node cand (its fd open and counted by nobody yet) with one lookup. If another
+// request inserted the same inode meanwhile, that node gets the lookup and cand's fd is closed.
+// The node is returned unpinned; the caller then calls fds.trim.
+func (t *inodeTable) insert(cand *inode) *inode {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n := t.byKey[key]; n != nil {
+	if n := t.byKey[cand.key]; n != nil {
 		n.lookups.Add(1)
-		closeFD(fd)
+		closeFD(cand.fd)
 		return n
 	}
-	n := &inode{id: t.nextID, fd: fd, key: key, fileType: fileType, submount: submount}
+	n := cand
+	n.id = t.nextID
+	n.tab = t
 	t.nextID++
 	n.lookups.Store(1)
-	n.pins.Store(1)
+	n.recent.Store(true)
 	t.byID[n.id] = n
-	t.byKey[key] = n
+	t.byKey[n.key] = n
+	t.fds.open.Add(1)
+	t.fds.add(n)
 	return n
 }
 
@@ -132,12 +182,32 @@ func (t *inodeTable) forget(id, nlookup uint64) {
 		t.mu.Unlock()
 		return
 	}
-	delete(t.byID, id)
+	t.removeLocked(n)
+	t.mu.Unlock()
+	t.closeUnused(n)
+}
+
+// removeLocked takes n out of the maps and the clock; t.mu is held for writing.
+func (t *inodeTable) removeLocked(n *inode) {
+	delete(t.byID, n.id)
 	if t.byKey[n.key] == n {
 		delete(t.byKey, n.key)
 	}
-	t.mu.Unlock()
-	n.unpin()
+	t.fds.remove(n)
+	n.forgotten.Store(true)
+}
+
+// closeUnused closes the fd of a forgotten node once no operation uses it. A node that is only a
+// parent on the way to reopening another one may be reopened after this; its last unpin closes
+// the fd again.
+func (t *inodeTable) closeUnused(n *inode) {
+	n.mu.Lock()
+	if n.pins.Load() == 0 && n.fd >= 0 {
+		closeFD(n.fd)
+		n.fd = -1
+		t.fds.open.Add(-1)
+	}
+	n.mu.Unlock()
 }
 
 // dropAllBut removes every node except keep (at DESTROY: the guest forgot everything).
@@ -147,15 +217,12 @@ func (t *inodeTable) dropAllBut(keep uint64) {
 	for id, n := range t.byID {
 		if id != keep {
 			drop = append(drop, n)
-			delete(t.byID, id)
-			if t.byKey[n.key] == n {
-				delete(t.byKey, n.key)
-			}
+			t.removeLocked(n)
 		}
 	}
 	t.mu.Unlock()
 	for _, n := range drop {
-		n.unpin()
+		t.closeUnused(n)
 	}
 }
 

@@ -24,30 +24,30 @@ func (fs *FS) Lookup(ctx *fuse.Context, name fuse.CString, out *fuse.EntryOut) f
 	if e := checkName(name); e != 0 {
 		return e
 	}
-	return fs.lookupAt(parent, name.Ptr(), out)
+	return fs.lookupAt(parent, name, out)
 }
 
 // lookupAt resolves one name relative to the directory node parent, never following a final
 // symlink, and fills out with the entry, counting one lookup. The common case of a node the guest
 // already knows costs one statx and no allocation.
-func (fs *FS) lookupAt(parent *inode, name *byte, out *fuse.EntryOut) fuse.Errno {
-	return fs.lookupIn(parent.fd, parent.key.mnt, name, out)
+func (fs *FS) lookupAt(parent *inode, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
+	return fs.lookupIn(parent, parent.fd, name, out)
 }
 
-func (fs *FS) lookupIn(dirfd int, parentMnt uint64, name *byte, out *fuse.EntryOut) fuse.Errno {
+// lookupIn is lookupAt with the directory given as dirfd, an fd of parent (READDIRPLUS uses the
+// open directory's fd).
+func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
 	var st unix.Statx_t
-	if e := statx(dirfd, name, unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, &st); e != 0 {
+	if e := statx(dirfd, name.Ptr(), unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, &st); e != 0 {
 		return e
 	}
 	if n := fs.inodes.refByKey(keyOf(&st)); n != nil {
+		n.noteName(parent, name)
 		fs.fillEntry(n, &st, out)
 		return 0
 	}
-	fd, e := openat(dirfd, name, pathFlags, 0)
+	fd, e := fs.openat(dirfd, name.Ptr(), pathFlags, 0)
 	if e != 0 {
-		if e == syscall.EMFILE || e == syscall.ENFILE {
-			fs.logf("passfs: out of file descriptors (%v): raise the fd limit (--rlimit-nofile)", e)
-		}
 		return e
 	}
 	// Stat the fd, not the name again: the name may have been replaced meanwhile, and the key must
@@ -56,11 +56,37 @@ func (fs *FS) lookupIn(dirfd int, parentMnt uint64, name *byte, out *fuse.EntryO
 		closeFD(fd)
 		return e
 	}
-	fileType := uint32(st.Mode) & unix.S_IFMT
-	submount := fileType == unix.S_IFDIR && st.Mnt_id != parentMnt
-	n := fs.inodes.insert(fd, keyOf(&st), fileType, submount)
+	n, e := fs.addNode(fd, &st, parent, name)
+	if e != 0 {
+		return e
+	}
 	fs.fillEntry(n, &st, out)
 	return 0
+}
+
+// addNode makes a node for the O_PATH fd (which it takes over) of a new inode st found as name in
+// parent (name nil: it has none, an O_TMPFILE file), or finds the node another request added
+// meanwhile. It counts one lookup and may close other nodes' fds to stay within the budget.
+func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString) (*inode, fuse.Errno) {
+	fileType := uint32(st.Mode) & unix.S_IFMT
+	fh, e := fs.takeHandle(fd, fileType)
+	if e != 0 {
+		closeFD(fd)
+		return nil, e
+	}
+	cand := &inode{fd: fd, key: keyOf(st), fileType: fileType, handle: fh, parent: parent, clockIdx: -1,
+		submount: fileType == unix.S_IFDIR && st.Mnt_id != parent.key.mnt}
+	if name != nil {
+		cand.name = string(name)
+	} else {
+		cand.keepOpen = true // no name to reopen it from
+	}
+	n := fs.inodes.insert(cand)
+	if n != cand && name != nil {
+		n.noteName(parent, name)
+	}
+	fs.inodes.fds.trim()
+	return n, 0
 }
 
 // lookupSelf answers "." with the directory itself.

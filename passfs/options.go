@@ -78,6 +78,42 @@ func (c CachePolicy) openFlags(dir bool) uint32 {
 	return 0
 }
 
+// FileHandleMode selects whether nodes are also kept as file handles (--inode-file-handles), so
+// that a node whose fd the fd budget closed reopens with open_by_handle_at instead of by name.
+type FileHandleMode int
+
+// File handle modes, as in the Rust virtiofsd. The zero value is the default, prefer.
+const (
+	FileHandlesPrefer    FileHandleMode = iota // use them if the probe in New succeeds, else reopen by name
+	FileHandlesNever                           // always reopen by (parent, name)
+	FileHandlesMandatory                       // New fails when they cannot be used
+)
+
+// ParseInodeFileHandles parses the --inode-file-handles flag value.
+func ParseInodeFileHandles(s string) (FileHandleMode, error) {
+	switch s {
+	case "prefer", "":
+		return FileHandlesPrefer, nil
+	case "never":
+		return FileHandlesNever, nil
+	case "mandatory":
+		return FileHandlesMandatory, nil
+	}
+	return 0, fmt.Errorf("unknown --inode-file-handles mode %q: use never, prefer or mandatory", s)
+}
+
+func (m FileHandleMode) String() string {
+	switch m {
+	case FileHandlesPrefer:
+		return "prefer"
+	case FileHandlesNever:
+		return "never"
+	case FileHandlesMandatory:
+		return "mandatory"
+	}
+	return fmt.Sprintf("FileHandleMode(%d)", int(m))
+}
+
 // IDMapper translates ids between the guest and the ids the daemon's syscalls see (its namespace).
 type IDMapper interface {
 	GuestToNS(id uint32) (uint32, error) // an error means the id is forbidden: the guest gets EPERM
@@ -119,6 +155,11 @@ type Options struct {
 	// SetCreds: the daemon may switch per-thread fsuid/fsgid (CAP_SETUID/CAP_SETGID, as root or root
 	// in its user namespace). false: files are created as the daemon and chown is left to the kernel.
 	SetCreds bool
+
+	// InodeFileHandles: see FileHandleMode. FDBudget is how many inode O_PATH fds stay open at
+	// most (doc.go); 0 derives it from RLIMIT_NOFILE at New.
+	InodeFileHandles FileHandleMode
+	FDBudget         int
 
 	Logf func(format string, a ...any) // nil: no logging
 }

@@ -29,15 +29,16 @@ type allThreadsFunc func(trap, a1, a2, a3 uintptr) (r1, r2 uintptr, err syscall.
 var errCgo = errors.New("capabilities are per thread and this binary was built with cgo, which cannot change them on all threads")
 
 // DropCapabilities reduces the bounding, ambient, permitted, effective
-// and inheritable sets of every thread to KeptCapabilities (intersected
-// with what the process has). Call it after Sandbox. In a cgo build it
-// only warns on stderr: build uvfsd with CGO_ENABLED=0.
-func DropCapabilities() error {
-	return dropCapabilitiesOrWarn(os.Stderr, lastCap(), syscall.AllThreadsSyscall)
+// and inheritable sets of every thread to KeptCapabilities plus extra
+// (intersected with what the process has); extra is e.g.
+// CAP_DAC_READ_SEARCH for file handles. Call it after Sandbox. In a cgo
+// build it only warns on stderr: build uvfsd with CGO_ENABLED=0.
+func DropCapabilities(extra ...int) error {
+	return dropCapabilitiesOrWarn(os.Stderr, lastCap(), syscall.AllThreadsSyscall, extra...)
 }
 
-func dropCapabilitiesOrWarn(w io.Writer, last int, allThreads allThreadsFunc) error {
-	err := dropCapabilities(last, allThreads)
+func dropCapabilitiesOrWarn(w io.Writer, last int, allThreads allThreadsFunc, extra ...int) error {
+	err := dropCapabilities(last, allThreads, extra...)
 	if errors.Is(err, errCgo) {
 		fmt.Fprintf(w, "uvfsd: warning: %v; all capabilities are kept. Build uvfsd with CGO_ENABLED=0.\n", err)
 		return nil
@@ -53,15 +54,15 @@ func lastCap() int {
 	return unix.CAP_LAST_CAP
 }
 
-func keptMask() uint64 {
+func keptMask(extra ...int) uint64 {
 	var m uint64
-	for _, c := range KeptCapabilities {
+	for _, c := range append(KeptCapabilities[:len(KeptCapabilities):len(KeptCapabilities)], extra...) {
 		m |= 1 << c
 	}
 	return m
 }
 
-func dropCapabilities(last int, allThreads allThreadsFunc) error {
+func dropCapabilities(last int, allThreads allThreadsFunc, extra ...int) error {
 	run := func(what string, trap, a1, a2, a3 uintptr) error {
 		_, _, e := allThreads(trap, a1, a2, a3)
 		switch e {
@@ -72,7 +73,7 @@ func dropCapabilities(last int, allThreads allThreadsFunc) error {
 		}
 		return fmt.Errorf("%s: %w", what, e)
 	}
-	keep := keptMask()
+	keep := keptMask(extra...)
 	// The bounding set first: dropping from it needs CAP_SETPCAP, which
 	// the capset below removes. Without CAP_SETPCAP (no namespace, not
 	// root) there is nothing to drop from it that matters.

@@ -114,8 +114,16 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 	raiseNofile(cfg.RlimitNofile, lg)
+	handles, err := passfs.ParseInodeFileHandles(cfg.InodeFileHandles)
+	if err != nil {
+		return err
+	}
 	if os.Geteuid() == 0 {
-		if err := userns.DropCapabilities(); err != nil {
+		var extra []int
+		if handles != passfs.FileHandlesNever {
+			extra = append(extra, unix.CAP_DAC_READ_SEARCH) // open_by_handle_at needs it
+		}
+		if err := userns.DropCapabilities(extra...); err != nil {
 			lg.warnf("could not drop capabilities: %v", err)
 		}
 	}
@@ -129,7 +137,8 @@ func serve(cfg *Config, lg *logger) error {
 		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
 		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
 		KillprivV2: cfg.KillprivV2, AnnounceSubmounts: cfg.AnnounceSubmounts,
-		UIDs: uids, GIDs: gids, SetCreds: os.Geteuid() == 0,
+		InodeFileHandles: handles,
+		UIDs:             uids, GIDs: gids, SetCreds: os.Geteuid() == 0,
 		Logf: lg.debugf,
 	}
 	if xmap != nil {

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uvfsd/uvfsd/e2e/guest"
+)
+
+// daemonSpec says how to start one virtio-fs daemon for a test.
+type daemonSpec struct {
+	path string
+	// args builds the command line for a socket and a shared directory.
+	args func(socket, shared string) []string
+	// user runs the daemon; the share and socket directory belong to it.
+	user testUser
+	// xattrs makes xattr support mandatory in the workout.
+	xattrs bool
+}
+
+// makeDir creates a directory the daemon's user can reach: under /tmp
+// (t.TempDir is 0700 and owned by root), owned by owner, removed at the end
+// of the test.
+func makeDir(t *testing.T, pattern string, mode os.FileMode, owner testUser) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	owner.chown(t, dir)
+	return dir
+}
+
+// bootResult is one guest run against one daemon.
+type bootResult struct {
+	shared string
+	res    *guest.Result
+}
+
+const shareTag = "uvfs"
+
+// bootWithDaemon starts the daemon on a fresh share, boots a guest that
+// mounts it at /mnt and runs script there as root, then checks that the
+// guest powered off without hanging and that the daemon exited with status
+// 0. Everything the guest printed is logged when the test fails.
+func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) bootResult {
+	t.Helper()
+	g := requireGuestTools(t)
+	shared := makeDir(t, "uvfs-e2e-share-", 0o755, spec.user)
+	sockDir := makeDir(t, "uvfs-e2e-sock-", 0o700, spec.user)
+	socket := filepath.Join(sockDir, "vhost.sock")
+	work := t.TempDir()
+
+	d := &guest.Daemon{
+		Path:       spec.path,
+		Args:       spec.args(socket, shared),
+		Socket:     socket,
+		Credential: spec.user.credential(),
+	}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(5 * time.Second) })
+
+	rd := guest.Initramfs{
+		Kernel: g.kernel,
+		Helper: g.helper,
+		Mounts: []guest.Mount{{Tag: shareTag, Dir: "/mnt"}},
+		Script: script,
+		Env:    env,
+	}
+	initrd := filepath.Join(work, "initrd")
+	if err := rd.BuildFile(initrd); err != nil {
+		t.Fatal(err)
+	}
+	vm := guest.VM{
+		Kernel:     g.bootKernel,
+		Initrd:     initrd,
+		FS:         []guest.FSDevice{{Socket: socket, Tag: shareTag}},
+		ConsoleLog: filepath.Join(work, "console.log"),
+		Timeout:    10 * time.Minute,
+	}
+	res, err := vm.Run(context.Background())
+	if err != nil {
+		t.Fatalf("guest run against %s failed: %v\n--- daemon output ---\n%s", spec.path, err, d.Output())
+	}
+	t.Logf("guest boot + script took %v against %s", res.Duration.Round(time.Millisecond), filepath.Base(spec.path))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("guest script output:\n%s", strings.Join(res.Output, "\n"))
+			t.Logf("daemon output:\n%s", d.Output())
+		}
+	})
+	if err := d.Wait(20 * time.Second); err != nil {
+		t.Errorf("daemon did not exit cleanly after the guest powered off: %v", err)
+	}
+	return bootResult{shared: shared, res: res}
+}
+
+// readWorkout returns the guest workout script.
+func readWorkout(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "workout.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// runWorkout runs testdata/workout.sh against the daemon and verifies the
+// results from the host side.
+func runWorkout(t *testing.T, spec daemonSpec) {
+	t.Helper()
+	env := []string{}
+	if spec.xattrs {
+		env = append(env, "WORKOUT_XATTR=1")
+	}
+	b := bootWithDaemon(t, spec, readWorkout(t), env)
+	for _, l := range b.res.Output {
+		switch {
+		case strings.HasPrefix(l, "FAIL:"):
+			t.Errorf("guest: %s", l)
+		case strings.HasPrefix(l, "NOTE:"):
+			t.Logf("guest: %s", l)
+		}
+	}
+	if b.res.ExitStatus != 0 {
+		t.Errorf("workout exited with status %d", b.res.ExitStatus)
+	}
+	verifyWorkoutOnHost(t, filepath.Join(b.shared, "work"), b.res.Output, spec.user)
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/uvfsd/uvfsd/e2e/guest"
+)
+
+// TestLauncherRunsCommandInHome runs the real launcher binary against QEMU's
+// C virtiofsd (uvfsd is swapped in by the flag the wrapper passes) and checks
+// the command ran in $HOME as the caller, wrote through to the host, and
+// that its exit status and output came back and the run dir was removed.
+func TestLauncherRunsCommandInHome(t *testing.T) {
+	skip := t.Skipf
+	if os.Getenv("CI") == "true" {
+		skip = t.Fatalf
+	}
+	if os.Geteuid() != 0 {
+		skip("the C virtiofsd used to test the launcher needs root")
+	}
+	for _, need := range []string{cVirtiofsd, "/bin/busybox"} {
+		if _, err := os.Stat(need); err != nil {
+			skip("%s missing: %v", need, err)
+		}
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		skip("qemu-system-x86_64 missing: %v", err)
+	}
+	if _, err := guest.FindKernel(""); err != nil {
+		skip("%v", err)
+	}
+	bin := t.TempDir()
+	launcher := filepath.Join(bin, "uvfs-vm")
+	helper := filepath.Join(bin, "uvfs-helper")
+	if err := guest.GoBuild(context.Background(), launcher, "github.com/uvfsd/uvfsd/scripts/uvfsvm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := guest.BuildHelper(context.Background(), helper); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	runBase := t.TempDir()
+	cmd := exec.Command(launcher, "--helper", helper, "--mem", "512", "--",
+		"sh", "-c", `echo "in $(pwd) as $(id -u)"; echo from-guest > "$HOME/probe"; exit 7`)
+	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_RUNTIME_DIR="+runBase, daemonEnv+"=c-virtiofsd", "XDG_CACHE_HOME="+filepath.Join(runBase, "cache"))
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Fatalf("want exit status 7, got %v\nstdout:\n%s\nstderr:\n%s", err, out, stderrOf(err))
+	}
+	if want := "in " + home + " as 0\n"; string(out) != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	if data, err := os.ReadFile(filepath.Join(home, "probe")); err != nil || string(data) != "from-guest\n" {
+		t.Errorf("host $HOME/probe: %q (err %v)", data, err)
+	}
+	left, _ := filepath.Glob(filepath.Join(runBase, "uvfs-vm-*"))
+	if len(left) != 0 {
+		t.Errorf("run directories left behind: %v", left)
+	}
+}
+
+func stderrOf(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return strings.TrimSpace(string(ee.Stderr))
+	}
+	return ""
+}
+
+// TestUvfsdArgsServeHome pins the uvfsd command line the launcher uses.
+func TestUvfsdArgsServeHome(t *testing.T) {
+	got := strings.Join(uvfsdArgs("/run/x/uvfs.sock", "/home/dev"), " ")
+	want := "--socket-path=/run/x/uvfs.sock --shared-dir=/home/dev --profile=home"
+	if got != want {
+		t.Errorf("uvfsd args %q, want %q", got, want)
+	}
+}
