@@ -82,8 +82,8 @@ func out[T any](r *request) *T {
 	return argAt[T](p, 0)
 }
 
-// names decodes count NUL-terminated names after the fixed struct of size skip, each checked as a
-// file name. The last one may be followed only by padding.
+// names decodes NUL-terminated names after the fixed struct of size skip, each checked as a file
+// name. Bytes after the last name are ignored (the kernel sends none).
 func (r *request) names(skip int, dots bool, dst ...*CString) Errno {
 	rest := r.args[skip:]
 	for _, d := range dst {

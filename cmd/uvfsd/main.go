@@ -72,16 +72,19 @@ func serve(cfg *Config, lg *logger) error {
 	if err != nil {
 		return fmt.Errorf("--translate-gid: %w", err)
 	}
-	var xmap *passfs.XattrMap
-	switch {
-	case cfg.Xattrmap != "":
-		if xmap, err = passfs.ParseXattrMap(cfg.Xattrmap); err != nil {
+	// Check what can be checked before the namespace exists, so that errors come from the
+	// process the user started.
+	if cfg.Xattrmap != "" {
+		if _, err := passfs.ParseXattrMap(cfg.Xattrmap); err != nil {
 			return fmt.Errorf("--xattrmap: %w", err)
 		}
-	case cfg.Xattr && os.Geteuid() != 0:
-		// Unprivileged hosts refuse trusted.* and security.*: store them under user.* instead,
-		// so that overlayfs in the guest works with no extra flag.
-		xmap = passfs.RootlessDefault()
+	}
+	handles, err := passfs.ParseInodeFileHandles(cfg.InodeFileHandles)
+	if err != nil {
+		return err
+	}
+	if _, err := passfs.ParseCachePolicy(cfg.Cache); err != nil {
+		return err
 	}
 	if err := checkSharedDir(cfg.SharedDir); err != nil {
 		return err
@@ -93,9 +96,6 @@ func serve(cfg *Config, lg *logger) error {
 		MountNamespace: cfg.Sandbox == userns.SandboxNamespace})
 	if err != nil {
 		return err
-	}
-	if xmap == nil && cfg.Xattr && st.InNamespace {
-		xmap = passfs.RootlessDefault()
 	}
 	uids, gids, err := idMappers(cfg, st, uidRules, gidRules)
 	if err != nil {
@@ -114,10 +114,6 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 	raiseNofile(cfg.RlimitNofile, lg)
-	handles, err := passfs.ParseInodeFileHandles(cfg.InodeFileHandles)
-	if err != nil {
-		return err
-	}
 	if os.Geteuid() == 0 {
 		var extra []int
 		if handles != passfs.FileHandlesNever {
@@ -127,23 +123,11 @@ func serve(cfg *Config, lg *logger) error {
 			lg.warnf("could not drop capabilities: %v", err)
 		}
 	}
-	policy, err := passfs.ParseCachePolicy(cfg.Cache)
+	popts, err := fileSystemOptions(cfg, jail.RootFD, jail.ProcSelfFD, st.InNamespace || os.Geteuid() != 0)
 	if err != nil {
 		return err
 	}
-	popts := passfs.Options{
-		RootFD: jail.RootFD, ProcSelfFD: jail.ProcSelfFD, Cache: policy,
-		Writeback: cfg.Writeback, AllowDirectIO: cfg.AllowDirectIO, AllowMmap: cfg.AllowMmap,
-		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
-		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
-		KillprivV2: cfg.KillprivV2, AnnounceSubmounts: cfg.AnnounceSubmounts,
-		InodeFileHandles: handles,
-		UIDs:             uids, GIDs: gids, SetCreds: os.Geteuid() == 0,
-		Logf: lg.debugf,
-	}
-	if xmap != nil {
-		popts.XattrMap = xmap
-	}
+	popts.UIDs, popts.GIDs, popts.Logf = uids, gids, lg.debugf
 	fs, err := passfs.New(popts)
 	if err != nil {
 		return err
@@ -157,6 +141,42 @@ func serve(cfg *Config, lg *logger) error {
 	}
 	lg.infof("front-end disconnected; exiting")
 	return nil
+}
+
+// fileSystemOptions turns flags into passfs options for a share whose root is rootFD. rootless
+// says that the host will refuse trusted.* and security.* attributes.
+func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (passfs.Options, error) {
+	policy, err := passfs.ParseCachePolicy(cfg.Cache)
+	if err != nil {
+		return passfs.Options{}, err
+	}
+	handles, err := passfs.ParseInodeFileHandles(cfg.InodeFileHandles)
+	if err != nil {
+		return passfs.Options{}, err
+	}
+	o := passfs.Options{
+		RootFD: rootFD, ProcSelfFD: procSelfFD, Cache: policy, InodeFileHandles: handles,
+		Writeback: cfg.Writeback, AllowDirectIO: cfg.AllowDirectIO, AllowMmap: cfg.AllowMmap,
+		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
+		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
+		KillprivV2: cfg.KillprivV2, AnnounceSubmounts: cfg.AnnounceSubmounts,
+		// Creating files as other users needs CAP_SETUID, which root has, in the initial
+		// namespace or in ours.
+		SetCreds: os.Geteuid() == 0,
+	}
+	switch {
+	case cfg.Xattrmap != "":
+		m, err := passfs.ParseXattrMap(cfg.Xattrmap)
+		if err != nil {
+			return o, fmt.Errorf("--xattrmap: %w", err)
+		}
+		o.XattrMap = m
+	case cfg.Xattr && rootless:
+		// Unprivileged hosts refuse trusted.* and security.*: store them under user.* instead,
+		// so that overlayfs in the guest works with no extra flag.
+		o.XattrMap = passfs.RootlessDefault()
+	}
+	return o, nil
 }
 
 // fuseHandler connects the vhost transport to the FUSE server.

@@ -84,6 +84,8 @@ func TestStackForgetOnHiprio(t *testing.T) {
 func TestStackBatchForgetOnHiprio(t *testing.T) {
 	s := newStack(t)
 	names := []string{"a", "b", "c"}
+	s.writeHost("d", nil)
+	s.writeHost("e", nil)
 	var list []byte
 	for _, name := range names {
 		s.writeHost(name, nil)
@@ -103,6 +105,21 @@ func TestStackBatchForgetOnHiprio(t *testing.T) {
 		if n := daemonFDs(t, s.host(name)); n != (fdCount{}) {
 			t.Errorf("%s: daemon still holds fds %+v after BATCH_FORGET", name, n)
 		}
+		_, err := s.getattr(s.lookup(fuse.RootID, name).NodeID)
+		if err != nil {
+			t.Fatalf("GETATTR after a new LOOKUP of %s: %v", name, err)
+		}
+	}
+	// A count below the entries sent forgets only that many.
+	d, e := s.lookup(fuse.RootID, "d"), s.lookup(fuse.RootID, "e")
+	two := append(fusetest.Bytes(&fuse.ForgetOne{NodeID: d.NodeID, Nlookup: 1}), fusetest.Bytes(&fuse.ForgetOne{NodeID: e.NodeID, Nlookup: 1})...)
+	if _, _, err := s.hiprio.Raw(fuse.OpBatchForget, 0, 0, nil, fusetest.Bytes(&fuse.BatchForgetIn{Count: 1}), two); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.getattr(d.NodeID)
+	wantErrno(t, "GETATTR of the first node of a count-1 BATCH_FORGET", err, syscall.EBADF)
+	if _, err := s.getattr(e.NodeID); err != nil {
+		t.Fatalf("BATCH_FORGET with count 1 forgot the second entry too: %v", err)
 	}
 }
 

@@ -147,31 +147,6 @@ func withFrontend(change func(o *frontend.Options)) stackOption {
 	return func(s *stackSetup) { change(&s.front) }
 }
 
-// fsOptions builds passfs options from the parsed flags the way serve does, for a daemon that
-// runs without a sandbox: the test process's ids are the host ids.
-func fsOptions(cfg *Config, rootFD int, logf func(string, ...any)) (passfs.Options, error) {
-	policy, err := passfs.ParseCachePolicy(cfg.Cache)
-	if err != nil {
-		return passfs.Options{}, err
-	}
-	o := passfs.Options{
-		RootFD: rootFD, ProcSelfFD: -1, Cache: policy,
-		Writeback: cfg.Writeback, AllowDirectIO: cfg.AllowDirectIO, AllowMmap: cfg.AllowMmap,
-		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
-		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
-		KillprivV2: cfg.KillprivV2, AnnounceSubmounts: cfg.AnnounceSubmounts,
-		SetCreds: os.Geteuid() == 0, Logf: logf,
-	}
-	if cfg.Xattrmap != "" {
-		m, err := passfs.ParseXattrMap(cfg.Xattrmap)
-		if err != nil {
-			return o, err
-		}
-		o.XattrMap = m
-	}
-	return o, nil
-}
-
 // socketPair returns the two ends of a connected unix stream socket.
 func socketPair(t *testing.T) (front, back *net.UnixConn) {
 	t.Helper()
@@ -211,11 +186,12 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{t: t, dir: dir, cfg: cfg, logs: &logSink{}, done: make(chan error, 1)}
-	popts, err := fsOptions(cfg, rootFD, s.logs.logf)
+	popts, err := fileSystemOptions(cfg, rootFD, -1, false)
 	if err != nil {
 		unix.Close(rootFD)
 		t.Fatal(err)
 	}
+	popts.Logf = s.logs.logf
 	if s.fs, err = passfs.New(popts); err != nil {
 		unix.Close(rootFD)
 		t.Fatal(err)

@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"syscall"
 	"testing"
 
@@ -89,7 +90,7 @@ func TestStackXattr(t *testing.T) {
 	if o, _ := fusetest.Decode[fuse.GetxattrOut](p); o == nil || o.Size != uint32(hn) {
 		t.Fatalf("LISTXATTR size 0 answered %v; the host list has %d bytes", o, hn)
 	}
-	list, err := s.listxattr(node, 1000)
+	list, err := s.listxattr(node, uint32(hn)) // exactly the room needed
 	if err != nil || !bytes.Equal(list, hostList[:hn]) {
 		t.Fatalf("LISTXATTR: %q, %v; host list %q", list, err, hostList[:hn])
 	}
@@ -184,7 +185,7 @@ func TestStackUnknownOpcodes(t *testing.T) {
 	for _, op := range []fuse.Opcode{0, 7, 19, fuse.OpBmap, fuse.OpIoctl, fuse.OpPoll, fuse.OpSetupMapping,
 		fuse.OpRemoveMapping, 52, 4096, 1<<31 + 5, 0xffffffff} {
 		_, err := s.c.Do(op, fuse.RootID, 64, make([]byte, 64))
-		wantErrno(t, "opcode "+fuse.OpName(op), err, syscall.ENOSYS)
+		wantErrno(t, fmt.Sprintf("opcode %d (%s)", op, fuse.OpName(op)), err, syscall.ENOSYS)
 	}
 	s.alive()
 }
