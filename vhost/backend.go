@@ -75,12 +75,19 @@ func (b *Backend) replyAck() bool { return b.protocolFeatures&ProtocolReplyAck !
 // disconnects (returns nil) or breaks the protocol (returns an error). It stops all queue workers
 // and releases guest memory before returning.
 func (b *Backend) ServeConn(c *net.UnixConn) error {
+	_, err := b.serveConn(c, nil)
+	return err
+}
+
+// serveConn is ServeConn that also reports whether the front-end sent any message, calling
+// onFirst (if not nil) when the first one arrives.
+func (b *Backend) serveConn(c *net.UnixConn, onFirst func()) (spoke bool, err error) {
 	if len(b.cfg.Tag) > FSConfigTagLength {
-		return fmt.Errorf("virtio-fs tag %q is %d bytes; the limit is %d: choose a shorter tag", b.cfg.Tag, len(b.cfg.Tag), FSConfigTagLength)
+		return false, fmt.Errorf("virtio-fs tag %q is %d bytes; the limit is %d: choose a shorter tag", b.cfg.Tag, len(b.cfg.Tag), FSConfigTagLength)
 	}
 	cn, err := newConn(c)
 	if err != nil {
-		return err
+		return false, err
 	}
 	b.features, b.protocolFeatures, b.mem = 0, 0, nil
 	b.queues = make([]*queue, 1+b.cfg.RequestQueues)
@@ -91,13 +98,17 @@ func (b *Backend) ServeConn(c *net.UnixConn) error {
 	for {
 		m, err := cn.recv()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return spoke, nil
 		}
 		if err != nil {
-			return fmt.Errorf("vhost-user connection: %w", err)
+			return spoke, fmt.Errorf("vhost-user connection: %w", err)
 		}
+		if !spoke && onFirst != nil {
+			onFirst()
+		}
+		spoke = true
 		if err := b.handle(cn, m); err != nil {
-			return fmt.Errorf("vhost-user connection: %w", err)
+			return spoke, fmt.Errorf("vhost-user connection: %w", err)
 		}
 	}
 }

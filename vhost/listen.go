@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -111,15 +112,25 @@ func ListenerFromFD(fd int) (*net.UnixListener, error) {
 // ServeListener accepts exactly one front-end, stops listening, and serves it until it
 // disconnects, like the Rust virtiofsd: the daemon then exits and removes its socket
 // (removePath, if non-empty). A disconnect returns nil.
+//
+// A connection that closes before sending any message is not a front-end: it is another uvfsd
+// (or a user) checking whether the socket is in use, and the daemon keeps listening.
 func (b *Backend) ServeListener(l *net.UnixListener, removePath string) error {
 	if removePath != "" {
 		defer os.Remove(removePath)
 	}
-	c, err := l.AcceptUnix()
-	l.Close()
-	if err != nil {
-		return fmt.Errorf("accepting vhost-user connection: %w", err)
+	var closeOnce sync.Once
+	stopListening := func() { closeOnce.Do(func() { l.Close() }) }
+	defer stopListening()
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return fmt.Errorf("accepting vhost-user connection: %w", err)
+		}
+		spoke, err := b.serveConn(c, stopListening)
+		c.Close()
+		if spoke || err != nil {
+			return err
+		}
 	}
-	defer c.Close()
-	return b.ServeConn(c)
 }

@@ -157,3 +157,35 @@ func TestServeListenerServesOneFrontendThenRemovesSocket(t *testing.T) {
 		t.Fatalf("socket still present after exit: %v", err)
 	}
 }
+
+// A second uvfsd started on the same path probes the socket to tell a live daemon from a stale
+// file; the probe must not be taken for the front-end and end the live daemon.
+func TestServeListenerOutlivesInUseProbe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := vhost.NewBackend(vhost.Config{}, &echo{})
+	done := make(chan error, 1)
+	go func() { done <- b.ServeListener(l, path) }()
+	if _, err := vhost.Listen(path, ""); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Listen on a live socket: %v, want an in-use error", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the live daemon stopped after a probe: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	f, err := frontend.Dial(path, frontend.Options{MemSize: 1 << 20, QueueSize: 8})
+	if err != nil {
+		t.Fatalf("the real front-end could not connect after the probe: %v", err)
+	}
+	if out, _, err := f.Call(1, [][]byte{[]byte("still here")}, []int{16}); err != nil || string(out) != "still here" {
+		t.Fatalf("call after probe: %q, %v", out, err)
+	}
+	f.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeListener: %v", err)
+	}
+}
