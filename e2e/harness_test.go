@@ -20,6 +20,9 @@ type daemonSpec struct {
 	user testUser
 	// xattrs makes xattr support mandatory in the workout.
 	xattrs bool
+	// setup, if set, prepares the share before the daemon starts (e.g. a
+	// tree for the daemon to serve).
+	setup func(t *testing.T, shared string)
 }
 
 // makeDir creates a directory the daemon's user can reach: under /tmp
@@ -43,6 +46,8 @@ func makeDir(t *testing.T, pattern string, mode os.FileMode, owner testUser) str
 type bootResult struct {
 	shared string
 	res    *guest.Result
+	// daemonOutput is what the daemon printed (its first 256 KiB).
+	daemonOutput string
 }
 
 const shareTag = "uvfs"
@@ -58,6 +63,9 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	sockDir := makeDir(t, "uvfs-e2e-sock-", 0o700, spec.user)
 	socket := filepath.Join(sockDir, "vhost.sock")
 	work := t.TempDir()
+	if spec.setup != nil {
+		spec.setup(t, shared)
+	}
 
 	d := &guest.Daemon{
 		Path:       spec.path,
@@ -102,7 +110,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err := d.Wait(20 * time.Second); err != nil {
 		t.Errorf("daemon did not exit cleanly after the guest powered off: %v", err)
 	}
-	return bootResult{shared: shared, res: res}
+	return bootResult{shared: shared, res: res, daemonOutput: d.Output()}
 }
 
 // readWorkout returns the guest workout script.

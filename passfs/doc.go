@@ -38,6 +38,25 @@
 // user namespace) gets EPERM: "prefer" silently reopens by name, "mandatory" makes New fail, as it
 // does on a file system without file handles.
 //
+// # Submounts
+//
+// A directory on another mount than its parent is a submount (inode keys include the mount id, so
+// files of different file systems never share a node). With Options.AnnounceSubmounts its
+// attributes carry fuse.AttrSubmount: the guest automounts it with its own st_dev, and sends a
+// SYNCFS per submount. Without it the guest sees one st_dev for the whole share, so two files on
+// different host file systems with the same inode number look like hard links of each other (find,
+// du, tar, cp -a); passfs still serves each its own data and logs once that the flag is missing.
+// As the virtiofs submounts RFC notes, stat(2) does not trigger the automount, so the mount point
+// itself shows the parent's st_dev until something enters it.
+//
+// # POSIX ACLs and rootless device nodes
+//
+// ACL xattrs name users and groups by number; passfs translates those ids through Options.UIDs and
+// GIDs like file owners (acl.go), so --posix-acl works together with id mapping. Rootless, the
+// host kernel allows creating a 0:0 character device (an overlayfs whiteout, also made by
+// RENAME_WHITEOUT) without CAP_MKNOD since Linux 5.8, so overlayfs in the guest can use the share
+// as its upper layer; any other device node gets the host's EPERM.
+//
 // The behaviour follows the Rust virtiofsd where it is documented (cache policy, flag handling,
 // errnos); where the C virtiofsd offers more (OFD locks, flock, O_TMPFILE), passfs does that too.
 package passfs

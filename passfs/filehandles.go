@@ -97,7 +97,10 @@ func (fs *FS) setUpFileHandles(mode FileHandleMode, rootFD int, rootMnt uint64) 
 		closeFD(mountFD)
 	}
 	if mode == FileHandlesPrefer {
-		fs.logf("passfs: not using file handles (%v); inodes whose fd the budget closed reopen by name", err)
+		// Rootless uvfsd always gets EPERM here: that is expected, not worth a warning.
+		if !errors.Is(err, syscall.EPERM) {
+			fs.logf("passfs: not using file handles (%v); inodes whose fd the budget closed reopen by name", err)
+		}
 		return nil
 	}
 	if errors.Is(err, syscall.EOPNOTSUPP) {

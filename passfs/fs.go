@@ -39,6 +39,8 @@ type FS struct {
 
 	specialXattr specialXattrWorker
 
+	submountWarning sync.Once // warnUnannouncedSubmount
+
 	closeOnce sync.Once
 }
 

@@ -85,6 +85,9 @@ func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString
 	if n != cand && name != nil {
 		n.noteName(parent, name)
 	}
+	if n == cand && cand.submount && !fs.o.AnnounceSubmounts {
+		fs.warnUnannouncedSubmount(name)
+	}
 	fs.inodes.fds.trim()
 	return n, 0
 }
@@ -127,3 +130,14 @@ func (fs *FS) lookupParent(n *inode, out *fuse.EntryOut) fuse.Errno {
 
 // Forget drops nlookup lookups from a node; unknown ids are ignored (FORGET has no reply).
 func (fs *FS) Forget(nodeID, nlookup uint64) { fs.inodes.forget(nodeID, nlookup) }
+
+// warnUnannouncedSubmount says once that the share has mount points the guest is not told about:
+// the guest then sees one st_dev for all of them, so two files on different host file systems can
+// show the same (st_dev, st_ino) and look like hard links to each other (find, du, tar, cp -a).
+// passfs itself keeps them apart (inode keys include the mount id).
+func (fs *FS) warnUnannouncedSubmount(name fuse.CString) {
+	fs.submountWarning.Do(func() {
+		fs.logf("passfs: %q is a mount point inside the shared directory; the guest sees one device for all of them, "+
+			"so inode numbers of different file systems can collide there: start uvfsd with --announce-submounts", name.Bytes())
+	})
+}

@@ -107,7 +107,8 @@ func (fs *FS) xattrNode(ctx *fuse.Context) (*inode, fuse.Errno) {
 	return fs.node(ctx.NodeID)
 }
 
-// Getxattr reads an attribute (its length when size is 0).
+// Getxattr reads an attribute (its length when size is 0); the ids inside a POSIX ACL are
+// translated for the guest (acl.go).
 func (fs *FS) Getxattr(ctx *fuse.Context, name fuse.CString, size uint32, dst []byte) (int, fuse.Errno) {
 	n, e := fs.xattrNode(ctx)
 	if e != 0 {
@@ -122,10 +123,14 @@ func (fs *FS) Getxattr(ctx *fuse.Context, name fuse.CString, size uint32, dst []
 	if int(size) > len(dst) {
 		return 0, syscall.EINVAL
 	}
-	return fs.nodeXattr(n, xattrGet, &host[0], dst[:size], 0)
+	l, e := fs.nodeXattr(n, xattrGet, &host[0], dst[:size], 0)
+	if e == 0 && size != 0 && isACLName(name.Bytes()) && fs.translatesACLs() {
+		e = aclToGuest(dst[:l], fs.uids, fs.gids)
+	}
+	return l, e
 }
 
-// Setxattr sets an attribute. With SETXATTR_ACL_KILL_SGID (the guest found that the caller may not
+// Setxattr sets an attribute; the ids inside a POSIX ACL are translated (acl.go). With SETXATTR_ACL_KILL_SGID (the guest found that the caller may not
 // keep the set-group-id bit) setting an access ACL also clears S_ISGID.
 func (fs *FS) Setxattr(ctx *fuse.Context, in *fuse.SetxattrIn, name fuse.CString, value []byte) fuse.Errno {
 	n, e := fs.xattrNode(ctx)
@@ -143,6 +148,12 @@ func (fs *FS) Setxattr(ctx *fuse.Context, in *fuse.SetxattrIn, name fuse.CString
 	}
 	if in.Flags&^(unix.XATTR_CREATE|unix.XATTR_REPLACE) != 0 {
 		return syscall.EINVAL
+	}
+	var aclBuf aclValueBuf
+	if isACLName(name.Bytes()) && fs.translatesACLs() {
+		if value, e = fs.aclValueToNS(&aclBuf, value); e != 0 {
+			return e
+		}
 	}
 	if _, e := fs.nodeXattr(n, xattrSet, &host[0], value, int(in.Flags)); e != 0 {
 		return e

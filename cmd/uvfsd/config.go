@@ -258,9 +258,6 @@ func (p *flagParser) finish() error {
 	if c.RequestQueues < 1 || c.RequestQueues > maxRequestQueues {
 		return fmt.Errorf("--num-request-queues=%d: use 1 to %d, matching QEMU's num-request-queues=", c.RequestQueues, maxRequestQueues)
 	}
-	if c.PosixACL && (len(c.TranslateUID) > 0 || len(c.TranslateGID) > 0) {
-		return errors.New("--posix-acl cannot be combined with --translate-uid/--translate-gid: translated ids would corrupt ACLs; drop one of them")
-	}
 	if c.Profile == "none" {
 		c.Profile = ""
 	}

@@ -389,8 +389,6 @@ var errorCases = []errorCase{
 	{flag: "num-request-queues", args: append([]string{"--num-request-queues=0"}, baseArgs...), wantErr: "use 1 to 1022"},
 	{flag: "num-request-queues", args: append([]string{"--num-request-queues=1023"}, baseArgs...), wantErr: "use 1 to 1022"},
 	{flag: "rlimit-nofile", args: append([]string{"--rlimit-nofile=-5"}, baseArgs...), wantErr: "want a number from 0"},
-	{flag: "posix-acl", args: append([]string{"--posix-acl", "--translate-uid=map:0:1000:1"}, baseArgs...), wantErr: "--posix-acl cannot be combined with --translate-uid/--translate-gid"},
-	{flag: "posix-acl", args: append([]string{"--translate-gid=map:0:1000:1", "-o", "posix_acl"}, baseArgs...), wantErr: "--posix-acl cannot be combined"},
 	{flag: "uid-map", args: append([]string{"--uid-map=0:1000:1"}, baseArgs...), wantErr: `want ":namespace_id:host_id:count:"`},
 	{flag: "uid-map", args: append([]string{"--uid-map=:0:1000:"}, baseArgs...), wantErr: `want ":namespace_id:host_id:count:"`},
 	{flag: "uid-map", args: append([]string{"--uid-map=:0:1000:1"}, baseArgs...), wantErr: `want ":namespace_id:host_id:count:"`},
@@ -545,13 +543,16 @@ translate-gid = ["map:0:100:1"]
 	}
 }
 
-// --posix-acl in the file with --translate-uid on the command line is the
-// same conflict as both on the command line.
-func TestConflictAcrossFileAndFlags(t *testing.T) {
+// Unlike the Rust virtiofsd, uvfsd translates the ids inside ACLs, so --posix-acl (here from the
+// file) and --translate-uid (from the command line) work together.
+func TestACLWithTranslationAcrossFileAndFlags(t *testing.T) {
 	file := writeFile(t, t.TempDir(), "c.toml", "posix-acl = true\n")
-	_, err := ParseConfig(append([]string{"--config", file, "--translate-uid=map:0:1:1"}, baseArgs...), noEnv)
-	if err == nil || !strings.Contains(err.Error(), "--posix-acl cannot be combined") {
-		t.Fatalf("got %v, want the posix-acl/translate conflict", err)
+	c, err := ParseConfig(append([]string{"--config", file, "--translate-uid=map:0:1:1"}, baseArgs...), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.PosixACL || !c.Xattr || len(c.TranslateUID) != 1 {
+		t.Fatalf("got posix-acl %v xattr %v translate-uid %q", c.PosixACL, c.Xattr, c.TranslateUID)
 	}
 }
 

@@ -127,7 +127,7 @@ func serve(cfg *Config, lg *logger) error {
 	if err != nil {
 		return err
 	}
-	popts.UIDs, popts.GIDs, popts.Logf = uids, gids, lg.debugf
+	popts.UIDs, popts.GIDs, popts.Logf = uids, gids, lg.warnf
 	fs, err := passfs.New(popts)
 	if err != nil {
 		return err

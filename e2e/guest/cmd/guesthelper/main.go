@@ -15,6 +15,9 @@
 //	uvfs-helper removexattr PATH NAME
 //	uvfs-helper rename OLD NEW
 //	uvfs-helper tmpfile DIR [LINKNAME]
+//	uvfs-helper setacl PATH access|default ENTRIES   (acl.go)
+//	uvfs-helper getacl PATH access|default
+//	uvfs-helper walk DIR                             (walk.go)
 //
 // Failed system calls print "uvfs-helper: OP ARG: ENAME (text)" and exit 1,
 // so scripts can grep for the errno name. tmpfile exits 3 when the file
@@ -64,6 +67,15 @@ func main() {
 			usage()
 		}
 		err = tmpFile(args)
+	case "setacl":
+		need(args, 3)
+		err = setACL(args[0], args[1], args[2])
+	case "getacl":
+		need(args, 2)
+		err = getACL(args[0], args[1])
+	case "walk":
+		need(args, 1)
+		err = walk(args[0])
 	default:
 		usage()
 	}
@@ -77,7 +89,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: uvfs-helper runas|setxattr|getxattr|listxattr|removexattr|rename|tmpfile ARGS (see the package comment)")
+	fmt.Fprintln(os.Stderr, "usage: uvfs-helper runas|setxattr|getxattr|listxattr|removexattr|rename|tmpfile|setacl|getacl|walk ARGS (see the package comment)")
 	os.Exit(2)
 }
 
