@@ -97,6 +97,8 @@ func serve(cfg *Config, lg *logger) error {
 	if err != nil {
 		return err
 	}
+	lg.debugf("user namespace: %v; uid_map %q; gid_map %q; invoking user %d:%d",
+		st.InNamespace, st.UIDs.String(), st.GIDs.String(), st.HostUID, st.HostGID)
 	uids, gids, err := idMappers(cfg, st, uidRules, gidRules)
 	if err != nil {
 		return err
