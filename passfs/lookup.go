@@ -24,7 +24,15 @@ func (fs *FS) Lookup(ctx *fuse.Context, name fuse.CString, out *fuse.EntryOut) f
 	if e := checkName(name); e != 0 {
 		return e
 	}
-	return fs.lookupAt(parent, name, out)
+	e = fs.lookupAt(parent, name, out)
+	if e == syscall.ENOENT && fs.timeout > 0 {
+		// A zero node id with an entry timeout makes the guest cache the miss (a negative
+		// dentry) for as long as it caches entries, saving a round trip per repeated miss
+		// (PATH and include-path searches).
+		*out = fuse.EntryOut{EntryValid: fs.timeout}
+		return 0
+	}
+	return e
 }
 
 // lookupAt resolves one name relative to the directory node parent, never following a final

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/uvfsd/uvfsd/fuse"
+	"github.com/uvfsd/uvfsd/passfs"
 )
 
 func TestLookupGetattrMatchHost(t *testing.T) {
@@ -32,6 +33,16 @@ func TestLookupGetattrMatchHost(t *testing.T) {
 	if errno := e.fs.Getattr(e.ctx(ent.NodeID), &fuse.GetattrIn{}, &out); errno != 0 || out.Attr.Size != 11 {
 		t.Fatalf("getattr after host write: size %d, %v", out.Attr.Size, errno)
 	}
+	// A miss is a negative entry the guest may cache as long as entries (cache=auto: 1 s).
+	var miss fuse.EntryOut
+	if errno := e.fs.Lookup(e.ctx(fuse.RootID), cs("missing"), &miss); errno != 0 || miss.NodeID != 0 || miss.EntryValid != 1 {
+		t.Fatalf("lookup of missing name: %v, entry %+v; want node 0 valid for 1 s", errno, miss)
+	}
+}
+
+// With cache=never nothing is cached, a miss included: it is ENOENT.
+func TestLookupMissWithoutCacheIsENOENT(t *testing.T) {
+	e := newEnv(t, func(o *passfs.Options) { o.Cache = passfs.CacheNever })
 	var miss fuse.EntryOut
 	wantErrno(t, "lookup of missing name", e.fs.Lookup(e.ctx(fuse.RootID), cs("missing"), &miss), syscall.ENOENT)
 }

@@ -406,3 +406,17 @@ func TestStackNoReaddirplusFlag(t *testing.T) {
 		t.Errorf("--no-readdirplus: INIT still agreed READDIRPLUS (flags %#x)", agreed)
 	}
 }
+
+// wantMiss checks that a LOOKUP found nothing: ENOENT, or a negative entry (node id 0) that the
+// guest may cache.
+func wantMiss(t *testing.T, what string, e *fuse.EntryOut, err error) {
+	t.Helper()
+	if err == nil && e != nil && e.NodeID == 0 {
+		return
+	}
+	if err == nil {
+		t.Errorf("%s: found node %d, want nothing", what, e.NodeID)
+		return
+	}
+	wantErrno(t, what, err, syscall.ENOENT)
+}
