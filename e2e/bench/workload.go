@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// sizes scales the workloads; --quick shrinks them.
+type sizes struct {
+	SmallFiles int // files created, stat'ed, read and removed
+	TreeFiles  int // files of the host-made tree (ls -lR, find, cp -a)
+	BigMiB     int // sequential write and read
+}
+
+// workload is one timed guest step, in the order the guest runs them.
+type workload struct {
+	Name  string // the BENCH line's name
+	Label func(s sizes) string
+}
+
+var workloads = []workload{
+	{"create", func(s sizes) string { return fmt.Sprintf("create %d files", s.SmallFiles) }},
+	{"stat", func(s sizes) string { return fmt.Sprintf("stat %d (cold)", s.SmallFiles) }},
+	{"read", func(s sizes) string { return fmt.Sprintf("cat %d files", s.SmallFiles) }},
+	{"ls-lR", func(s sizes) string { return fmt.Sprintf("ls -lR %d (cold)", s.TreeFiles) }},
+	{"find", func(s sizes) string { return fmt.Sprintf("find %d (cold)", s.TreeFiles) }},
+	{"cp-a", func(s sizes) string { return fmt.Sprintf("cp -a %d (cold)", s.TreeFiles) }},
+	{"write-seq", func(s sizes) string { return fmt.Sprintf("dd write %d MiB+fsync", s.BigMiB) }},
+	{"read-seq", func(s sizes) string { return fmt.Sprintf("dd read %d MiB (cold)", s.BigMiB) }},
+	{"rm-rf", func(s sizes) string { return "rm -rf all" }},
+}
+
+// guestScript runs every workload in the share (the working directory) and
+// prints one "BENCH name ns" line per step through /bin/benchstep. Caches
+// are dropped before each step marked cold, so the daemon is asked again.
+func guestScript(s sizes) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "N=%d\nMIB=%d\n", s.SmallFiles, s.BigMiB)
+	b.WriteString(`fail=0
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+step() { /bin/benchstep "$@" || fail=1; }
+[ -d tree ] || { echo "BENCH-FAIL setup: no host tree in $(pwd)"; exit 1; }
+mkdir small || exit 1
+step create @create small $N
+drop; step stat @stat small $N
+step read cat small/*
+drop; step ls-lR ls -lR tree
+drop; step find find tree
+drop; step cp-a cp -a tree tree2
+step write-seq dd if=/dev/zero of=big bs=1M count=$MIB conv=fsync
+drop; step read-seq dd if=big of=/dev/null bs=1M
+step rm-rf rm -rf small tree tree2 big
+exit $fail
+`)
+	return b.String()
+}
+
+// makeTree creates files regular files under root in 10 top directories of
+// 10 subdirectories each, sized 0 to 3840 bytes, owned by uid:gid when
+// chown is set. It is the host-made tree the guest lists, walks and copies.
+func makeTree(root string, files int, chown bool, uid, gid int) error {
+	const top, sub = 10, 10
+	leaves := top * sub
+	data := make([]byte, 4096)
+	for i := range data {
+		data[i] = byte('a' + i%26)
+	}
+	mkdir := func(p string) error {
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return fmt.Errorf("make benchmark tree: %w", err)
+		}
+		if chown {
+			return os.Lchown(p, uid, gid)
+		}
+		return nil
+	}
+	if err := mkdir(root); err != nil {
+		return err
+	}
+	for i := range files {
+		leaf := i % leaves
+		dir := filepath.Join(root, fmt.Sprintf("d%02d", leaf/sub), fmt.Sprintf("s%02d", leaf%sub))
+		if i < leaves {
+			if leaf%sub == 0 {
+				if err := mkdir(filepath.Dir(dir)); err != nil {
+					return err
+				}
+			}
+			if err := mkdir(dir); err != nil {
+				return err
+			}
+		}
+		p := filepath.Join(dir, fmt.Sprintf("file%05d.txt", i))
+		if err := os.WriteFile(p, data[:(i%16)*256], 0o644); err != nil {
+			return fmt.Errorf("make benchmark tree: %w", err)
+		}
+		if chown {
+			if err := os.Lchown(p, uid, gid); err != nil {
+				return fmt.Errorf("make benchmark tree: %w", err)
+			}
+		}
+	}
+	return nil
+}

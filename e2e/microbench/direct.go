@@ -1,0 +1,173 @@
+package main
+
+// The same work as each FUSE request, done with direct syscalls on the host:
+// the limit a passthrough daemon can approach. Names are NUL-terminated byte
+// slices passed to raw syscalls so the loop itself neither allocates nor
+// copies paths.
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// directFixture holds O_PATH fds of the fixture's directories.
+type directFixture struct {
+	base, newdir int
+	root         string
+}
+
+func openDirectFixture(share string) (*directFixture, error) {
+	d := &directFixture{root: filepath.Join(share, fixtureDir)}
+	var err error
+	if d.base, err = unix.Open(d.root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, fmt.Errorf("open fixture: %w", err)
+	}
+	if d.newdir, err = unix.Open(filepath.Join(d.root, createDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return nil, fmt.Errorf("open fixture: %w", err)
+	}
+	return d, nil
+}
+
+func (d *directFixture) close() {
+	unix.Close(d.base)
+	unix.Close(d.newdir)
+}
+
+func cstr(s string) []byte { return append([]byte(s), 0) }
+
+func openat(dirfd int, name []byte, flags int, mode uint32) (int, error) {
+	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&name[0])), uintptr(flags), uintptr(mode), 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(fd), nil
+}
+
+func fstatat(dirfd int, name *byte, st *unix.Stat_t, flags int) error {
+	_, _, errno := unix.Syscall6(unix.SYS_NEWFSTATAT, uintptr(dirfd), uintptr(unsafe.Pointer(name)), uintptr(unsafe.Pointer(st)), uintptr(flags), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+var empty = []byte{0}
+
+// directLookup: what a daemon's LOOKUP must do at least: open an O_PATH fd
+// for the inode and stat it (the fd is closed here, kept by a daemon).
+func directLookup(d *directFixture, _ int) (opFunc, error) {
+	name := cstr(readFile)
+	var st unix.Stat_t
+	return func() error {
+		fd, err := openat(d.base, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		err = fstatat(fd, &empty[0], &st, unix.AT_EMPTY_PATH)
+		unix.Close(fd)
+		return err
+	}, nil
+}
+
+func directGetattr(d *directFixture, _ int) (opFunc, error) {
+	fd, err := openat(d.base, cstr(readFile), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	return func() error { return fstatat(fd, &empty[0], &st, unix.AT_EMPTY_PATH) }, nil
+}
+
+// directReaddirplus: rewind, read the entries a page at a time, stat each one.
+func directReaddirplus(d *directFixture, _ int) (opFunc, error) {
+	fd, err := openat(d.base, cstr(listDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, readdirSize)
+	var st unix.Stat_t
+	return func() error {
+		if _, err := unix.Seek(fd, 0, 0); err != nil {
+			return err
+		}
+		seen := 0
+		// getdents64 may return fewer entries than fit (ext4 hashed directories do): read to the end.
+		for {
+			n, err := unix.Getdents(fd, buf)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			// struct linux_dirent64: ino 8, off 8, reclen 2, type 1, NUL-terminated name.
+			for off := 0; off < n; {
+				reclen := int(*(*uint16)(unsafe.Pointer(&buf[off+16])))
+				if err := fstatat(fd, &buf[off+19], &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					return err
+				}
+				seen++
+				off += reclen
+			}
+		}
+		if seen < dirEntries {
+			return fmt.Errorf("getdents64 returned %d entries, want %d", seen, dirEntries)
+		}
+		return nil
+	}, nil
+}
+
+// directCreate: create, stat (CREATE replies with attributes), close.
+func directCreate(d *directFixture, worker int) (opFunc, error) {
+	name := make([]byte, 0, 32)
+	prefix := "d" + strconv.Itoa(worker) + "-"
+	var st unix.Stat_t
+	return func() error {
+		name = append(strconv.AppendUint(append(name[:0], prefix...), createSeq.Add(1), 10), 0)
+		fd, err := openat(d.newdir, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return err
+		}
+		err = fstatat(fd, &empty[0], &st, unix.AT_EMPTY_PATH)
+		unix.Close(fd)
+		return err
+	}, nil
+}
+
+func directRead(size int) func(d *directFixture, _ int) (opFunc, error) {
+	return func(d *directFixture, _ int) (opFunc, error) {
+		fd, err := openat(d.base, cstr(readFile), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size)
+		return func() error {
+			n, err := unix.Pread(fd, buf, 0)
+			if err == nil && n != size {
+				err = fmt.Errorf("pread of %d bytes returned %d", size, n)
+			}
+			return err
+		}, nil
+	}
+}
+
+func directWrite(size int) func(d *directFixture, _ int) (opFunc, error) {
+	return func(d *directFixture, _ int) (opFunc, error) {
+		fd, err := openat(d.base, cstr(writeFile), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size)
+		return func() error {
+			n, err := unix.Pwrite(fd, buf, 0)
+			if err == nil && n != size {
+				err = fmt.Errorf("pwrite of %d bytes wrote %d", size, n)
+			}
+			return err
+		}, nil
+	}
+}

@@ -1,0 +1,292 @@
+// Command microbench measures single FUSE requests without a VM: the Go
+// vhost-user front-end (vhost/frontend) drives the real uvfsd binary and
+// QEMU's C virtiofsd, and the same work is done with direct syscalls on the
+// host as the limit. For LOOKUP, GETATTR, READDIRPLUS, CREATE(+RELEASE) and
+// 4 KiB / 1 MiB READ and WRITE it prints the mean latency and ops/s at queue
+// depth 1 and 64 (64 goroutines calling the concurrency-safe front-end, so
+// 64 chains are in flight on one ring), then uvfsd's heap allocations per
+// request, measured in-process.
+//
+//	go run ./e2e/microbench [--duration 2s] [--uvfsd-args "--thread-pool-size=2"]
+//
+// The front-end's own cost (it copies every buffer and allocates per call)
+// is in every daemon number alike; the direct column has none of it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/vhost/frontend"
+)
+
+const (
+	tUvfsd  = "uvfsd"
+	tC      = "C-virtiofsd"
+	tDirect = "direct"
+	// tInProcess is uvfsd's stack in this process (no sandbox, no separate binary), for
+	// profiling with --cpuprofile; not in the default set.
+	tInProcess = "in-process"
+)
+
+const cVirtiofsd = "/usr/lib/qemu/virtiofsd"
+
+// frontOptions is the emulated device, like QEMU's vhost-user-fs-pci with a
+// Linux guest: 1024 entries, indirect descriptors and EVENT_IDX.
+var frontOptions = frontend.Options{MemSize: 256 << 20, QueueSize: 1024, Indirect: true, EventIdx: true, Timeout: 30 * time.Second}
+
+// results: target -> op -> depth -> stats.
+type results map[string]map[string]map[int]stats
+
+func (r results) put(target, op string, s stats) {
+	if r[target] == nil {
+		r[target] = map[string]map[int]stats{}
+	}
+	if r[target][op] == nil {
+		r[target][op] = map[int]stats{}
+	}
+	r[target][op][s.depth] = s
+}
+
+type config struct {
+	dur       time.Duration
+	depths    []int
+	uvfsdArgs []string
+	allocReqs int
+	work      string
+	uvfsd     string
+	runAs     *syscall.Credential // uvfsd's user; nil: this process's
+	runAsUID  int
+	runAsGID  int
+	runAsName string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "microbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	c := &config{}
+	pflag.DurationVar(&c.dur, "duration", 2*time.Second, "timed run per operation and depth")
+	depths := pflag.String("depths", "1,64", "queue depths, comma separated")
+	systems := pflag.String("systems", strings.Join([]string{tUvfsd, tC, tDirect}, ","), "targets, comma separated")
+	uvfsdArgs := pflag.String("uvfsd-args", "", "extra uvfsd flags, space separated")
+	pflag.IntVar(&c.allocReqs, "alloc-requests", 2000, "requests per operation for the allocation count (1 MiB: a tenth); 0 skips it")
+	opsFilter := pflag.String("ops", "", "only operations whose name contains this text (e.g. CREATE)")
+	cpuProfile := pflag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
+	pflag.Parse()
+	c.uvfsdArgs = strings.Fields(*uvfsdArgs)
+	if *opsFilter != "" {
+		benchOps = slices.DeleteFunc(benchOps, func(op benchOp) bool { return !strings.Contains(op.name, *opsFilter) })
+		if len(benchOps) == 0 {
+			return fmt.Errorf("--ops %q matches no operation", *opsFilter)
+		}
+	}
+	for _, s := range strings.Split(*depths, ",") {
+		d, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || d < 1 || d > 256 {
+			return fmt.Errorf("--depths: %q is not a depth from 1 to 256", s)
+		}
+		c.depths = append(c.depths, d)
+	}
+	var targets []string
+	for _, s := range strings.Split(*systems, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case tUvfsd, tDirect, tInProcess:
+		case tC:
+			if os.Geteuid() != 0 {
+				fmt.Println("note: skipping the C virtiofsd: it needs root")
+				continue
+			}
+		default:
+			return fmt.Errorf("--systems: unknown target %q", s)
+		}
+		targets = append(targets, s)
+	}
+	var err error
+	if c.work, err = os.MkdirTemp("", "uvfs-microbench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(c.work)
+	if err := os.Chmod(c.work, 0o755); err != nil {
+		return err
+	}
+	c.pickUser()
+	c.uvfsd = filepath.Join(c.work, "uvfsd")
+	if err := guest.GoBuild(context.Background(), c.uvfsd, "github.com/uvfsd/uvfsd/cmd/uvfsd"); err != nil {
+		return err
+	}
+	fmt.Printf("%d CPUs, %v per point, depths %v; uvfsd runs as %s with flags %q\n",
+		numCPU(), c.dur, c.depths, c.runAsName, c.uvfsdArgs)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	res := results{}
+	for _, t := range targets {
+		if err := c.runTarget(t, res); err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+	}
+	fmt.Println()
+	writeTable(os.Stdout, res, targets, c.depths)
+	if c.allocReqs > 0 {
+		share, err := c.share(false)
+		if err != nil {
+			return err
+		}
+		allocs, err := measureAllocs(share, frontOptions, c.allocReqs)
+		if err != nil {
+			return fmt.Errorf("allocations: %w", err)
+		}
+		fmt.Println()
+		writeAllocTable(os.Stdout, allocs)
+		fmt.Println("\nwhere uvfsd allocates (sites with at least 0.1 per request; innermost uvfsd frame):")
+		writeAllocSites(os.Stdout, allocs, 0.1)
+	}
+	return nil
+}
+
+// pickUser runs uvfsd rootless: as this user when not root, as uvfs-e2e
+// (the e2e tests' account) when root and it exists, else as root with a note.
+func (c *config) pickUser() {
+	c.runAsName, c.runAsUID, c.runAsGID = strconv.Itoa(os.Getuid()), os.Getuid(), os.Getgid()
+	if u, err := user.Current(); err == nil {
+		c.runAsName = u.Username
+	}
+	if os.Geteuid() != 0 {
+		return
+	}
+	u, err := user.Lookup("uvfs-e2e")
+	if err != nil {
+		fmt.Println("note: no uvfs-e2e user (go run ./e2e/bench or the e2e tests create it): uvfsd runs as root")
+		return
+	}
+	c.runAsUID, _ = strconv.Atoi(u.Uid)
+	c.runAsGID, _ = strconv.Atoi(u.Gid)
+	c.runAsName = u.Username
+	c.runAs = &syscall.Credential{Uid: uint32(c.runAsUID), Gid: uint32(c.runAsGID), Groups: []uint32{}}
+}
+
+// share makes a fresh share with the fixture, owned by uvfsd's user when
+// forUvfsd.
+func (c *config) share(forUvfsd bool) (string, error) {
+	dir, err := os.MkdirTemp(c.work, "share-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	chown := forUvfsd && c.runAs != nil
+	if err == nil && chown {
+		err = os.Chown(dir, c.runAsUID, c.runAsGID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("benchmark share: %w", err)
+	}
+	return dir, makeFixture(dir, chown, c.runAsUID, c.runAsGID)
+}
+
+// runTarget measures every operation at every depth on one target.
+func (c *config) runTarget(target string, res results) error {
+	share, err := c.share(target == tUvfsd)
+	if err != nil {
+		return err
+	}
+	var newWorker func(op benchOp) func(int) (opFunc, error)
+	switch target {
+	case tDirect:
+		d, err := openDirectFixture(share)
+		if err != nil {
+			return err
+		}
+		defer d.close()
+		newWorker = func(op benchOp) func(int) (opFunc, error) {
+			return func(w int) (opFunc, error) { return op.direct(d, w) }
+		}
+	case tInProcess:
+		p, err := startInProcess(share, frontOptions)
+		if err != nil {
+			return err
+		}
+		defer p.close()
+		s, err := newSession(p.front, uint32(os.Getuid()), uint32(os.Getgid()))
+		if err != nil {
+			return err
+		}
+		newWorker = func(op benchOp) func(int) (opFunc, error) {
+			return func(w int) (opFunc, error) { return op.fuse(s, w) }
+		}
+	default:
+		// The socket's directory must be writable by the daemon's user.
+		sockDir, err := os.MkdirTemp(c.work, "sock-")
+		if err == nil && target == tUvfsd && c.runAs != nil {
+			err = os.Chown(sockDir, c.runAsUID, c.runAsGID)
+		}
+		if err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		sock := filepath.Join(sockDir, "vhost.sock")
+		d := &guest.Daemon{Socket: sock}
+		if target == tUvfsd {
+			d.Path, d.Credential = c.uvfsd, c.runAs
+			d.Args = append([]string{"--socket-path=" + sock, "--shared-dir=" + share}, c.uvfsdArgs...)
+		} else {
+			d.Path = cVirtiofsd
+			d.Args = []string{"--socket-path=" + sock, "-o", "source=" + share, "-o", "cache=auto"}
+		}
+		if err := d.Start(); err != nil {
+			return err
+		}
+		defer d.Stop(5 * time.Second)
+		f, err := frontend.Dial(sock, frontOptions)
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, d.Output())
+		}
+		defer func() {
+			f.Close()
+			if err := d.Wait(10 * time.Second); err != nil {
+				fmt.Fprintf(os.Stderr, "%s did not exit after the front-end disconnected: %v\n", target, err)
+			}
+		}()
+		// Guest root, as a mounting kernel usually sends for a root shell.
+		s, err := newSession(f, 0, 0)
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, d.Output())
+		}
+		newWorker = func(op benchOp) func(int) (opFunc, error) {
+			return func(w int) (opFunc, error) { return op.fuse(s, w) }
+		}
+	}
+	for _, op := range benchOps {
+		for _, depth := range c.depths {
+			st, err := measure(depth, c.dur, newWorker(op))
+			if err != nil {
+				return fmt.Errorf("%s at depth %d: %w", op.name, depth, err)
+			}
+			res.put(target, op.name, st)
+			fmt.Printf("RESULT target=%s op=%q depth=%d ops=%d ns=%d ops_per_s=%.0f latency_ns=%d\n",
+				target, op.name, depth, st.ops, st.elapsed.Nanoseconds(), st.opsPerSec(), st.latency().Nanoseconds())
+		}
+	}
+	return nil
+}

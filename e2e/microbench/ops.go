@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/uvfsd/uvfsd/fuse"
+	"github.com/uvfsd/uvfsd/fuse/fusetest"
+	"github.com/uvfsd/uvfsd/vhost/frontend"
+)
+
+// Virtqueues of a virtio-fs device: FORGET goes to hiprio, the rest to the
+// first request queue.
+const (
+	hiprioQueue  = 0
+	requestQueue = 1
+)
+
+// guestPage is how buffers are cut into descriptors, as the guest's
+// page-sized scatter-gather lists are.
+const guestPage = 4096
+
+// vhostTransport carries fusetest requests through the vhost-user front-end,
+// laid out like Linux's virtio-fs driver: large payloads in page-sized
+// buffers, a large reply area as a 16-byte header buffer plus pages.
+type vhostTransport struct {
+	f     *frontend.Frontend
+	queue int
+	// noReply sends chains without device-writable buffers, as the kernel does on hiprio.
+	noReply bool
+}
+
+func (t vhostTransport) Call(in [][]byte, outSize int) ([]byte, error) {
+	var bufs [][]byte
+	for _, b := range in {
+		for len(b) > guestPage {
+			bufs = append(bufs, b[:guestPage])
+			b = b[guestPage:]
+		}
+		bufs = append(bufs, b)
+	}
+	outs := []int{outSize}
+	switch {
+	case t.noReply:
+		outs = nil
+	case outSize > guestPage:
+		outs = []int{16}
+		for left := outSize - 16; left > 0; left -= guestPage {
+			outs = append(outs, min(left, guestPage))
+		}
+	}
+	out, n, err := t.f.Call(t.queue, bufs, outs)
+	if err != nil {
+		return nil, err
+	}
+	if int(n) != len(out) {
+		return nil, fmt.Errorf("used entry claims %d bytes written, %d came back", n, len(out))
+	}
+	return out, nil
+}
+
+// session is a FUSE mount over one front-end: INIT done, fixture nodes
+// looked up.
+type session struct {
+	c, hiprio                       *fusetest.Client
+	base, file, wfile, list, newdir uint64
+}
+
+func newSession(f *frontend.Frontend, uid, gid uint32) (*session, error) {
+	s := &session{
+		c:      &fusetest.Client{T: vhostTransport{f: f, queue: requestQueue}, UID: uid, GID: gid, PID: 1},
+		hiprio: &fusetest.Client{T: vhostTransport{f: f, queue: hiprioQueue, noReply: true}, UID: uid, GID: gid, PID: 1},
+	}
+	if _, err := s.c.Init(0); err != nil {
+		return nil, fmt.Errorf("INIT: %w", err)
+	}
+	e, err := s.c.Lookup(fuse.RootID, fixtureDir)
+	if err != nil {
+		return nil, fmt.Errorf("LOOKUP %s: %w", fixtureDir, err)
+	}
+	s.base = e.NodeID
+	for _, n := range []struct {
+		name string
+		id   *uint64
+	}{{readFile, &s.file}, {writeFile, &s.wfile}, {listDir, &s.list}, {createDir, &s.newdir}} {
+		e, err := s.c.Lookup(s.base, n.name)
+		if err != nil {
+			return nil, fmt.Errorf("LOOKUP %s: %w", n.name, err)
+		}
+		*n.id = e.NodeID
+	}
+	return s, nil
+}
+
+// opFunc performs one operation; each worker goroutine gets its own.
+type opFunc func() error
+
+// benchOp is one measured operation: how a worker does it over FUSE and how
+// it does the same work with direct syscalls on the host.
+type benchOp struct {
+	name   string
+	fuse   func(s *session, worker int) (opFunc, error)
+	direct func(d *directFixture, worker int) (opFunc, error)
+}
+
+// createSeq numbers created files across workers and measurements, so names never repeat.
+var createSeq atomic.Uint64
+
+var benchOps = []benchOp{
+	{"LOOKUP", fuseLookup, directLookup},
+	{"GETATTR", fuseGetattr, directGetattr},
+	{"READDIRPLUS", fuseReaddirplus, directReaddirplus},
+	{"CREATE+RELEASE+FORGET", fuseCreate, directCreate},
+	{"READ 4 KiB", fuseRead(smallIOSize), directRead(smallIOSize)},
+	{"READ 1 MiB", fuseRead(largeIOSize), directRead(largeIOSize)},
+	{"WRITE 4 KiB", fuseWrite(smallIOSize), directWrite(smallIOSize)},
+	{"WRITE 1 MiB", fuseWrite(largeIOSize), directWrite(largeIOSize)},
+}
+
+var (
+	entryOutSize = int(unsafe.Sizeof(fuse.EntryOut{}))
+	attrOutSize  = int(unsafe.Sizeof(fuse.AttrOut{}))
+	openOutSize  = int(unsafe.Sizeof(fuse.OpenOut{}))
+	writeOutSize = int(unsafe.Sizeof(fuse.WriteOut{}))
+)
+
+func fuseLookup(s *session, _ int) (opFunc, error) {
+	name := fusetest.Name(readFile)
+	return func() error {
+		p, err := s.c.Do(fuse.OpLookup, s.base, entryOutSize, name)
+		if err == nil && len(p) < entryOutSize {
+			err = fmt.Errorf("LOOKUP reply of %d bytes", len(p))
+		}
+		return err
+	}, nil
+}
+
+func fuseGetattr(s *session, _ int) (opFunc, error) {
+	in := fusetest.Bytes(&fuse.GetattrIn{})
+	return func() error {
+		p, err := s.c.Do(fuse.OpGetattr, s.file, attrOutSize, in)
+		if err == nil && len(p) < attrOutSize {
+			err = fmt.Errorf("GETATTR reply of %d bytes", len(p))
+		}
+		return err
+	}, nil
+}
+
+// open opens node once for a worker (OPEN or OPENDIR) and returns the handle.
+func (s *session) open(op fuse.Opcode, node uint64, flags uint32) (uint64, error) {
+	o, err := fusetest.Call[fuse.OpenOut](s.c, op, node, fusetest.Bytes(&fuse.OpenIn{Flags: flags}))
+	if err != nil {
+		return 0, fmt.Errorf("open node %d: %w", node, err)
+	}
+	return o.Fh, nil
+}
+
+func fuseReaddirplus(s *session, _ int) (opFunc, error) {
+	fh, err := s.open(fuse.OpOpendir, s.list, syscall.O_RDONLY)
+	if err != nil {
+		return nil, err
+	}
+	in := fusetest.Bytes(&fuse.ReadIn{Fh: fh, Size: readdirSize})
+	return func() error {
+		p, err := s.c.Do(fuse.OpReaddirplus, s.list, readdirSize, in)
+		// "." and ".." are the first entries; a short reply means a short listing.
+		if err == nil && len(p) < dirEntries*(entryOutSize+24+8) {
+			err = fmt.Errorf("READDIRPLUS returned only %d bytes for %d entries", len(p), dirEntries)
+		}
+		return err
+	}, nil
+}
+
+func fuseCreate(s *session, worker int) (opFunc, error) {
+	in := fusetest.Bytes(&fuse.CreateIn{Flags: syscall.O_RDWR | syscall.O_CREAT | syscall.O_EXCL, Mode: syscall.S_IFREG | 0o644, Umask: 0o022})
+	prefix := "w" + strconv.Itoa(worker) + "-"
+	return func() error {
+		name := prefix + strconv.FormatUint(createSeq.Add(1), 10)
+		p, err := s.c.Do(fuse.OpCreate, s.newdir, entryOutSize+openOutSize, in, fusetest.Name(name))
+		if err != nil {
+			return fmt.Errorf("CREATE: %w", err)
+		}
+		e, err := fusetest.Decode[fuse.EntryOut](p)
+		if err != nil {
+			return err
+		}
+		o, err := fusetest.Decode[fuse.OpenOut](p[entryOutSize:])
+		if err != nil {
+			return err
+		}
+		if _, err = s.c.Do(fuse.OpRelease, e.NodeID, 0, fusetest.Bytes(&fuse.ReleaseIn{Fh: o.Fh})); err != nil {
+			return fmt.Errorf("RELEASE: %w", err)
+		}
+		// As the guest does when it drops the inode: else the daemon keeps an fd per file.
+		_, err = s.hiprio.Do(fuse.OpForget, e.NodeID, 0, fusetest.Bytes(&fuse.ForgetIn{Nlookup: 1}))
+		return err
+	}, nil
+}
+
+func fuseRead(size int) func(s *session, _ int) (opFunc, error) {
+	return func(s *session, _ int) (opFunc, error) {
+		fh, err := s.open(fuse.OpOpen, s.file, syscall.O_RDONLY)
+		if err != nil {
+			return nil, err
+		}
+		in := fusetest.Bytes(&fuse.ReadIn{Fh: fh, Size: uint32(size)})
+		return func() error {
+			p, err := s.c.Do(fuse.OpRead, s.file, size, in)
+			if err == nil && len(p) != size {
+				err = fmt.Errorf("READ of %d bytes returned %d", size, len(p))
+			}
+			return err
+		}, nil
+	}
+}
+
+func fuseWrite(size int) func(s *session, _ int) (opFunc, error) {
+	return func(s *session, _ int) (opFunc, error) {
+		fh, err := s.open(fuse.OpOpen, s.wfile, syscall.O_WRONLY)
+		if err != nil {
+			return nil, err
+		}
+		in := fusetest.Bytes(&fuse.WriteIn{Fh: fh, Size: uint32(size)})
+		data := make([]byte, size)
+		return func() error {
+			p, err := s.c.Do(fuse.OpWrite, s.wfile, writeOutSize, in, data)
+			if err != nil {
+				return err
+			}
+			w, err := fusetest.Decode[fuse.WriteOut](p)
+			if err == nil && int(w.Size) != size {
+				err = fmt.Errorf("WRITE of %d bytes wrote %d", size, w.Size)
+			}
+			return err
+		}, nil
+	}
+}
