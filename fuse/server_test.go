@@ -3,6 +3,7 @@ package fuse_test
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"syscall"
 	"testing"
 	"unsafe"
@@ -377,6 +378,36 @@ func TestServeAllocatesNothing(t *testing.T) {
 		t.Errorf("READ allocates %.1f times per request", allocs)
 	}
 	if done != 16+4096 {
+		t.Errorf("READ wrote %d bytes", done)
+	}
+}
+
+// A 1 MiB READ spans 257 guest buffers; serving it must not allocate either, even after a garbage
+// collection (request scratch is kept on a free list, not in a sync.Pool).
+func TestServeLargeReadAllocatesNothing(t *testing.T) {
+	fs := &fakeFS{data: make([]byte, 1<<20)}
+	s := fuse.NewServer(fs, fuse.Options{Want: fuse.DefaultWant})
+	c := &fusetest.Client{T: fusetest.ServerTransport{S: s}}
+	if _, err := c.Init(0); err != nil {
+		t.Fatal(err)
+	}
+	h := fuse.InHeader{Len: 80, Opcode: fuse.OpRead, Unique: 1, NodeID: 2}
+	rd := fuse.ReadIn{Size: 1 << 20}
+	in := [][]byte{fusetest.Bytes(&h), fusetest.Bytes(&rd)}
+	out := [][]byte{make([]byte, 16)}
+	for i := 0; i < 256; i++ {
+		out = append(out, make([]byte, 4096))
+	}
+	var done nopCompleter
+	s.Serve(in, out, &done)
+	allocs := testing.AllocsPerRun(100, func() {
+		runtime.GC()
+		s.Serve(in, out, &done)
+	})
+	if allocs != 0 {
+		t.Errorf("1 MiB READ allocates %.1f times per request", allocs)
+	}
+	if done != 16+1<<20 {
 		t.Errorf("READ wrote %d bytes", done)
 	}
 }

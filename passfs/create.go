@@ -247,7 +247,7 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 		return e
 	}
 	open.Fh = fs.handles.add(&handle{fd: fd})
-	open.OpenFlags = fs.o.Cache.openFlags(false)
+	open.OpenFlags = fs.openFlags(false)
 	return 0
 }
 
@@ -329,6 +329,6 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 		return e
 	}
 	open.Fh = fs.handles.add(&handle{fd: fd})
-	open.OpenFlags = fs.o.Cache.openFlags(false)
+	open.OpenFlags = fs.openFlags(false)
 	return 0
 }

@@ -39,7 +39,7 @@ func (fs *FS) Opendir(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fus
 		return e
 	}
 	out.Fh = fs.handles.add(&handle{fd: fd, dir: &dirStream{buf: make([]byte, direntBufSize), node: n}})
-	out.OpenFlags = fs.o.Cache.openFlags(true)
+	out.OpenFlags = fs.openFlags(true)
 	return 0
 }
 

@@ -61,7 +61,7 @@ func (fs *FS) Open(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fuse.E
 		}
 	}
 	out.Fh = fs.handles.add(h)
-	out.OpenFlags = fs.o.Cache.openFlags(n.isDir())
+	out.OpenFlags = fs.openFlags(n.isDir())
 	return 0
 }
 

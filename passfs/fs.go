@@ -32,6 +32,7 @@ type FS struct {
 	// What INIT negotiated (set in Init, read by every request).
 	dontMask  atomic.Bool // the kernel left the umask to us
 	writeback atomic.Bool // the kernel caches writes: it may read through write-only handles
+	noFlush   atomic.Bool // no POSIX locks were agreed, so FLUSH has nothing to do
 
 	// capHostName is the host name of security.capability when an xattr mapping renames it: the
 	// host kernel then no longer drops it on write, so WRITE does (CVE-2021-20263). Nil otherwise.
@@ -124,6 +125,18 @@ func (fs *FS) Close() error {
 func (fs *FS) Init(info *fuse.InitInfo) {
 	fs.dontMask.Store(info.Flags&fuse.CapDontMask != 0)
 	fs.writeback.Store(fs.o.Writeback && info.Flags&fuse.CapWritebackCache != 0)
+	fs.noFlush.Store(info.Flags&fuse.CapPosixLocks == 0)
+}
+
+// openFlags are the FOPEN_* flags of a new file (dir false) or directory handle. FLUSH exists to
+// drop the closing process's POSIX locks; without them, FOPEN_NOFLUSH spares the guest a round
+// trip on every close(2).
+func (fs *FS) openFlags(dir bool) uint32 {
+	f := fs.o.Cache.openFlags(dir)
+	if !dir && fs.noFlush.Load() {
+		f |= fuse.FopenNoFlush
+	}
+	return f
 }
 
 // Destroy forgets every node but the root and closes every handle: the guest unmounted, and a new

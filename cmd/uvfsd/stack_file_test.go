@@ -325,3 +325,32 @@ func TestStackCopyFileRange(t *testing.T) {
 	s.release(srcNode, srcFh)
 	s.release(dst.Entry.NodeID, dst.Open.Fh)
 }
+
+// Without POSIX locks FLUSH has nothing to do, so file handles say FOPEN_NOFLUSH and the guest's
+// close(2) costs no round trip; with --posix-lock the guest must flush to drop its locks.
+func TestStackNoFlushUnlessPosixLocks(t *testing.T) {
+	for _, tc := range []struct {
+		flags       []string
+		wantNoFlush bool
+	}{{nil, true}, {[]string{"--posix-lock"}, false}} {
+		s := newStack(t, withFlags(tc.flags...))
+		s.writeHost("f", []byte("x"))
+		node := s.lookup(fuse.RootID, "f").NodeID
+		o, err := fusetest.Call[fuse.OpenOut](s.c, fuse.OpOpen, node, fusetest.Bytes(&fuse.OpenIn{Flags: unix.O_RDONLY}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := s.create(fuse.RootID, "new", unix.O_WRONLY, 0o644)
+		for what, flags := range map[string]uint32{"OPEN": o.OpenFlags, "CREATE": c.Open.OpenFlags} {
+			if got := flags&fuse.FopenNoFlush != 0; got != tc.wantNoFlush {
+				t.Errorf("%v: %s open flags %#x, NOFLUSH %v, want %v", tc.flags, what, flags, got, tc.wantNoFlush)
+			}
+		}
+		dir := s.lookup(fuse.RootID, ".").NodeID
+		d, err := fusetest.Call[fuse.OpenOut](s.c, fuse.OpOpendir, dir, fusetest.Bytes(&fuse.OpenIn{}))
+		if err != nil || d.OpenFlags&fuse.FopenNoFlush != 0 {
+			t.Errorf("OPENDIR: %v, flags %+v: directories never get NOFLUSH", err, d)
+		}
+		s.shutdown()
+	}
+}
