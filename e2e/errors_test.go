@@ -23,7 +23,7 @@ func runUvfsdFailing(t *testing.T, bin string, u testUser, args ...string) strin
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.credential()}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential()}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -32,6 +32,20 @@ func runUvfsdFailing(t *testing.T, bin string, u testUser, args ...string) strin
 		t.Fatalf("uvfsd %s as %s: want a failure exit status, got %v\nstderr:\n%s", strings.Join(args, " "), u.Name, err, stderr.String())
 	}
 	return stderr.String()
+}
+
+// startUvfsdAs starts the uvfsd binary as u on a fresh share and socket
+// directory, and returns once its socket exists.
+func startUvfsdAs(t *testing.T, bin string, u testUser) (d *guest.Daemon, socket, shared string) {
+	t.Helper()
+	shared = makeDir(t, "uvfs-e2e-share-", 0o755, u)
+	socket = filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, u), "vhost.sock")
+	d = &guest.Daemon{Path: bin, Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared},
+		Socket: socket, Credential: u.Credential()}
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return d, socket, shared
 }
 
 // TestUvfsdErrorMessages runs the uvfsd binary as the unprivileged user
@@ -142,13 +156,7 @@ func TestUvfsdSocketInUse(t *testing.T) {
 func TestUvfsdSecondInstanceLeavesFirstAlone(t *testing.T) {
 	bin := buildUvfsd(t)
 	u := e2eUser(t, userWithSubIDs)
-	shared := makeDir(t, "uvfs-e2e-share-", 0o755, u)
-	socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, u), "vhost.sock")
-	first := &guest.Daemon{Path: bin, Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared},
-		Socket: socket, Credential: u.credential()}
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
+	first, socket, shared := startUvfsdAs(t, bin, u)
 	defer first.Stop(5 * time.Second)
 
 	stderr := runUvfsdFailing(t, bin, u, "--socket-path="+socket, "--shared-dir="+shared)
@@ -169,13 +177,7 @@ func TestUvfsdNoSubIDsNote(t *testing.T) {
 	requireRoot(t, "the test account without sub-ids is created by root")
 	bin := buildUvfsd(t)
 	u := e2eUser(t, userWithoutSubIDs)
-	shared := makeDir(t, "uvfs-e2e-share-", 0o755, u)
-	socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, u), "vhost.sock")
-	d := &guest.Daemon{Path: bin, Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared},
-		Socket: socket, Credential: u.credential()}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
+	d, _, _ := startUvfsdAs(t, bin, u)
 	d.Stop(5 * time.Second)
 	out := d.Output()
 	t.Logf("output:\n%s", out)

@@ -71,7 +71,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		Path:       spec.path,
 		Args:       spec.args(socket, shared),
 		Socket:     socket,
-		Credential: spec.user.credential(),
+		Credential: spec.user.Credential(),
 	}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)

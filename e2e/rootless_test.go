@@ -53,7 +53,7 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 			Path:       bin,
 			Args:       append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, s.flags...),
 			Socket:     socket,
-			Credential: s.user.credential(),
+			Credential: s.user.Credential(),
 		}
 		if err := d.Start(); err != nil {
 			t.Fatalf("share %s: %v", s.tag, err)
@@ -127,7 +127,7 @@ func subIDRange(t *testing.T, file string, u testUser) (start, count uint32) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		parts := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(parts) != 3 || !ownsLine(sc.Text(), u) {
+		if len(parts) != 3 || !u.OwnsSubIDLine(sc.Text()) {
 			continue
 		}
 		s, err1 := strconv.ParseUint(parts[1], 10, 32)
@@ -290,7 +290,7 @@ func launcherEnv(t *testing.T, u testUser) (home, runDir string, env []string) {
 			t.Fatal(err)
 		}
 	}
-	if !u.current {
+	if !u.Current {
 		err := filepath.Walk(tools, func(p string, _ os.FileInfo, err error) error {
 			if err != nil {
 				return err
@@ -353,7 +353,7 @@ func TestLauncherUnprivileged(t *testing.T) {
 		defer cancel()
 		cmd := exec.CommandContext(ctx, script, append([]string{"--timeout=5m", "--mem=512", "--"}, args...)...)
 		cmd.Dir, cmd.Env = home, env
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.credential(), Setpgid: true}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential(), Setpgid: true}
 		// On timeout kill the whole group: the script, the launcher, QEMU and uvfsd.
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		var out, errOut strings.Builder

@@ -3,7 +3,6 @@ package vhost_test
 import (
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/uvfsd/uvfsd/vhost"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
-	"golang.org/x/sys/unix"
 )
 
 // echo copies the device-readable bytes into the device-writable buffers and records which queues
@@ -82,25 +80,6 @@ func (l *logSink) count() int {
 	return len(l.lines)
 }
 
-// socketpair returns two connected unix stream sockets.
-func socketpair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	return conv(fds[0]), conv(fds[1])
-}
-
 // startBackend runs ServeConn on one end and returns the other end, not yet negotiated.
 func startBackend(t *testing.T, cfg vhost.Config, h vhost.Handler) (*harness, *net.UnixConn) {
 	t.Helper()
@@ -111,7 +90,10 @@ func startBackend(t *testing.T, cfg vhost.Config, h vhost.Handler) (*harness, *n
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = time.Second
 	}
-	front, back := socketpair(t)
+	front, back, err := frontend.SocketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
 	hs := &harness{t: t, b: vhost.NewBackend(cfg, h), done: make(chan error, 1), logs: logs}
 	go func() {
 		defer back.Close()

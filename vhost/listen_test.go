@@ -123,15 +123,23 @@ func TestListenerFromFD(t *testing.T) {
 	}
 }
 
-func TestServeListenerServesOneFrontendThenRemovesSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "vfs.sock")
+// serveEchoOnSocket listens on a fresh socket path and serves it with echo in
+// the background; done receives ServeListener's result.
+func serveEchoOnSocket(t *testing.T) (path string, done <-chan error) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "vfs.sock")
 	l, err := vhost.Listen(path, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := vhost.NewBackend(vhost.Config{}, &echo{})
-	done := make(chan error, 1)
-	go func() { done <- b.ServeListener(l, path) }()
+	served := make(chan error, 1)
+	go func() { served <- b.ServeListener(l, path) }()
+	return path, served
+}
+
+func TestServeListenerServesOneFrontendThenRemovesSocket(t *testing.T) {
+	path, done := serveEchoOnSocket(t)
 	f, err := frontend.Dial(path, frontend.Options{MemSize: 1 << 20, QueueSize: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -161,14 +169,7 @@ func TestServeListenerServesOneFrontendThenRemovesSocket(t *testing.T) {
 // A second uvfsd started on the same path probes the socket to tell a live daemon from a stale
 // file; the probe must not be taken for the front-end and end the live daemon.
 func TestServeListenerOutlivesInUseProbe(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "vfs.sock")
-	l, err := vhost.Listen(path, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := vhost.NewBackend(vhost.Config{}, &echo{})
-	done := make(chan error, 1)
-	go func() { done <- b.ServeListener(l, path) }()
+	path, done := serveEchoOnSocket(t)
 	if _, err := vhost.Listen(path, ""); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second Listen on a live socket: %v, want an in-use error", err)
 	}

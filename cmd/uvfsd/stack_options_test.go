@@ -20,7 +20,7 @@ import (
 
 func TestStackTwoRequestQueues(t *testing.T) {
 	s := newStack(t, withFlags("--num-request-queues=2"), withFrontend(func(o *frontend.Options) { o.Queues = 3 }))
-	second := &fusetest.Client{T: vhostTransport{f: s.f, queue: 2}, UID: s.c.UID, GID: s.c.GID}
+	second := &fusetest.Client{T: frontend.Transport{F: s.f, Queue: 2}, UID: s.c.UID, GID: s.c.GID}
 	o, err := fusetest.Call[createOut](second, fuse.OpCreate, fuse.RootID,
 		fusetest.Bytes(&fuse.CreateIn{Flags: unix.O_RDWR | unix.O_CREAT, Mode: 0o644}), fusetest.Name("q2"))
 	if err != nil {

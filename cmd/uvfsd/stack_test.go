@@ -7,7 +7,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,56 +30,6 @@ const (
 	hiprioQueue  = 0 // FORGET and BATCH_FORGET
 	requestQueue = 1
 )
-
-// guestPage is how the transport cuts large buffers into descriptors, as the guest's page-sized
-// scatter-gather lists do.
-const guestPage = 4096
-
-// vhostTransport carries fusetest requests through the vhost-user front-end.
-type vhostTransport struct {
-	f     *frontend.Frontend
-	queue int
-	// noReply sends chains without device-writable buffers, as the kernel does on hiprio.
-	noReply bool
-}
-
-// pages splits b into guestPage-sized pieces (a small b stays whole).
-func pages(b []byte) [][]byte {
-	var out [][]byte
-	for len(b) > guestPage {
-		out = append(out, b[:guestPage])
-		b = b[guestPage:]
-	}
-	return append(out, b)
-}
-
-// Call implements fusetest.Transport. Device-readable buffers larger than a page are split into
-// pages; a large reply area gets a 16-byte header buffer followed by pages, like a READ reply.
-func (t vhostTransport) Call(in [][]byte, outSize int) ([]byte, error) {
-	var bufs [][]byte
-	for _, b := range in {
-		bufs = append(bufs, pages(b)...)
-	}
-	var outs []int
-	switch {
-	case t.noReply:
-	case outSize > guestPage:
-		outs = append(outs, 16)
-		for left := outSize - 16; left > 0; left -= guestPage {
-			outs = append(outs, min(left, guestPage))
-		}
-	default:
-		outs = []int{outSize}
-	}
-	out, n, err := t.f.Call(t.queue, bufs, outs)
-	if err != nil {
-		return nil, err
-	}
-	if int(n) != len(out) {
-		return nil, fmt.Errorf("used entry claims %d bytes written into %d bytes of buffers", n, outSize)
-	}
-	return out, nil
-}
 
 // logSink keeps the daemon's log lines; they are shown when a test fails. (t.Logf cannot be
 // handed to the daemon: it may log from a goroutine after the test ended.)
@@ -147,25 +96,6 @@ func withFrontend(change func(o *frontend.Options)) stackOption {
 	return func(s *stackSetup) { change(&s.front) }
 }
 
-// socketPair returns the two ends of a connected unix stream socket.
-func socketPair(t *testing.T) (front, back *net.UnixConn) {
-	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	return conv(fds[0]), conv(fds[1])
-}
-
 // newStack starts a daemon on a fresh t.TempDir() share, connects the front-end, sends INIT like a
 // Linux 6.1 guest and registers the shutdown check as cleanup.
 func newStack(t *testing.T, opts ...stackOption) *stack {
@@ -199,7 +129,11 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	server := fuse.NewServer(s.fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: s.logs.logf})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
 		ThreadPoolSize: cfg.ThreadPoolSize, Logf: s.logs.logf}, fuseHandler{server})
-	front, back := socketPair(t)
+	front, back, err := frontend.SocketPair()
+	if err != nil {
+		s.fs.Close()
+		t.Fatal(err)
+	}
 	go func() { s.done <- backend.ServeConn(back) }()
 	s.f, err = frontend.New(front, setup.front)
 	if err != nil {
@@ -214,8 +148,8 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 			s.logs.dump(t)
 		}
 	})
-	s.c = &fusetest.Client{T: vhostTransport{f: s.f, queue: requestQueue}}
-	s.hiprio = &fusetest.Client{T: vhostTransport{f: s.f, queue: hiprioQueue, noReply: true}}
+	s.c = &fusetest.Client{T: frontend.Transport{F: s.f, Queue: requestQueue}}
+	s.hiprio = &fusetest.Client{T: frontend.Transport{F: s.f, Queue: hiprioQueue, NoReply: true}}
 	if os.Geteuid() != 0 {
 		s.c.UID, s.c.GID = uint32(os.Getuid()), uint32(os.Getgid())
 	}

@@ -41,7 +41,7 @@ type bench struct {
 	cpus      int
 	verbose   bool
 
-	rootless  account
+	rootless  guest.HostUser
 	work      string // binaries and initramfs images
 	uvfsd     string
 	kernel    string // what QEMU boots
@@ -117,7 +117,7 @@ func run() error {
 	defer os.RemoveAll(b.work)
 
 	fmt.Printf("guest: %d CPUs, %d MiB, TCG; %d small files, %d-file tree, %d MiB; uvfsd as %s with flags %q\n",
-		b.cpus, b.memoryMB, b.sizes.SmallFiles, b.sizes.TreeFiles, b.sizes.BigMiB, b.rootless.name, b.uvfsdArgs)
+		b.cpus, b.memoryMB, b.sizes.SmallFiles, b.sizes.TreeFiles, b.sizes.BigMiB, b.rootless.Name, b.uvfsdArgs)
 	all := samples{}
 	var failures []string
 	start := time.Now()

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/uvfsd/uvfsd/e2e/guest"
@@ -29,87 +23,25 @@ const cVirtiofsd = "/usr/lib/qemu/virtiofsd"
 // runs as root; the e2e tests create and use the same one.
 const benchUser = "uvfs-e2e"
 
-// account is who owns a share and runs its daemon.
-type account struct {
-	name     string
-	uid, gid int
-	current  bool // no credential switch, no chown
-}
-
-func (a account) credential() *syscall.Credential {
-	if a.current {
-		return nil
-	}
-	return &syscall.Credential{Uid: uint32(a.uid), Gid: uint32(a.gid), Groups: []uint32{}}
-}
-
-func currentAccount() account {
-	name := strconv.Itoa(os.Getuid())
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	return account{name: name, uid: os.Getuid(), gid: os.Getgid(), current: true}
+// currentAccount is the user running this program; it owns the shares of
+// the daemons that run without a credential switch.
+func currentAccount() guest.HostUser {
+	u, _ := guest.CurrentUser() // without a passwd entry, the uid names the user in the report
+	return u
 }
 
 // rootlessAccount returns the account uvfsd runs as: the current user when
 // not root, else benchUser, created (with sub-id ranges, so uvfsd can map a
 // namespace) if missing.
-func rootlessAccount() (account, error) {
+func rootlessAccount() (guest.HostUser, error) {
 	if os.Geteuid() != 0 {
 		return currentAccount(), nil
 	}
-	u, err := user.Lookup(benchUser)
+	u, err := guest.EnsureUser(benchUser, true)
 	if err != nil {
-		out, addErr := exec.Command("useradd", "-M", "-s", "/usr/sbin/nologin", "-c", "uvfsd e2e tests", benchUser).CombinedOutput()
-		if u, err = user.Lookup(benchUser); err != nil {
-			return account{}, fmt.Errorf("create user %s for the rootless daemon: useradd: %v: %s", benchUser, addErr, out)
-		}
+		return guest.HostUser{}, fmt.Errorf("the rootless daemon's account: %w", err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	for _, file := range []string{"/etc/subuid", "/etc/subgid"} {
-		if err := ensureSubIDs(file, benchUser); err != nil {
-			return account{}, err
-		}
-	}
-	return account{name: benchUser, uid: uid, gid: gid}, nil
-}
-
-// ensureSubIDs appends a 65536-id range for name after every existing range
-// when file has none for it (useradd gives none on some systems).
-func ensureSubIDs(file, name string) error {
-	data, err := os.ReadFile(file)
-	if err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("read %s: %w", file, err)
-	}
-	next := uint64(100000)
-	sc := bufio.NewScanner(strings.NewReader(string(data)))
-	for sc.Scan() {
-		f := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(f) != 3 {
-			continue
-		}
-		if f[0] == name {
-			return nil
-		}
-		start, err1 := strconv.ParseUint(f[1], 10, 32)
-		count, err2 := strconv.ParseUint(f[2], 10, 32)
-		if err1 == nil && err2 == nil && start+count > next {
-			next = start + count
-		}
-	}
-	out, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("add sub-ids for %s: %w", name, err)
-	}
-	_, err = fmt.Fprintf(out, "%s:%d:65536\n", name, next)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("add sub-ids for %s to %s: %w", name, file, err)
-	}
-	return nil
+	return u, nil
 }
 
 // boot is one system's share, daemon and device for one guest run.
@@ -122,13 +54,13 @@ type boot struct {
 }
 
 // tempDir makes a directory under /tmp that owner can use (mode applies).
-func tempDir(pattern string, mode os.FileMode, owner account) (string, error) {
+func tempDir(pattern string, mode os.FileMode, owner guest.HostUser) (string, error) {
 	dir, err := os.MkdirTemp("", pattern)
 	if err == nil {
 		err = os.Chmod(dir, mode)
 	}
-	if err == nil && !owner.current {
-		err = os.Chown(dir, owner.uid, owner.gid)
+	if err == nil && !owner.Current {
+		err = os.Chown(dir, int(owner.UID), int(owner.GID))
 	}
 	if err != nil {
 		return "", fmt.Errorf("benchmark directory: %w", err)
@@ -148,7 +80,7 @@ func (b *bench) setUp(system string) (*boot, error) {
 		return nil, err
 	}
 	bt := &boot{share: share, initrd: b.initrdFS}
-	if err := makeTree(filepath.Join(share, "tree"), b.sizes.TreeFiles, !owner.current, owner.uid, owner.gid); err != nil {
+	if err := makeTree(filepath.Join(share, "tree"), b.sizes.TreeFiles, !owner.Current, int(owner.UID), int(owner.GID)); err != nil {
 		bt.close()
 		return nil, err
 	}
@@ -166,7 +98,7 @@ func (b *bench) setUp(system string) (*boot, error) {
 		return nil, err
 	}
 	socket := filepath.Join(sockDir, "vhost.sock")
-	d := &guest.Daemon{Socket: socket, Credential: owner.credential()}
+	d := &guest.Daemon{Socket: socket, Credential: owner.Credential()}
 	if system == sysUvfsd {
 		d.Path = b.uvfsd
 		d.Args = append([]string{"--socket-path=" + socket, "--shared-dir=" + share}, b.uvfsdArgs...)

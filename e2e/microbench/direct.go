@@ -57,19 +57,25 @@ func fstatat(dirfd int, name *byte, st *unix.Stat_t, flags int) error {
 
 var empty = []byte{0}
 
+// openStatClose opens name under dirfd, stats the new fd into st and closes
+// it: the host work of a LOOKUP or a CREATE.
+func openStatClose(dirfd int, name []byte, flags int, mode uint32, st *unix.Stat_t) error {
+	fd, err := openat(dirfd, name, flags, mode)
+	if err != nil {
+		return err
+	}
+	err = fstatat(fd, &empty[0], st, unix.AT_EMPTY_PATH)
+	unix.Close(fd)
+	return err
+}
+
 // directLookup: what a daemon's LOOKUP must do at least: open an O_PATH fd
 // for the inode and stat it (the fd is closed here, kept by a daemon).
 func directLookup(d *directFixture, _ int) (opFunc, error) {
 	name := cstr(readFile)
 	var st unix.Stat_t
 	return func() error {
-		fd, err := openat(d.base, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		err = fstatat(fd, &empty[0], &st, unix.AT_EMPTY_PATH)
-		unix.Close(fd)
-		return err
+		return openStatClose(d.base, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0, &st)
 	}, nil
 }
 
@@ -128,46 +134,34 @@ func directCreate(d *directFixture, worker int) (opFunc, error) {
 	var st unix.Stat_t
 	return func() error {
 		name = append(strconv.AppendUint(append(name[:0], prefix...), createSeq.Add(1), 10), 0)
-		fd, err := openat(d.newdir, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
-		if err != nil {
-			return err
-		}
-		err = fstatat(fd, &empty[0], &st, unix.AT_EMPTY_PATH)
-		unix.Close(fd)
-		return err
+		return openStatClose(d.newdir, name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644, &st)
 	}, nil
 }
 
-func directRead(size int) func(d *directFixture, _ int) (opFunc, error) {
+// directIO opens file once, then per call moves size bytes at offset 0 with
+// transfer (unix.Pread or unix.Pwrite): the work of a READ or WRITE. short
+// formats the error for a partial transfer from size and the count moved.
+func directIO(file string, flags int, transfer func(fd int, p []byte, off int64) (int, error), short string, size int) func(d *directFixture, _ int) (opFunc, error) {
 	return func(d *directFixture, _ int) (opFunc, error) {
-		fd, err := openat(d.base, cstr(readFile), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		fd, err := openat(d.base, cstr(file), flags|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, err
 		}
 		buf := make([]byte, size)
 		return func() error {
-			n, err := unix.Pread(fd, buf, 0)
+			n, err := transfer(fd, buf, 0)
 			if err == nil && n != size {
-				err = fmt.Errorf("pread of %d bytes returned %d", size, n)
+				err = fmt.Errorf(short, size, n)
 			}
 			return err
 		}, nil
 	}
 }
 
+func directRead(size int) func(d *directFixture, _ int) (opFunc, error) {
+	return directIO(readFile, unix.O_RDONLY, unix.Pread, "pread of %d bytes returned %d", size)
+}
+
 func directWrite(size int) func(d *directFixture, _ int) (opFunc, error) {
-	return func(d *directFixture, _ int) (opFunc, error) {
-		fd, err := openat(d.base, cstr(writeFile), unix.O_WRONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, size)
-		return func() error {
-			n, err := unix.Pwrite(fd, buf, 0)
-			if err == nil && n != size {
-				err = fmt.Errorf("pwrite of %d bytes wrote %d", size, n)
-			}
-			return err
-		}, nil
-	}
+	return directIO(writeFile, unix.O_WRONLY, unix.Pwrite, "pwrite of %d bytes wrote %d", size)
 }

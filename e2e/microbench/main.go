@@ -17,13 +17,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -67,10 +65,7 @@ type config struct {
 	allocReqs int
 	work      string
 	uvfsd     string
-	runAs     *syscall.Credential // uvfsd's user; nil: this process's
-	runAsUID  int
-	runAsGID  int
-	runAsName string
+	runAs     guest.HostUser // uvfsd's user
 }
 
 func main() {
@@ -132,7 +127,7 @@ func run() error {
 		return err
 	}
 	fmt.Printf("%d CPUs, %v per point, depths %v; uvfsd runs as %s with flags %q\n",
-		numCPU(), c.dur, c.depths, c.runAsName, c.uvfsdArgs)
+		numCPU(), c.dur, c.depths, c.runAs.Name, c.uvfsdArgs)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -171,22 +166,16 @@ func run() error {
 // pickUser runs uvfsd rootless: as this user when not root, as uvfs-e2e
 // (the e2e tests' account) when root and it exists, else as root with a note.
 func (c *config) pickUser() {
-	c.runAsName, c.runAsUID, c.runAsGID = strconv.Itoa(os.Getuid()), os.Getuid(), os.Getgid()
-	if u, err := user.Current(); err == nil {
-		c.runAsName = u.Username
-	}
+	c.runAs, _ = guest.CurrentUser() // without a passwd entry, the uid names the user
 	if os.Geteuid() != 0 {
 		return
 	}
-	u, err := user.Lookup("uvfs-e2e")
+	u, err := guest.LookupUser("uvfs-e2e")
 	if err != nil {
 		fmt.Println("note: no uvfs-e2e user (go run ./e2e/bench or the e2e tests create it): uvfsd runs as root")
 		return
 	}
-	c.runAsUID, _ = strconv.Atoi(u.Uid)
-	c.runAsGID, _ = strconv.Atoi(u.Gid)
-	c.runAsName = u.Username
-	c.runAs = &syscall.Credential{Uid: uint32(c.runAsUID), Gid: uint32(c.runAsGID), Groups: []uint32{}}
+	c.runAs = u
 }
 
 // share makes a fresh share with the fixture, owned by uvfsd's user when
@@ -196,14 +185,14 @@ func (c *config) share(forUvfsd bool) (string, error) {
 	if err == nil {
 		err = os.Chmod(dir, 0o755)
 	}
-	chown := forUvfsd && c.runAs != nil
+	chown := forUvfsd && !c.runAs.Current
 	if err == nil && chown {
-		err = os.Chown(dir, c.runAsUID, c.runAsGID)
+		err = os.Chown(dir, int(c.runAs.UID), int(c.runAs.GID))
 	}
 	if err != nil {
 		return "", fmt.Errorf("benchmark share: %w", err)
 	}
-	return dir, makeFixture(dir, chown, c.runAsUID, c.runAsGID)
+	return dir, makeFixture(dir, chown, int(c.runAs.UID), int(c.runAs.GID))
 }
 
 // runTarget measures every operation at every depth on one target.
@@ -239,8 +228,8 @@ func (c *config) runTarget(target string, res results) error {
 	default:
 		// The socket's directory must be writable by the daemon's user.
 		sockDir, err := os.MkdirTemp(c.work, "sock-")
-		if err == nil && target == tUvfsd && c.runAs != nil {
-			err = os.Chown(sockDir, c.runAsUID, c.runAsGID)
+		if err == nil && target == tUvfsd && !c.runAs.Current {
+			err = os.Chown(sockDir, int(c.runAs.UID), int(c.runAs.GID))
 		}
 		if err != nil {
 			return fmt.Errorf("socket directory: %w", err)
@@ -248,7 +237,7 @@ func (c *config) runTarget(target string, res results) error {
 		sock := filepath.Join(sockDir, "vhost.sock")
 		d := &guest.Daemon{Socket: sock}
 		if target == tUvfsd {
-			d.Path, d.Credential = c.uvfsd, c.runAs
+			d.Path, d.Credential = c.uvfsd, c.runAs.Credential()
 			d.Args = append([]string{"--socket-path=" + sock, "--shared-dir=" + share}, c.uvfsdArgs...)
 		} else {
 			d.Path = cVirtiofsd

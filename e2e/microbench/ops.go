@@ -19,49 +19,6 @@ const (
 	requestQueue = 1
 )
 
-// guestPage is how buffers are cut into descriptors, as the guest's
-// page-sized scatter-gather lists are.
-const guestPage = 4096
-
-// vhostTransport carries fusetest requests through the vhost-user front-end,
-// laid out like Linux's virtio-fs driver: large payloads in page-sized
-// buffers, a large reply area as a 16-byte header buffer plus pages.
-type vhostTransport struct {
-	f     *frontend.Frontend
-	queue int
-	// noReply sends chains without device-writable buffers, as the kernel does on hiprio.
-	noReply bool
-}
-
-func (t vhostTransport) Call(in [][]byte, outSize int) ([]byte, error) {
-	var bufs [][]byte
-	for _, b := range in {
-		for len(b) > guestPage {
-			bufs = append(bufs, b[:guestPage])
-			b = b[guestPage:]
-		}
-		bufs = append(bufs, b)
-	}
-	outs := []int{outSize}
-	switch {
-	case t.noReply:
-		outs = nil
-	case outSize > guestPage:
-		outs = []int{16}
-		for left := outSize - 16; left > 0; left -= guestPage {
-			outs = append(outs, min(left, guestPage))
-		}
-	}
-	out, n, err := t.f.Call(t.queue, bufs, outs)
-	if err != nil {
-		return nil, err
-	}
-	if int(n) != len(out) {
-		return nil, fmt.Errorf("used entry claims %d bytes written, %d came back", n, len(out))
-	}
-	return out, nil
-}
-
 // session is a FUSE mount over one front-end: INIT done, fixture nodes
 // looked up.
 type session struct {
@@ -71,8 +28,8 @@ type session struct {
 
 func newSession(f *frontend.Frontend, uid, gid uint32) (*session, error) {
 	s := &session{
-		c:      &fusetest.Client{T: vhostTransport{f: f, queue: requestQueue}, UID: uid, GID: gid, PID: 1},
-		hiprio: &fusetest.Client{T: vhostTransport{f: f, queue: hiprioQueue, noReply: true}, UID: uid, GID: gid, PID: 1},
+		c:      &fusetest.Client{T: frontend.Transport{F: f, Queue: requestQueue}, UID: uid, GID: gid, PID: 1},
+		hiprio: &fusetest.Client{T: frontend.Transport{F: f, Queue: hiprioQueue, NoReply: true}, UID: uid, GID: gid, PID: 1},
 	}
 	if _, err := s.c.Init(0); err != nil {
 		return nil, fmt.Errorf("INIT: %w", err)

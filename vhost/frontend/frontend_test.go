@@ -1,13 +1,10 @@
 package frontend_test
 
 import (
-	"net"
-	"os"
 	"testing"
 
 	"github.com/uvfsd/uvfsd/vhost"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
-	"golang.org/x/sys/unix"
 )
 
 type nop struct{}
@@ -16,22 +13,18 @@ func (nop) Serve(queue int, r *vhost.Request) { r.Complete(0) }
 
 func connected(t *testing.T, o frontend.Options) *frontend.Frontend {
 	t.Helper()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	return connectedTo(t, o, nop{})
+}
+
+// connectedTo returns a negotiated front-end whose back-end serves h.
+func connectedTo(t *testing.T, o frontend.Options, h vhost.Handler) *frontend.Frontend {
+	t.Helper()
+	front, back, err := frontend.SocketPair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conv := func(fd int) *net.UnixConn {
-		f := os.NewFile(uintptr(fd), "socketpair")
-		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.(*net.UnixConn)
-	}
-	front, back := conv(fds[0]), conv(fds[1])
 	done := make(chan error, 1)
-	go func() { done <- vhost.NewBackend(vhost.Config{}, nop{}).ServeConn(back) }()
+	go func() { done <- vhost.NewBackend(vhost.Config{}, h).ServeConn(back) }()
 	f, err := frontend.New(front, o)
 	if err != nil {
 		t.Fatal(err)
@@ -84,5 +77,33 @@ func TestCallRejectsBadQueueAndOversizedChain(t *testing.T) {
 	}
 	if _, n, err := f.Call(1, [][]byte{{1}}, []int{1}); err != nil || n != 0 {
 		t.Errorf("Call = %d, %v", n, err)
+	}
+}
+
+// TestSocketPairConnectsBothEnds checks that bytes written on one end
+// arrive on the other, both ways.
+func TestSocketPairConnectsBothEnds(t *testing.T) {
+	front, back, err := frontend.SocketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	defer back.Close()
+	for _, c := range []struct {
+		name     string
+		from, to interface {
+			Write([]byte) (int, error)
+			Read([]byte) (int, error)
+		}
+	}{{"front to back", front, back}, {"back to front", back, front}} {
+		msg := []byte(c.name)
+		if _, err := c.from.Write(msg); err != nil {
+			t.Fatalf("%s: write: %v", c.name, err)
+		}
+		got := make([]byte, len(msg)+8)
+		n, err := c.to.Read(got)
+		if err != nil || string(got[:n]) != c.name {
+			t.Errorf("%s: read %q, %v; want %q", c.name, got[:n], err, c.name)
+		}
 	}
 }
