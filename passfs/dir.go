@@ -24,8 +24,13 @@ type dirStream struct {
 	node     *inode // the directory: the parent of the nodes READDIRPLUS adds
 }
 
-// Opendir opens a directory node for reading.
+// Opendir opens a directory node for reading. When the guest agreed to FUSE_NO_OPENDIR_SUPPORT
+// (see Init), it answers ENOSYS: the guest then stops sending OPENDIR and RELEASEDIR (two round
+// trips per directory it lists) and READDIR arrives with fh 0, served statelessly by readdirNode.
 func (fs *FS) Opendir(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Errno {
+	if fs.noOpendir.Load() {
+		return syscall.ENOSYS
+	}
 	n, e := fs.node(ctx.NodeID)
 	if e != 0 {
 		return e
@@ -62,6 +67,9 @@ const (
 // Readdir fills buf with entries from in.Offset on. For READDIRPLUS every entry but "." and ".."
 // is looked up (counting a lookup), and only after DirBuffer.Fits said it will be sent.
 func (fs *FS) Readdir(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.DirBuffer) fuse.Errno {
+	if in.Fh == 0 && fs.noOpendir.Load() {
+		return fs.readdirNode(ctx, in, plus, buf)
+	}
 	h, e := fs.handle(in.Fh)
 	if e != 0 {
 		return e
@@ -73,18 +81,47 @@ func (fs *FS) Readdir(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.D
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if in.Offset != d.offset {
-		if in.Offset > 1<<63-1 {
+	return fs.fillDir(d, h.fd, in.Offset, plus, buf)
+}
+
+// readdirNode serves READDIR without a handle (no-opendir mode): it opens the directory, reads
+// from the guest's offset and closes it again. Entries that did not fit are read again next time
+// from the offset the guest passes back, so nothing needs to be kept between requests.
+func (fs *FS) readdirNode(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.DirBuffer) fuse.Errno {
+	n, e := fs.node(ctx.NodeID)
+	if e != 0 {
+		return e
+	}
+	defer n.unpin()
+	if !n.isDir() {
+		return syscall.ENOTDIR
+	}
+	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
+	if e != 0 {
+		return e
+	}
+	defer closeFD(fd)
+	d := fs.dirScratch.get()
+	defer fs.dirScratch.put(d)
+	d.node, d.pos, d.end, d.offset = n, 0, 0, 0
+	return fs.fillDir(d, fd, in.Offset, plus, buf)
+}
+
+// fillDir adds the entries of the directory open as fd, from offset on, to buf. d holds the
+// getdents64 state; the caller owns it.
+func (fs *FS) fillDir(d *dirStream, fd int, offset uint64, plus bool, buf *fuse.DirBuffer) fuse.Errno {
+	if offset != d.offset {
+		if offset > 1<<63-1 {
 			return syscall.EINVAL
 		}
-		if _, err := unix.Seek(h.fd, int64(in.Offset), unix.SEEK_SET); err != nil {
+		if _, err := unix.Seek(fd, int64(offset), unix.SEEK_SET); err != nil {
 			return errnoOf(err)
 		}
-		d.pos, d.end, d.offset = 0, 0, in.Offset
+		d.pos, d.end, d.offset = 0, 0, offset
 	}
 	for {
 		if d.pos >= d.end {
-			r, _, e := unix.Syscall(unix.SYS_GETDENTS64, uintptr(h.fd), uintptr(unsafe.Pointer(&d.buf[0])), uintptr(len(d.buf)))
+			r, _, e := unix.Syscall(unix.SYS_GETDENTS64, uintptr(fd), uintptr(unsafe.Pointer(&d.buf[0])), uintptr(len(d.buf)))
 			if e != 0 {
 				if buf.Empty() {
 					return e
@@ -123,7 +160,7 @@ func (fs *FS) Readdir(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.D
 		var entry fuse.EntryOut
 		var ep *fuse.EntryOut
 		if plus && !isDotName(name) {
-			e := fs.lookupIn(d.node, h.fd, fuse.CString(rec[direntNameOff:direntNameOff+nul+1]), &entry)
+			e := fs.lookupIn(d.node, fd, fuse.CString(rec[direntNameOff:direntNameOff+nul+1]), &entry)
 			if e == syscall.ENOENT {
 				d.pos += reclen // removed since getdents64 saw it: skip
 				d.offset = off
@@ -151,4 +188,29 @@ func (fs *FS) Readdir(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.D
 
 func isDotName(name []byte) bool {
 	return len(name) == 1 && name[0] == '.' || len(name) == 2 && name[0] == '.' && name[1] == '.'
+}
+
+// dirScratchPool keeps getdents64 buffers for handle-less READDIRs, so that they allocate nothing
+// in steady state (one buffer per READDIR in flight).
+type dirScratchPool struct {
+	mu   sync.Mutex
+	free []*dirStream
+}
+
+func (p *dirScratchPool) get() *dirStream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		d := p.free[n-1]
+		p.free = p.free[:n-1]
+		return d
+	}
+	return &dirStream{buf: make([]byte, direntBufSize)}
+}
+
+func (p *dirScratchPool) put(d *dirStream) {
+	d.node = nil
+	p.mu.Lock()
+	p.free = append(p.free, d)
+	p.mu.Unlock()
 }

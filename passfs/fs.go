@@ -30,9 +30,11 @@ type FS struct {
 	mounts     mountFDs // mount fds for open_by_handle_at
 
 	// What INIT negotiated (set in Init, read by every request).
-	dontMask  atomic.Bool // the kernel left the umask to us
-	writeback atomic.Bool // the kernel caches writes: it may read through write-only handles
-	noFlush   atomic.Bool // no POSIX locks were agreed, so FLUSH has nothing to do
+	dontMask   atomic.Bool // the kernel left the umask to us
+	writeback  atomic.Bool // the kernel caches writes: it may read through write-only handles
+	noFlush    atomic.Bool // no POSIX locks were agreed, so FLUSH has nothing to do
+	noOpendir  atomic.Bool // the guest agreed to list directories without OPENDIR handles
+	dirScratch dirScratchPool
 
 	// capHostName is the host name of security.capability when an xattr mapping renames it: the
 	// host kernel then no longer drops it on write, so WRITE does (CVE-2021-20263). Nil otherwise.
@@ -126,6 +128,9 @@ func (fs *FS) Init(info *fuse.InitInfo) {
 	fs.dontMask.Store(info.Flags&fuse.CapDontMask != 0)
 	fs.writeback.Store(fs.o.Writeback && info.Flags&fuse.CapWritebackCache != 0)
 	fs.noFlush.Store(info.Flags&fuse.CapPosixLocks == 0)
+	// Without OPENDIR the guest caches listings (FOPEN_CACHE_DIR), revalidating them by the
+	// directory's mtime once attributes time out; cache=never promises no caching at all.
+	fs.noOpendir.Store(info.Flags&fuse.CapNoOpendirSupport != 0 && fs.o.Cache != CacheNever)
 }
 
 // openFlags are the FOPEN_* flags of a new file (dir false) or directory handle. FLUSH exists to

@@ -189,6 +189,10 @@ func (h fuseHandler) Serve(queue int, r *vhost.Request) { h.s.Serve(r.In, r.Out,
 // wantedCapabilities turns flags into the FUSE capabilities offered at INIT.
 func wantedCapabilities(cfg *Config) uint64 {
 	want := fuse.DefaultWant
+	if cfg.Cache != "never" {
+		// Directories are listed without OPENDIR/RELEASEDIR round trips (passfs.Opendir).
+		want |= fuse.CapNoOpendirSupport
+	}
 	if cfg.NoReaddirplus {
 		want &^= fuse.CapReaddirplus | fuse.CapReaddirplusAuto
 	}

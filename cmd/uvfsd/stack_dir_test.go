@@ -211,3 +211,50 @@ func TestStackReaddir(t *testing.T) {
 	_, err = fusetest.Call[fuse.OpenOut](s.c, fuse.OpOpendir, s.lookup(fuse.RootID, "plain").NodeID, fusetest.Bytes(&fuse.OpenIn{}))
 	wantErrno(t, "OPENDIR of a file", err, syscall.ENOTDIR)
 }
+
+// With the 6.1 guest's real flags the daemon agrees to NO_OPENDIR_SUPPORT: OPENDIR answers ENOSYS
+// (so the guest stops sending OPENDIR and RELEASEDIR) and READDIR, READDIRPLUS and FSYNCDIR work
+// with fh 0, resuming at any offset.
+func TestStackNoOpendir(t *testing.T) {
+	s := newStack(t, withGuestFlags(linux61Flags))
+	if uint64(s.init.Flags)&fuse.CapNoOpendirSupport == 0 {
+		t.Fatalf("INIT flags %#x: NO_OPENDIR_SUPPORT not agreed", s.init.Flags)
+	}
+	if err := os.Mkdir(s.host("big"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := s.populate("big", 500)
+	dir := s.lookup(fuse.RootID, "big").NodeID
+	_, err := fusetest.Call[fuse.OpenOut](s.c, fuse.OpOpendir, dir, fusetest.Bytes(&fuse.OpenIn{Flags: unix.O_RDONLY}))
+	wantErrno(t, "OPENDIR in no-opendir mode", err, syscall.ENOSYS)
+	for _, plus := range []bool{false, true} {
+		all := s.readdirAll(dir, 0, 0, 4096, plus)
+		s.checkListing(fmt.Sprintf("READDIR plus=%v without a handle", plus), all, want)
+		// Resume from the middle: the rest plus what was read before is the whole listing.
+		mid := all[len(all)/2-1].Off
+		rest := s.readdirAll(dir, 0, mid, 4096, plus)
+		s.checkListing("READDIR resumed without a handle", append(all[:len(all)/2:len(all)/2], rest...), want)
+	}
+	if _, err := s.c.Do(fuse.OpFsyncdir, dir, 0, fusetest.Bytes(&fuse.FsyncIn{})); err != nil {
+		t.Errorf("FSYNCDIR without a handle: %v", err)
+	}
+	file := s.lookup(dir, "e0-").NodeID // populate's first entry, a regular file
+	_, err = s.c.Do(fuse.OpReaddir, file, 4096, fusetest.Bytes(&fuse.ReadIn{Size: 4096}))
+	wantErrno(t, "READDIR of a regular file without a handle", err, syscall.ENOTDIR)
+	// Handles are still honoured, and an unknown one is still refused.
+	_, err = s.c.Do(fuse.OpReaddir, dir, 4096, fusetest.Bytes(&fuse.ReadIn{Fh: 777, Size: 4096}))
+	wantErrno(t, "READDIR with an unknown handle", err, syscall.EBADF)
+}
+
+// cache=never promises the guest caches nothing, so it keeps OPENDIR handles (no-opendir mode
+// would make the guest cache listings).
+func TestStackCacheNeverKeepsOpendir(t *testing.T) {
+	s := newStack(t, withGuestFlags(linux61Flags), withFlags("--cache=never"))
+	if uint64(s.init.Flags)&fuse.CapNoOpendirSupport != 0 {
+		t.Errorf("INIT flags %#x: NO_OPENDIR_SUPPORT agreed with cache=never", s.init.Flags)
+	}
+	fh := s.opendir(fuse.RootID)
+	if fh == 0 {
+		t.Fatal("OPENDIR with cache=never gave no handle")
+	}
+}

@@ -81,6 +81,16 @@ type stack struct {
 type stackSetup struct {
 	flags []string
 	front frontend.Options
+	// guestFlags are the INIT flags the test guest offers.
+	guestFlags uint64
+}
+
+// linux61Flags is what a Debian 6.1 guest offers at INIT.
+const linux61Flags uint64 = 0xb7bfffffb
+
+// withGuestFlags makes the test guest offer these INIT flags instead of the default.
+func withGuestFlags(flags uint64) stackOption {
+	return func(s *stackSetup) { s.guestFlags = flags }
 }
 
 // stackOption changes how newStack builds the stack.
@@ -101,7 +111,10 @@ func withFrontend(change func(o *frontend.Options)) stackOption {
 func newStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	dir := t.TempDir()
-	setup := stackSetup{front: frontend.Options{QueueSize: 512, Indirect: true, Timeout: 5 * time.Second}}
+	// By default the guest does not offer NO_OPENDIR_SUPPORT, so directory tests exercise OPENDIR
+	// handles (what cache=never and older kernels use); TestStackNoOpendir* offer it.
+	setup := stackSetup{front: frontend.Options{QueueSize: 512, Indirect: true, Timeout: 5 * time.Second},
+		guestFlags: linux61Flags &^ fuse.CapNoOpendirSupport}
 	for _, o := range opts {
 		o(&setup)
 	}
@@ -153,7 +166,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	if os.Geteuid() != 0 {
 		s.c.UID, s.c.GID = uint32(os.Getuid()), uint32(os.Getgid())
 	}
-	s.init, err = s.c.Init(0)
+	s.init, err = s.c.Init(setup.guestFlags)
 	if err != nil {
 		t.Fatalf("INIT: %v", err)
 	}
@@ -211,6 +224,9 @@ func (s *stack) lookup(dir uint64, name string) *fuse.EntryOut {
 	e, err := s.c.Lookup(dir, name)
 	if err != nil {
 		s.t.Fatalf("LOOKUP %q in %d: %v", name, dir, err)
+	}
+	if e.NodeID == 0 && name != "." && name != ".." {
+		s.t.Fatalf("LOOKUP %q in %d: not found (negative entry)", name, dir)
 	}
 	return e
 }
