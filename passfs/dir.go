@@ -31,21 +31,32 @@ func (fs *FS) Opendir(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fus
 	if fs.noOpendir.Load() {
 		return syscall.ENOSYS
 	}
-	n, e := fs.node(ctx.NodeID)
+	n, fd, e := fs.openDir(ctx.NodeID)
 	if e != 0 {
 		return e
 	}
 	defer n.unpin()
-	if !n.isDir() {
-		return syscall.ENOTDIR
-	}
-	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
-	if e != 0 {
-		return e
-	}
 	out.Fh = fs.handles.add(&handle{fd: fd, dir: &dirStream{buf: make([]byte, direntBufSize), node: n}})
 	out.OpenFlags = fs.openFlags(true)
 	return 0
+}
+
+// openDir opens the directory node id for reading. The node comes back pinned: unpin it when done.
+func (fs *FS) openDir(id uint64) (*inode, int, fuse.Errno) {
+	n, e := fs.node(id)
+	if e != 0 {
+		return nil, -1, e
+	}
+	if !n.isDir() {
+		n.unpin()
+		return nil, -1, syscall.ENOTDIR
+	}
+	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
+	if e != 0 {
+		n.unpin()
+		return nil, -1, e
+	}
+	return n, fd, 0
 }
 
 // Releasedir closes a directory handle.
@@ -88,18 +99,11 @@ func (fs *FS) Readdir(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.D
 // from the guest's offset and closes it again. Entries that did not fit are read again next time
 // from the offset the guest passes back, so nothing needs to be kept between requests.
 func (fs *FS) readdirNode(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.DirBuffer) fuse.Errno {
-	n, e := fs.node(ctx.NodeID)
+	n, fd, e := fs.openDir(ctx.NodeID)
 	if e != 0 {
 		return e
 	}
 	defer n.unpin()
-	if !n.isDir() {
-		return syscall.ENOTDIR
-	}
-	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
-	if e != 0 {
-		return e
-	}
 	defer closeFD(fd)
 	d := fs.dirScratch.get()
 	defer fs.dirScratch.put(d)

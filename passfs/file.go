@@ -221,15 +221,11 @@ func (fs *FS) Fsync(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
 func (fs *FS) Fsyncdir(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
 	if in.Fh == 0 && fs.noOpendir.Load() {
 		// No-opendir mode: there is no handle, so sync the directory through a fresh fd.
-		n, e := fs.node(ctx.NodeID)
+		n, fd, e := fs.openDir(ctx.NodeID)
 		if e != 0 {
 			return e
 		}
 		defer n.unpin()
-		fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
-		if e != 0 {
-			return e
-		}
 		defer closeFD(fd)
 		_, _, e = unix.Syscall(unix.SYS_FSYNC, uintptr(fd), 0, 0)
 		return e
