@@ -3,8 +3,7 @@ module github.com/uvfsd/uvfsd
 go 1.26.8
 
 require (
-	github.com/BurntSushi/toml v1.6.0 // indirect
-	github.com/moby/sys/mountinfo v0.7.3 // indirect
-	github.com/spf13/pflag v1.0.10 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/BurntSushi/toml v1.6.0
+	github.com/spf13/pflag v1.0.10
+	golang.org/x/sys v0.49.0
 )
