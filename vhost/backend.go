@@ -27,6 +27,10 @@ type Config struct {
 	// ThreadPoolSize 0 serves each queue inline on its worker goroutine; N > 0 lets up to N
 	// goroutines per queue serve concurrently.
 	ThreadPoolSize int
+	// PollMax lets a request queue's worker watch its ring for up to this long after it runs out
+	// of work before it sleeps; the window adapts to the guest and shrinks to 0 when the guest is
+	// slower than that. 0 never polls. The hiprio queue (FORGET) never polls.
+	PollMax time.Duration
 	// Logf receives diagnostics about misbehaving guests and front-ends. May be nil.
 	Logf func(format string, args ...any)
 	// StopTimeout bounds how long stopping a ring (GET_VRING_BASE, disconnect) waits for workers

@@ -2,6 +2,7 @@ package vhost
 
 import (
 	"encoding/binary"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,3 +101,11 @@ func (d *DrainHarness) Out() ([]byte, uint32) {
 
 // Close releases the harness eventfd.
 func (d *DrainHarness) Close() { unix.Close(d.callFD) }
+
+// AdaptPollForTest runs the poll-window rule on a worker allowed to poll up to max, starting from
+// window, after an idle period, and returns the next window.
+func AdaptPollForTest(max, window, idle time.Duration) time.Duration {
+	w := &worker{pollMax: max, pollWindow: window}
+	w.adaptPoll(idle)
+	return w.pollWindow
+}

@@ -206,6 +206,9 @@ func (q *queue) maybeStart() {
 	q.running = true
 	q.workerDone = make(chan struct{})
 	w := &worker{q: q, gen: q.runGen, kickFD: kick, ctlFD: q.ctlFD, done: q.workerDone, indirect: q.indirect}
+	if q.index != 0 { // queue 0 is hiprio
+		w.pollMax = q.b.cfg.PollMax
+	}
 	go w.run()
 }
 

@@ -1,8 +1,13 @@
 package vhost
 
 import (
+	"time"
+
 	"golang.org/x/sys/unix"
 )
+
+// pollGrowStep is the first poll window a worker tries once sleeps turn out short.
+const pollGrowStep = 4 * time.Microsecond
 
 // worker serves one started queue. It blocks in poll(2) on the kick eventfd and the queue's control
 // eventfd, so stopping it never depends on the guest kicking again (go-fuse's SetEnable can hang
@@ -16,6 +21,14 @@ type worker struct {
 	pool   chan *Request // nil: serve inline
 
 	indirect bool // VIRTIO_RING_F_INDIRECT_DESC negotiated (fixed for the worker's lifetime)
+
+	// pollMax bounds pollWindow, how long the worker watches the ring for the driver's next
+	// request before it asks for a kick and sleeps (0: never poll). The window adapts like KVM's
+	// halt polling: it grows while the driver keeps coming back within pollMax (a KVM guest in a
+	// syscall loop, back-to-back requests) and shrinks to nothing when sleeps are long, so an idle
+	// or slow guest costs no CPU. Catching a request while polling saves the daemon's wake-up and
+	// the guest's kick (avail_event is not re-armed meanwhile).
+	pollMax, pollWindow time.Duration
 }
 
 func (w *worker) run() {
@@ -33,6 +46,11 @@ func (w *worker) run() {
 	// The driver may have queued requests before the kick fd arrived.
 	w.drain()
 	for w.current() {
+		idleSince := time.Now()
+		if w.pollRing(idleSince) || w.armKick() {
+			w.drain()
+			continue
+		}
 		fds[0].Revents, fds[1].Revents = 0, 0
 		if _, err := unix.Poll(fds, -1); err != nil {
 			if err == unix.EINTR {
@@ -41,6 +59,7 @@ func (w *worker) run() {
 			w.q.b.logf("vhost: queue %d: poll: %v; stopping the queue", w.q.index, err)
 			return
 		}
+		w.adaptPoll(time.Since(idleSince))
 		if fds[1].Revents&unix.POLLIN != 0 {
 			unix.Read(w.ctlFD, buf[:])
 		}
@@ -55,6 +74,59 @@ func (w *worker) run() {
 			return
 		}
 		w.drain()
+	}
+}
+
+// pollRing watches the ring for up to the poll window from since and reports whether there is
+// something to do (a request, or the worker went stale).
+func (w *worker) pollRing(since time.Time) bool {
+	if w.pollWindow <= 0 {
+		return false
+	}
+	deadline := since.Add(w.pollWindow)
+	for {
+		if w.ready() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// ready reports whether pop would return a request, or the worker is stale.
+func (w *worker) ready() bool {
+	q := w.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.runGen != w.gen {
+		return true
+	}
+	return q.ringOK && !q.broken && q.inflight < q.size && q.ring.availIdx() != q.lastAvail
+}
+
+// armKick asks the driver to kick for its next request (EVENT_IDX avail_event), then reports
+// whether a request arrived before it could see that, which a sleep would miss.
+func (w *worker) armKick() bool {
+	q := w.q
+	q.mu.Lock()
+	if q.runGen == w.gen && q.ringOK && q.eventIdx {
+		q.ring.setAvailEvent(q.lastAvail) // a full barrier (CAS) before the re-check below
+	}
+	q.mu.Unlock()
+	return w.ready()
+}
+
+// adaptPoll sizes the next poll window from how long the worker was idle.
+func (w *worker) adaptPoll(idle time.Duration) {
+	switch {
+	case w.pollMax <= 0:
+	case idle <= w.pollMax:
+		w.pollWindow = min(w.pollMax, max(2*w.pollWindow, pollGrowStep))
+	default:
+		if w.pollWindow /= 2; w.pollWindow < time.Microsecond {
+			w.pollWindow = 0
+		}
 	}
 }
 
@@ -111,7 +183,8 @@ func (w *worker) drain() {
 	q.mu.Unlock()
 }
 
-// pop takes the next available chain, or returns nil when the ring is empty, the worker is stale,
+// pop takes the next available chain (without asking for a kick: armKick does, before the worker
+// sleeps), or returns nil when the ring is empty, the worker is stale,
 // the ring is broken, or as many requests as the ring has slots are already in flight (which a
 // well-behaved driver can never cause; the worker resumes when one completes).
 func (w *worker) pop() (*Request, vring) {
@@ -122,12 +195,6 @@ func (w *worker) pop() (*Request, vring) {
 		return nil, vring{}
 	}
 	avail := q.ring.availIdx()
-	if avail == q.lastAvail && q.eventIdx {
-		// Ask for a kick at the next entry, then look again: the driver may have published one
-		// before it could see the new avail_event (the CAS in setAvailEvent is a full barrier).
-		q.ring.setAvailEvent(q.lastAvail)
-		avail = q.ring.availIdx()
-	}
 	if avail == q.lastAvail {
 		return nil, vring{}
 	}

@@ -39,6 +39,9 @@ type Config struct {
 	Syslog, PrintCapabilities, Version bool
 
 	ThreadPoolSize int // 0 = no pool, as virtiofsd
+	// PollUS is the longest a request queue's worker watches its ring for the guest's next request
+	// before it sleeps (adaptive, like KVM's halt polling); 0 never polls.
+	PollUS int
 	// RlimitNofile is -1 when unset (raise the soft limit like virtiofsd:
 	// min(1000000, nr_open, hard limit)); 0 leaves the limit unchanged.
 	RlimitNofile int
@@ -91,6 +94,7 @@ func defaultConfig() *Config {
 		HomeUID:          -1,
 		HomeGID:          -1,
 		RequestQueues:    1,
+		PollUS:           50,
 	}
 }
 
@@ -175,6 +179,7 @@ func newFlagParser() *flagParser {
 	fs.Lookup("daemonize").Hidden = true
 
 	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", 0, "maximum worker pool size `N`; 0 disables the pool")
+	fs.IntVar(&c.PollUS, "poll-us", 50, "after a request queue runs dry, watch it up to `N` µs for the next request before sleeping (adapts to the guest, 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM)")
 	fs.Var(&idValue{&c.RlimitNofile, 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
 	fs.IntVar(&c.RequestQueues, "num-request-queues", 1, "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
 
@@ -254,6 +259,9 @@ func (p *flagParser) finish() error {
 	}
 	if c.ThreadPoolSize < 0 {
 		return fmt.Errorf("--thread-pool-size=%d: use 0 (no pool) or a positive size", c.ThreadPoolSize)
+	}
+	if c.PollUS < 0 || c.PollUS > 1000 {
+		return fmt.Errorf("--poll-us=%d: use 0 (never poll) to 1000", c.PollUS)
 	}
 	if c.RequestQueues < 1 || c.RequestQueues > maxRequestQueues {
 		return fmt.Errorf("--num-request-queues=%d: use 1 to %d, matching QEMU's num-request-queues=", c.RequestQueues, maxRequestQueues)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -136,7 +137,8 @@ func serve(cfg *Config, lg *logger) error {
 	}
 	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
-		ThreadPoolSize: cfg.ThreadPoolSize, Logf: lg.warnf}, fuseHandler{server})
+		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: time.Duration(cfg.PollUS) * time.Microsecond, Logf: lg.warnf},
+		fuseHandler{server})
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))
 	if err := backend.ServeListener(listener, socketPath); err != nil {
 		return err

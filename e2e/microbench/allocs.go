@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -112,7 +113,7 @@ func startInProcess(share string, o frontend.Options) (*inProcess, error) {
 		return nil, err
 	}
 	server := fuse.NewServer(fs, fuse.Options{Want: fuse.DefaultWant})
-	backend := vhost.NewBackend(vhost.Config{}, fuseHandler{server})
+	backend := vhost.NewBackend(vhost.Config{PollMax: 50 * time.Microsecond}, fuseHandler{server}) // uvfsd's default
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		fs.Close()

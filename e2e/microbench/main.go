@@ -63,9 +63,14 @@ type config struct {
 	depths    []int
 	uvfsdArgs []string
 	allocReqs int
-	work      string
-	uvfsd     string
-	runAs     guest.HostUser // uvfsd's user
+	// spin is how long the pipeline polls the used ring before it sleeps on the call eventfd.
+	spin time.Duration
+	// callFrontEnd measures every op with Frontend.Call (copies and allocations per request)
+	// instead of a Pipeline.
+	callFrontEnd bool
+	work         string
+	uvfsd        string
+	runAs        guest.HostUser // uvfsd's user
 }
 
 func main() {
@@ -82,6 +87,8 @@ func run() error {
 	systems := pflag.String("systems", strings.Join([]string{tUvfsd, tC, tDirect}, ","), "targets, comma separated")
 	uvfsdArgs := pflag.String("uvfsd-args", "", "extra uvfsd flags, space separated")
 	pflag.IntVar(&c.allocReqs, "alloc-requests", 2000, "requests per operation for the allocation count (1 MiB: a tenth); 0 skips it")
+	pflag.DurationVar(&c.spin, "spin", 0, "poll the used ring this long before sleeping on the interrupt eventfd (0: sleep at once, as a guest does)")
+	pflag.BoolVar(&c.callFrontEnd, "call-front-end", false, "measure with Frontend.Call per request (allocates and copies) instead of pre-built pipelined chains")
 	opsFilter := pflag.String("ops", "", "only operations whose name contains this text (e.g. CREATE)")
 	cpuProfile := pflag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
 	pflag.Parse()
@@ -202,6 +209,7 @@ func (c *config) runTarget(target string, res results) error {
 		return err
 	}
 	var newWorker func(op benchOp) func(int) (opFunc, error)
+	var sess *session // nil for the direct target
 	switch target {
 	case tDirect:
 		d, err := openDirectFixture(share)
@@ -222,6 +230,7 @@ func (c *config) runTarget(target string, res results) error {
 		if err != nil {
 			return err
 		}
+		sess = s
 		newWorker = func(op benchOp) func(int) (opFunc, error) {
 			return func(w int) (opFunc, error) { return op.fuse(s, w) }
 		}
@@ -262,13 +271,23 @@ func (c *config) runTarget(target string, res results) error {
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, d.Output())
 		}
+		sess = s
 		newWorker = func(op benchOp) func(int) (opFunc, error) {
 			return func(w int) (opFunc, error) { return op.fuse(s, w) }
 		}
 	}
 	for _, op := range benchOps {
 		for _, depth := range c.depths {
-			st, err := measure(depth, c.dur, newWorker(op))
+			var st stats
+			var err error
+			if sess != nil && op.pipe != nil && !c.callFrontEnd {
+				var req pipeRequest
+				if req, err = op.pipe(sess); err == nil {
+					st, err = measurePipe(sess.f, depth, c.dur, c.spin, req)
+				}
+			} else {
+				st, err = measure(depth, c.dur, newWorker(op))
+			}
 			if err != nil {
 				return fmt.Errorf("%s at depth %d: %w", op.name, depth, err)
 			}

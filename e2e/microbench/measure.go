@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/uvfsd/uvfsd/vhost/frontend"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,4 +98,25 @@ func measure(depth int, dur time.Duration, newWorker func(worker int) (opFunc, e
 		return stats{}, firstErr
 	}
 	return stats{ops: total.Load(), elapsed: elapsed, depth: depth}, nil
+}
+
+// measurePipe keeps depth copies of req in flight with a frontend.Pipeline
+// for dur, after a short warm-up, and counts completed operations.
+func measurePipe(f *frontend.Frontend, depth int, dur, spin time.Duration, req pipeRequest) (stats, error) {
+	in, outs := req.layout()
+	p, err := f.NewPipeline(requestQueue, depth, in, outs)
+	if err != nil {
+		return stats{}, err
+	}
+	if _, _, err := p.Run(dur/20, spin, req.check); err != nil {
+		return stats{}, fmt.Errorf("warm-up: %w", err)
+	}
+	ops, elapsed, err := p.Run(dur, spin, req.check)
+	if err != nil {
+		return stats{}, err
+	}
+	if err := p.Close(); err != nil {
+		return stats{}, err
+	}
+	return stats{ops: ops, elapsed: elapsed, depth: depth}, nil
 }

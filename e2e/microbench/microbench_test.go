@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvfsd/uvfsd/fuse"
+	"github.com/uvfsd/uvfsd/fuse/fusetest"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
 )
 
@@ -145,5 +147,41 @@ func TestFuseOpsInProcess(t *testing.T) {
 	writeAllocTable(&buf, allocs)
 	if !strings.Contains(buf.String(), "READ 4 KiB") {
 		t.Errorf("allocation table:\n%s", buf.String())
+	}
+}
+
+// TestPipeOpsInProcess runs every pipelined operation against the in-process stack and checks
+// that a failing request stops the measurement instead of being counted.
+func TestPipeOpsInProcess(t *testing.T) {
+	share := t.TempDir()
+	if err := makeFixture(share, false, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	opts := frontend.Options{MemSize: 64 << 20, QueueSize: 1024, Indirect: true, EventIdx: true, Timeout: 10 * time.Second}
+	p, err := startInProcess(share, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	s, err := newSession(p.front, uint32(os.Getuid()), uint32(os.Getgid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range benchOps {
+		if op.pipe == nil {
+			continue
+		}
+		req, err := op.pipe(s)
+		if err != nil {
+			t.Fatalf("%s: %v", op.name, err)
+		}
+		st, err := measurePipe(s.f, 4, 20*time.Millisecond, 0, req)
+		if err != nil || st.ops == 0 {
+			t.Fatalf("%s: %d ops, %v", op.name, st.ops, err)
+		}
+	}
+	bad := pipeRequest{in: s.c.Frame(fuse.OpGetattr, 1<<40, fusetest.Bytes(&fuse.GetattrIn{})), outSize: 16 + attrOutSize, minReply: uint32(16 + attrOutSize)}
+	if st, err := measurePipe(s.f, 2, 20*time.Millisecond, 0, bad); err == nil {
+		t.Fatalf("GETATTR of an unknown node: %d ops counted, no error", st.ops)
 	}
 }

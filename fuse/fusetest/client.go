@@ -48,17 +48,7 @@ func Name(s string) []byte { return append([]byte(s), 0) }
 // Raw sends a request with the given arguments (each its own buffer) and returns the reply header
 // and payload. ext, if not nil, is appended as request extensions (TotalExtlen).
 func (c *Client) Raw(op fuse.Opcode, node uint64, outSize int, ext []byte, args ...[]byte) (fuse.OutHeader, []byte, error) {
-	n := 40
-	for _, a := range args {
-		n += len(a)
-	}
-	n += len(ext)
-	h := fuse.InHeader{Len: uint32(n), Opcode: op, Unique: c.unique.Add(1), NodeID: node,
-		UID: c.UID, GID: c.GID, PID: c.PID, TotalExtlen: uint16(len(ext) / 8)}
-	in := append([][]byte{Bytes(&h)}, args...)
-	if len(ext) > 0 {
-		in = append(in, ext)
-	}
+	h, in := c.frame(op, node, ext, args)
 	reply, err := c.T.Call(in, 16+outSize)
 	if err != nil {
 		return fuse.OutHeader{}, nil, err
@@ -77,6 +67,28 @@ func (c *Client) Raw(op fuse.Opcode, node uint64, outSize int, ext []byte, args 
 		return *oh, nil, fmt.Errorf("reply header says %d bytes, %d were written", oh.Len, len(reply))
 	}
 	return *oh, reply[16:], nil
+}
+
+// Frame returns a request's device-readable buffers (the header, then each argument) without
+// sending it, for a front-end that submits the same request many times.
+func (c *Client) Frame(op fuse.Opcode, node uint64, args ...[]byte) [][]byte {
+	_, in := c.frame(op, node, nil, args)
+	return in
+}
+
+func (c *Client) frame(op fuse.Opcode, node uint64, ext []byte, args [][]byte) (fuse.InHeader, [][]byte) {
+	n := 40
+	for _, a := range args {
+		n += len(a)
+	}
+	n += len(ext)
+	h := fuse.InHeader{Len: uint32(n), Opcode: op, Unique: c.unique.Add(1), NodeID: node,
+		UID: c.UID, GID: c.GID, PID: c.PID, TotalExtlen: uint16(len(ext) / 8)}
+	in := append([][]byte{Bytes(&h)}, args...)
+	if len(ext) > 0 {
+		in = append(in, ext)
+	}
+	return h, in
 }
 
 // Do sends a request and returns its payload, or the errno the server answered.

@@ -56,7 +56,8 @@ type vq struct {
 	waiters                    []chan UsedElem // by head index
 	unclaimed                  []UsedElem
 	manualUsedEvent            bool
-	resumeBase                 uint16 // from the last GetVringBase
+	resumeBase                 uint16      // from the last GetVringBase
+	pipelined                  atomic.Bool // a Pipeline owns the ring: harvest nothing
 }
 
 func roundUp(n, to uint64) uint64 { return (n + to - 1) &^ (to - 1) }
@@ -128,6 +129,9 @@ func (q *vq) publishLocked(head uint16) {
 
 // harvest collects new used entries: to the waiting Call, or to the unclaimed list.
 func (q *vq) harvest() {
+	if q.pipelined.Load() {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for idx := load16(q.used, 2); q.lastUsed != idx; q.lastUsed++ {
@@ -176,6 +180,9 @@ func (f *Frontend) Call(queue int, in [][]byte, outSizes []int) ([]byte, uint32,
 	q, err := f.q(queue)
 	if err != nil {
 		return nil, 0, err
+	}
+	if q.pipelined.Load() {
+		return nil, 0, fmt.Errorf("queue %d is driven by a Pipeline", queue)
 	}
 	n := len(in) + len(outSizes)
 	if n == 0 || n > q.size {

@@ -26,6 +26,26 @@ type Transport struct {
 // Call sends in and returns what the back-end wrote into outSize bytes of
 // reply buffers.
 func (t Transport) Call(in [][]byte, outSize int) ([]byte, error) {
+	if t.NoReply {
+		outSize = 0
+	}
+	bufs, outs := Layout(in, outSize)
+	out, n, err := t.F.Call(t.Queue, bufs, outs)
+	if err != nil {
+		return nil, err
+	}
+	if int(n) != len(out) {
+		return nil, fmt.Errorf("used entry claims %d bytes written into %d bytes of buffers", n, outSize)
+	}
+	return out, nil
+}
+
+// Layout cuts a request into the buffers Linux's virtio-fs driver would
+// use: device-readable buffers larger than a page become pages; a reply
+// area larger than a page becomes a 16-byte header buffer and pages. It
+// returns the device-readable buffers and the device-writable sizes (none
+// for outSize 0).
+func Layout(in [][]byte, outSize int) ([][]byte, []int) {
 	var bufs [][]byte
 	for _, b := range in {
 		for len(b) > GuestPage {
@@ -36,8 +56,7 @@ func (t Transport) Call(in [][]byte, outSize int) ([]byte, error) {
 	}
 	var outs []int
 	switch {
-	case t.NoReply:
-		outSize = 0
+	case outSize == 0:
 	case outSize > GuestPage:
 		outs = append(outs, replyHeader)
 		for left := outSize - replyHeader; left > 0; left -= GuestPage {
@@ -46,12 +65,5 @@ func (t Transport) Call(in [][]byte, outSize int) ([]byte, error) {
 	default:
 		outs = []int{outSize}
 	}
-	out, n, err := t.F.Call(t.Queue, bufs, outs)
-	if err != nil {
-		return nil, err
-	}
-	if int(n) != len(out) {
-		return nil, fmt.Errorf("used entry claims %d bytes written into %d bytes of buffers", n, outSize)
-	}
-	return out, nil
+	return bufs, outs
 }
