@@ -39,6 +39,10 @@ type Server struct {
 	// empties, it keeps its ~200 KiB buffers: there are only ever as many as requests in flight.
 	freeMu sync.Mutex
 	free   []*request
+
+	// served counts requests per opcode, for RequestCounts (what a guest workload costs).
+	// Indexed by opcode; opcodes beyond it are not in opTable either (opTableHoldsEveryCounter).
+	served [OpTmpfile + 1]atomic.Uint64
 }
 
 // NewServer returns a server for fs.
@@ -248,6 +252,9 @@ func (s *Server) dispatch(r *request) {
 		r.errno = syscall.ENOSYS
 		return
 	}
+	if int(op) < len(s.served) {
+		s.served[op].Add(1)
+	}
 	row := &opTable[op]
 	r.noReply = row.noReply
 	if len(r.args) < row.inSize {
@@ -289,6 +296,18 @@ func (s *Server) complete(r *request, c Completer) {
 	r.ctx.SecCtxName, r.ctx.SecCtx = nil, nil
 	s.putRequest(r)
 	c.Complete(uint32(written))
+}
+
+// RequestCounts returns how many requests of each opcode were dispatched so far, by opcode name,
+// leaving out those never seen.
+func (s *Server) RequestCounts() map[string]uint64 {
+	m := map[string]uint64{}
+	for op := range s.served {
+		if n := s.served[op].Load(); n > 0 {
+			m[opTable[op].name] = n
+		}
+	}
+	return m
 }
 
 func (s *Server) logf(format string, a ...any) {

@@ -415,3 +415,20 @@ func TestServeLargeReadAllocatesNothing(t *testing.T) {
 type nopCompleter uint32
 
 func (n *nopCompleter) Complete(w uint32) { *n = nopCompleter(w) }
+
+func TestRequestCountsCountDispatchedOpcodes(t *testing.T) {
+	fs := &fakeFS{}
+	s := fuse.NewServer(fs, fuse.Options{Want: fuse.DefaultWant})
+	c := &fusetest.Client{T: fusetest.ServerTransport{S: s}, UID: 1000, GID: 100}
+	if _, err := c.Init(0); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		c.Do(fuse.OpLookup, fuse.RootID, 128, fusetest.Name("x"))
+	}
+	c.Do(fuse.Opcode(4000), fuse.RootID, 0) // unknown: ENOSYS, not counted and no panic
+	got := s.RequestCounts()
+	if got["INIT"] != 1 || got["LOOKUP"] != 3 || len(got) != 2 {
+		t.Fatalf("RequestCounts() = %v, want INIT=1 LOOKUP=3", got)
+	}
+}

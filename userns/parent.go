@@ -15,7 +15,7 @@ import (
 
 // forwardedSignals reach the child through the parent: the child runs
 // in its own process group, so a terminal's ^C arrives once, not twice.
-var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP}
+var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1}
 
 // runParent is stage 0: it starts the child in new namespaces (a user
 // namespace when plans are given, else only a mount namespace), writes

@@ -24,8 +24,10 @@ type Config struct {
 	// RequestQueues is the number of request queues advertised via GET_QUEUE_NUM (the hiprio queue
 	// comes on top). Default 1; QEMU may set up fewer.
 	RequestQueues int
-	// ThreadPoolSize 0 serves each queue inline on its worker goroutine; N > 0 lets up to N
-	// goroutines per queue serve concurrently.
+	// ThreadPoolSize N > 1 lets up to N goroutines drain a request queue at once: the worker
+	// wakes a helper whenever it pops a request and more are waiting, so a backlog (readahead,
+	// parallel guest processes) is served on several cores, while a lone request is still served
+	// inline without a hand-off. 0 and 1 serve each queue on its worker goroutine only.
 	ThreadPoolSize int
 	// PollMax lets a request queue's worker watch its ring for up to this long after it runs out
 	// of work before it sleeps; the window adapts to the guest and shrinks to 0 when the guest is

@@ -1,6 +1,7 @@
 package vhost_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,5 +58,46 @@ func TestPollingWorkerMissesNoRequest(t *testing.T) {
 				t.Fatalf("event idx %v: request after a pause: %v", eventIdx, err)
 			}
 		}
+	}
+}
+
+// rendezvous serves its first request only once a second one is being served: it completes only
+// if two goroutines serve the queue at once.
+type rendezvous struct {
+	n      atomic.Int64
+	second chan struct{}
+	failed atomic.Bool
+}
+
+func (h *rendezvous) Serve(queue int, r *vhost.Request) {
+	switch h.n.Add(1) {
+	case 1:
+		select {
+		case <-h.second:
+		case <-time.After(5 * time.Second):
+			h.failed.Store(true)
+		}
+	case 2:
+		close(h.second)
+	}
+	r.Complete(0)
+}
+
+func TestHelpersServeABacklogConcurrently(t *testing.T) {
+	h := &rendezvous{second: make(chan struct{})}
+	hs := start(t, vhost.Config{ThreadPoolSize: 2}, h, frontend.Options{EventIdx: true, QueueSize: 64})
+	// Both chains are published before the one kick, so the worker sees a backlog.
+	p, err := hs.f.NewPipeline(1, 2, [][]byte{make([]byte, 16)}, []int{16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Run(10*time.Millisecond, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if h.failed.Load() {
+		t.Fatal("the second request was not served while the first one waited for it")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -41,7 +41,8 @@ type queue struct {
 	epoch     uint64 // bumped when the ring is handed back (GET_VRING_BASE, reset)
 
 	// Notification state.
-	batching       bool // worker is draining: completions only mark pendingSignal
+	batching       bool // worker or helpers are draining: completions only mark pendingSignal
+	drainers       int  // how many of them (of the running worker generation)
 	pendingSignal  bool
 	signalled      uint16 // used idx at the last EVENT_IDX decision
 	signalledValid bool
@@ -204,6 +205,7 @@ func (q *queue) maybeStart() {
 	}
 	q.runGen++
 	q.running = true
+	q.drainers = 0 // a stopped generation's drainers no longer count
 	q.workerDone = make(chan struct{})
 	w := &worker{q: q, gen: q.runGen, kickFD: kick, ctlFD: q.ctlFD, done: q.workerDone, indirect: q.indirect}
 	if q.index != 0 { // queue 0 is hiprio

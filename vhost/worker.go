@@ -18,7 +18,10 @@ type worker struct {
 	kickFD int // private dup, closed on exit
 	ctlFD  int
 	done   chan struct{}
-	pool   chan *Request // nil: serve inline
+	// wake, when helpers run, carries a token to an idle helper: the worker found more requests
+	// than it can start at once. Helpers drain the same ring (pop is locked), so there is no
+	// hand-off per request and a lone request is served inline with no extra cost.
+	wake chan struct{}
 
 	indirect bool // VIRTIO_RING_F_INDIRECT_DESC negotiated (fixed for the worker's lifetime)
 
@@ -34,11 +37,11 @@ type worker struct {
 func (w *worker) run() {
 	defer close(w.done)
 	defer unix.Close(w.kickFD)
-	if n := w.q.b.cfg.ThreadPoolSize; n > 0 {
-		w.pool = make(chan *Request, n)
-		defer close(w.pool)
-		for range n {
-			go w.serveFromPool()
+	if n := w.q.b.cfg.ThreadPoolSize; n > 1 && w.q.index != 0 { // FORGETs gain nothing from it
+		w.wake = make(chan struct{}, n-1)
+		defer close(w.wake)
+		for range n - 1 {
+			go w.help()
 		}
 	}
 	fds := []unix.PollFd{{Fd: int32(w.kickFD), Events: unix.POLLIN}, {Fd: int32(w.ctlFD), Events: unix.POLLIN}}
@@ -136,14 +139,16 @@ func (w *worker) current() bool {
 	return w.q.runGen == w.gen
 }
 
-func (w *worker) serveFromPool() {
-	for r := range w.pool {
-		w.q.b.h.Serve(w.q.index, r)
+// help drains the ring alongside the worker each time it is woken.
+func (w *worker) help() {
+	for range w.wake {
+		w.drain()
 	}
 }
 
 // drain pops and serves every available chain, then sends at most one notification for the
-// completions that happened meanwhile.
+// completions that happened meanwhile. The worker and its helpers may drain at once; completions
+// are batched while any of them drains, and each one flushes the batch when it runs dry.
 func (w *worker) drain() {
 	q := w.q
 	q.mu.Lock()
@@ -151,12 +156,19 @@ func (w *worker) drain() {
 		q.mu.Unlock()
 		return
 	}
+	q.drainers++
 	q.batching = true
 	q.mu.Unlock()
 	for {
-		r, ring := w.pop()
+		r, ring, more := w.pop()
 		if r == nil {
 			break
+		}
+		if more && w.wake != nil {
+			select {
+			case w.wake <- struct{}{}:
+			default: // every helper is awake already
+			}
 		}
 		var err error
 		r.In, r.Out, err = walkChain(r.mem, ring.desc, ring.size, r.head, w.indirect, r.In, r.Out)
@@ -166,15 +178,12 @@ func (w *worker) drain() {
 			r.Complete(0)
 			continue
 		}
-		if w.pool != nil {
-			w.pool <- r
-		} else {
-			q.b.h.Serve(q.index, r)
-		}
+		q.b.h.Serve(q.index, r)
 	}
 	q.mu.Lock()
 	if q.runGen == w.gen {
-		q.batching = false
+		q.drainers--
+		q.batching = q.drainers > 0
 		if q.pendingSignal {
 			q.pendingSignal = false
 			q.signalLocked()
@@ -187,27 +196,26 @@ func (w *worker) drain() {
 // sleeps), or returns nil when the ring is empty, the worker is stale,
 // the ring is broken, or as many requests as the ring has slots are already in flight (which a
 // well-behaved driver can never cause; the worker resumes when one completes).
-func (w *worker) pop() (*Request, vring) {
+func (w *worker) pop() (r *Request, ring vring, more bool) {
 	q := w.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.runGen != w.gen || !q.ringOK || q.broken {
-		return nil, vring{}
+		return nil, vring{}, false
 	}
 	avail := q.ring.availIdx()
 	if avail == q.lastAvail {
-		return nil, vring{}
+		return nil, vring{}, false
 	}
 	if int(avail-q.lastAvail) > q.size {
 		q.broken = true
 		q.b.logf("vhost: queue %d: guest claims %d new available entries in a ring of %d; stopping the queue", q.index, avail-q.lastAvail, q.size)
-		return nil, vring{}
+		return nil, vring{}, false
 	}
 	if q.inflight >= q.size {
 		q.throttled = true
-		return nil, vring{}
+		return nil, vring{}, false
 	}
-	var r *Request
 	if n := len(q.free); n > 0 {
 		r = q.free[n-1]
 		q.free = q.free[:n-1]
@@ -219,5 +227,5 @@ func (w *worker) pop() (*Request, vring) {
 	r.q, r.mem, r.epoch = q, q.mem, q.epoch
 	q.mem.acquire()
 	q.inflight++
-	return r, q.ring
+	return r, q.ring, avail != q.lastAvail
 }

@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -139,12 +141,36 @@ func serve(cfg *Config, lg *logger) error {
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: time.Duration(cfg.PollUS) * time.Microsecond, Logf: lg.warnf},
 		fuseHandler{server})
+	logCountsOnSignal(server, lg)
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))
 	if err := backend.ServeListener(listener, socketPath); err != nil {
 		return err
 	}
 	lg.infof("front-end disconnected; exiting")
+	lg.debugf("requests served: %s", formatCounts(server.RequestCounts()))
 	return nil
+}
+
+// formatCounts lists request counts as "LOOKUP=12 GETATTR=3", most frequent first.
+func formatCounts(counts map[string]uint64) string {
+	names := make([]string, 0, len(counts))
+	for name := range counts {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if counts[names[i]] != counts[names[j]] {
+			return counts[names[i]] > counts[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	var b strings.Builder
+	for i, name := range names {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", name, counts[name])
+	}
+	return b.String()
 }
 
 // fileSystemOptions turns flags into passfs options for a share whose root is rootFD. rootless
@@ -288,6 +314,18 @@ func removeSocketOnSignal(path string, lg *logger) {
 		}
 		lg.infof("%v: exiting", sig)
 		os.Exit(0)
+	}()
+}
+
+// logCountsOnSignal logs the requests served so far on each SIGUSR1, so that a benchmark can
+// see what one guest operation costs in round trips.
+func logCountsOnSignal(server *fuse.Server, lg *logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	go func() {
+		for range ch {
+			lg.infof("requests served: %s", formatCounts(server.RequestCounts()))
+		}
 	}()
 }
 

@@ -17,6 +17,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +50,14 @@ type bench struct {
 	initrd9p  string // mounts 9p tag p9 at /mnt
 	timeout   time.Duration
 	bootCount int
+
+	// countRequests runs one boot per virtio-fs daemon with request accounting (uvfsd reports on
+	// SIGUSR1, the C virtiofsd logs each request with -d) and fills counts.
+	countRequests bool
+	// uvfsdSystems are the systems that run uvfsd, with their extra flags: "uvfsd" and each
+	// --variant.
+	uvfsdSystems map[string][]string
+	counts       map[string]stepCounts
 }
 
 func main() {
@@ -75,6 +84,8 @@ func run() error {
 	kernelPath := pflag.String("kernel", "", "guest kernel (default: /boot/vmlinuz-$(uname -r) or the newest)")
 	pflag.BoolVarP(&b.verbose, "verbose", "v", false, "copy the guest console to stderr")
 	pflag.DurationVar(&b.timeout, "boot-timeout", 15*time.Minute, "give up on one boot after this long")
+	variants := pflag.StringArray("variant", nil, `also run uvfsd as system NAME with these flags: "NAME=FLAGS" (repeatable; e.g. "nopoll=--poll-us=0")`)
+	pflag.BoolVar(&b.countRequests, "count-requests", false, "instead of timing, count each daemon's FUSE requests per workload (one boot each, no 9p)")
 	pflag.Parse()
 	if *quick {
 		if !pflag.CommandLine.Changed("files") {
@@ -94,9 +105,28 @@ func run() error {
 		return fmt.Errorf("--rounds, --files, --tree-files and --mib must be at least 1")
 	}
 	b.uvfsdArgs = strings.Fields(*uvfsdArgs)
+	b.uvfsdSystems = map[string][]string{sysUvfsd: b.uvfsdArgs}
+	for _, v := range *variants {
+		name, flags, ok := strings.Cut(v, "=")
+		if name = strings.TrimSpace(name); !ok || name == "" || name == sysC || name == sys9p || name == sysUvfsd || strings.ContainsAny(name, ", ") {
+			return fmt.Errorf("--variant %q: want NAME=FLAGS with a new system name", v)
+		}
+		b.uvfsdSystems[name] = strings.Fields(flags)
+		*systems += "," + name
+	}
+	if b.countRequests {
+		b.rounds, b.counts = 1, map[string]stepCounts{}
+		var keep []string
+		for _, sys := range strings.Split(*systems, ",") {
+			if strings.TrimSpace(sys) != sys9p {
+				keep = append(keep, sys)
+			}
+		}
+		*systems = strings.Join(keep, ",")
+	}
 	for _, s := range strings.Split(*systems, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case sysUvfsd, sys9p:
+		case sys9p:
 		case sysC:
 			if os.Geteuid() != 0 {
 				fmt.Println("note: skipping the C virtiofsd: it needs root (run this program as root to include it)")
@@ -107,6 +137,9 @@ func run() error {
 				continue
 			}
 		default:
+			if _, ok := b.uvfsdSystems[s]; ok {
+				break
+			}
 			return fmt.Errorf("--systems: unknown system %q (know %s, %s, %s)", s, sysUvfsd, sysC, sys9p)
 		}
 		b.systems = append(b.systems, s)
@@ -144,6 +177,10 @@ func run() error {
 	fmt.Printf("\nmedian of %d round(s) (9p: %d), %v in all; ratios < 1 mean uvfsd is faster\n\n",
 		b.rounds, min(b.rounds, b.rounds9p), time.Since(start).Round(time.Second))
 	writeTable(os.Stdout, all, b.sizes, b.systems)
+	if b.countRequests {
+		fmt.Println("\n(times above are not comparable: the C virtiofsd logged every request)")
+		writeCounts(os.Stdout, b.counts, b.systems, b.sizes)
+	}
 	if len(failures) > 0 {
 		return fmt.Errorf("%d boot(s) failed:\n%s", len(failures), strings.Join(failures, "\n"))
 	}
@@ -231,6 +268,18 @@ func (b *bench) runOnce(system string) (map[string]time.Duration, time.Duration,
 	}
 	if b.verbose {
 		vm.Console = os.Stderr
+	}
+	if b.countRequests {
+		var signal func() error
+		if _, ok := b.uvfsdSystems[system]; ok {
+			signal = signalProcess(bt.daemon.Pid())
+		}
+		watcher, counts := countSteps(bt.counter, signal)
+		if vm.Console != nil {
+			watcher = io.MultiWriter(vm.Console, watcher)
+		}
+		vm.Console = watcher
+		defer func() { b.counts[system] = counts }()
 	}
 	res, err := vm.Run(context.Background())
 	if err != nil {

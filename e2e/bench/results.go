@@ -98,6 +98,14 @@ func writeTable(w io.Writer, s samples, sz sizes, systems []string) {
 	for _, sys := range systems {
 		header += sys + "\t"
 	}
+	// Variants (other uvfsd flags) get a ratio to the C virtiofsd each.
+	var variants []string
+	for _, sys := range systems {
+		if sys != sysUvfsd && sys != sysC && sys != sys9p {
+			variants = append(variants, sys)
+			header += sys + "/C\t"
+		}
+	}
 	fmt.Fprintln(tw, header+"uvfsd/C\tuvfsd/9p\t")
 	totals := map[string]time.Duration{}
 	complete := map[string]bool{}
@@ -114,6 +122,9 @@ func writeTable(w io.Writer, s samples, sz sizes, systems []string) {
 			totals[sys] += m
 			row += seconds(m) + "\t"
 		}
+		for _, v := range variants {
+			row += ratio(median(s[v][wl.Name]), median(s[sysC][wl.Name])) + "\t"
+		}
 		row += ratio(median(s[sysUvfsd][wl.Name]), median(s[sysC][wl.Name])) + "\t"
 		row += ratio(median(s[sysUvfsd][wl.Name]), median(s[sys9p][wl.Name])) + "\t"
 		fmt.Fprintln(tw, row)
@@ -124,6 +135,9 @@ func writeTable(w io.Writer, s samples, sz sizes, systems []string) {
 			totals[sys] = 0
 		}
 		row += seconds(totals[sys]) + "\t"
+	}
+	for _, v := range variants {
+		row += ratio(totals[v], totals[sysC]) + "\t"
 	}
 	row += ratio(totals[sysUvfsd], totals[sysC]) + "\t" + ratio(totals[sysUvfsd], totals[sys9p]) + "\t"
 	fmt.Fprintln(tw, row)

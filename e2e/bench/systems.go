@@ -51,6 +51,8 @@ type boot struct {
 	fs     []guest.FSDevice
 	extra  []string // QEMU arguments (9p)
 	initrd string   // virtiofs or 9p initramfs
+	// counter follows the daemon's log with --count-requests.
+	counter *requestCounter
 }
 
 // tempDir makes a directory under /tmp that owner can use (mode applies).
@@ -72,7 +74,8 @@ func tempDir(pattern string, mode os.FileMode, owner guest.HostUser) (string, er
 // daemon. close removes everything and stops the daemon.
 func (b *bench) setUp(system string) (*boot, error) {
 	owner := currentAccount()
-	if system == sysUvfsd {
+	uvfsdArgs, isUvfsd := b.uvfsdSystems[system]
+	if isUvfsd {
 		owner = b.rootless
 	}
 	share, err := tempDir("uvfs-bench-share-", 0o755, owner)
@@ -99,12 +102,21 @@ func (b *bench) setUp(system string) (*boot, error) {
 	}
 	socket := filepath.Join(sockDir, "vhost.sock")
 	d := &guest.Daemon{Socket: socket, Credential: owner.Credential()}
-	if system == sysUvfsd {
+	if isUvfsd {
 		d.Path = b.uvfsd
-		d.Args = append([]string{"--socket-path=" + socket, "--shared-dir=" + share}, b.uvfsdArgs...)
+		d.Args = append([]string{"--socket-path=" + socket, "--shared-dir=" + share}, uvfsdArgs...)
 	} else {
 		d.Path = cVirtiofsd
 		d.Args = []string{"--socket-path=" + socket, "-o", "source=" + share, "-o", "cache=auto"}
+	}
+	if b.countRequests {
+		bt.counter = newRequestCounter()
+		d.Stderr = bt.counter
+		if isUvfsd {
+			d.Args = append(d.Args, "--log-level=debug")
+		} else {
+			d.Args = append(d.Args, "-d")
+		}
 	}
 	bt.daemon = d
 	bt.fs = []guest.FSDevice{{Socket: socket, Tag: shareTag}}

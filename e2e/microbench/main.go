@@ -14,6 +14,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -45,23 +46,34 @@ const cVirtiofsd = "/usr/lib/qemu/virtiofsd"
 // Linux guest: 1024 entries, indirect descriptors and EVENT_IDX.
 var frontOptions = frontend.Options{MemSize: 256 << 20, QueueSize: 1024, Indirect: true, EventIdx: true, Timeout: 30 * time.Second}
 
-// results: target -> op -> depth -> stats.
-type results map[string]map[string]map[int]stats
+// results: target -> op -> depth -> one stats per round.
+type results map[string]map[string]map[int][]stats
 
 func (r results) put(target, op string, s stats) {
 	if r[target] == nil {
-		r[target] = map[string]map[int]stats{}
+		r[target] = map[string]map[int][]stats{}
 	}
 	if r[target][op] == nil {
-		r[target][op] = map[int]stats{}
+		r[target][op] = map[int][]stats{}
 	}
-	r[target][op][s.depth] = s
+	r[target][op][s.depth] = append(r[target][op][s.depth], s)
+}
+
+// get returns the round with the median throughput (the lower middle one for an even count).
+func (r results) get(target, op string, depth int) stats {
+	rounds := slices.Clone(r[target][op][depth])
+	if len(rounds) == 0 {
+		return stats{}
+	}
+	slices.SortFunc(rounds, func(a, b stats) int { return cmp.Compare(a.opsPerSec(), b.opsPerSec()) })
+	return rounds[(len(rounds)-1)/2]
 }
 
 type config struct {
 	dur       time.Duration
 	depths    []int
 	uvfsdArgs []string
+	variants  map[string][]string // uvfsd targets: "uvfsd" and each --variant, with their flags
 	allocReqs int
 	// spin is how long the pipeline polls the used ring before it sleeps on the call eventfd.
 	spin time.Duration
@@ -83,6 +95,8 @@ func main() {
 func run() error {
 	c := &config{}
 	pflag.DurationVar(&c.dur, "duration", 2*time.Second, "timed run per operation and depth")
+	rounds := pflag.Int("rounds", 3, "measure every target this many times, interleaved; the table shows the median")
+	variants := pflag.StringArray("variant", nil, `also measure uvfsd as target NAME with these flags: "NAME=FLAGS" (repeatable)`)
 	depths := pflag.String("depths", "1,64", "queue depths, comma separated")
 	systems := pflag.String("systems", strings.Join([]string{tUvfsd, tC, tDirect}, ","), "targets, comma separated")
 	uvfsdArgs := pflag.String("uvfsd-args", "", "extra uvfsd flags, space separated")
@@ -93,6 +107,19 @@ func run() error {
 	cpuProfile := pflag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
 	pflag.Parse()
 	c.uvfsdArgs = strings.Fields(*uvfsdArgs)
+	c.variants = map[string][]string{tUvfsd: c.uvfsdArgs}
+	var variantNames []string
+	for _, v := range *variants {
+		name, flags, ok := strings.Cut(v, "=")
+		if name = strings.TrimSpace(name); !ok || name == "" || strings.ContainsAny(name, ", ") || slices.Contains([]string{tUvfsd, tC, tDirect, tInProcess}, name) {
+			return fmt.Errorf("--variant %q: want NAME=FLAGS with a new target name", v)
+		}
+		c.variants[name] = strings.Fields(flags)
+		variantNames = append(variantNames, name)
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("--rounds must be at least 1")
+	}
 	if *opsFilter != "" {
 		benchOps = slices.DeleteFunc(benchOps, func(op benchOp) bool { return !strings.Contains(op.name, *opsFilter) })
 		if len(benchOps) == 0 {
@@ -120,6 +147,7 @@ func run() error {
 		}
 		targets = append(targets, s)
 	}
+	targets = append(targets, variantNames...)
 	var err error
 	if c.work, err = os.MkdirTemp("", "uvfs-microbench-"); err != nil {
 		return err
@@ -146,12 +174,17 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 	res := results{}
-	for _, t := range targets {
-		if err := c.runTarget(t, res); err != nil {
-			return fmt.Errorf("%s: %w", t, err)
+	for round := range *rounds {
+		for i := range targets {
+			// Rotate the order so that no target always runs first or last.
+			t := targets[(i+round)%len(targets)]
+			if err := c.runTarget(t, res); err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
 		}
 	}
 	fmt.Println()
+	fmt.Printf("median of %d round(s)\n", *rounds)
 	writeTable(os.Stdout, res, targets, c.depths)
 	if c.allocReqs > 0 {
 		share, err := c.share(false)
@@ -204,7 +237,8 @@ func (c *config) share(forUvfsd bool) (string, error) {
 
 // runTarget measures every operation at every depth on one target.
 func (c *config) runTarget(target string, res results) error {
-	share, err := c.share(target == tUvfsd)
+	uvfsdArgs, isUvfsd := c.variants[target]
+	share, err := c.share(isUvfsd)
 	if err != nil {
 		return err
 	}
@@ -237,7 +271,7 @@ func (c *config) runTarget(target string, res results) error {
 	default:
 		// The socket's directory must be writable by the daemon's user.
 		sockDir, err := os.MkdirTemp(c.work, "sock-")
-		if err == nil && target == tUvfsd && !c.runAs.Current {
+		if err == nil && isUvfsd && !c.runAs.Current {
 			err = os.Chown(sockDir, int(c.runAs.UID), int(c.runAs.GID))
 		}
 		if err != nil {
@@ -245,9 +279,9 @@ func (c *config) runTarget(target string, res results) error {
 		}
 		sock := filepath.Join(sockDir, "vhost.sock")
 		d := &guest.Daemon{Socket: sock}
-		if target == tUvfsd {
+		if isUvfsd {
 			d.Path, d.Credential = c.uvfsd, c.runAs.Credential()
-			d.Args = append([]string{"--socket-path=" + sock, "--shared-dir=" + share}, c.uvfsdArgs...)
+			d.Args = append([]string{"--socket-path=" + sock, "--shared-dir=" + share}, uvfsdArgs...)
 		} else {
 			d.Path = cVirtiofsd
 			d.Args = []string{"--socket-path=" + sock, "-o", "source=" + share, "-o", "cache=auto"}

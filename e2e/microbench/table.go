@@ -45,16 +45,27 @@ func writeTable(w io.Writer, r results, targets []string, depths []int) {
 	for _, t := range targets {
 		h += t + " µs\t" + t + " ops/s\t"
 	}
+	// Variants (uvfsd with other flags) get a ratio to the C virtiofsd each.
+	var variants []string
+	for _, t := range targets {
+		if t != tUvfsd && t != tC && t != tDirect && t != tInProcess {
+			variants = append(variants, t)
+			h += t + "/C ops\t"
+		}
+	}
 	fmt.Fprintln(tw, h+"uvfsd/C ops\tdirect/uvfsd ops\t")
 	for _, op := range benchOps {
 		for _, d := range depths {
 			row := fmt.Sprintf("%s\t%d\t", op.name, d)
 			for _, t := range targets {
-				s := r[t][op.name][d]
+				s := r.get(t, op.name, d)
 				row += micros(s.latency()) + "\t" + rate(s.opsPerSec()) + "\t"
 			}
-			u := r[tUvfsd][op.name][d]
-			row += throughputRatio(u, r[tC][op.name][d]) + "\t" + throughputRatio(r[tDirect][op.name][d], u) + "\t"
+			for _, v := range variants {
+				row += throughputRatio(r.get(v, op.name, d), r.get(tC, op.name, d)) + "\t"
+			}
+			u := r.get(tUvfsd, op.name, d)
+			row += throughputRatio(u, r.get(tC, op.name, d)) + "\t" + throughputRatio(r.get(tDirect, op.name, d), u) + "\t"
 			fmt.Fprintln(tw, row)
 		}
 	}
