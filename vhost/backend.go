@@ -33,6 +33,12 @@ type Config struct {
 	// of work before it sleeps; the window adapts to the guest and shrinks to 0 when the guest is
 	// slower than that. 0 never polls. The hiprio queue (FORGET) never polls.
 	PollMax time.Duration
+	// HiprioGather is how long the hiprio queue's worker waits after a kick before it serves what
+	// is queued. Linux sends one FORGET per evicted inode there, and no task waits for them; when
+	// it evicts thousands at once (drop_caches, rm -rf, memory pressure), serving each FORGET as
+	// it comes costs the guest a kick and an interrupt per inode. Gathering them costs one of each
+	// per batch. 0 serves at once.
+	HiprioGather time.Duration
 	// Logf receives diagnostics about misbehaving guests and front-ends. May be nil.
 	Logf func(format string, args ...any)
 	// StopTimeout bounds how long stopping a ring (GET_VRING_BASE, disconnect) waits for workers

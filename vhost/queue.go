@@ -210,6 +210,8 @@ func (q *queue) maybeStart() {
 	w := &worker{q: q, gen: q.runGen, kickFD: kick, ctlFD: q.ctlFD, done: q.workerDone, indirect: q.indirect}
 	if q.index != 0 { // queue 0 is hiprio
 		w.pollMax = q.b.cfg.PollMax
+	} else {
+		w.gather = q.b.cfg.HiprioGather
 	}
 	go w.run()
 }

@@ -32,6 +32,10 @@ type worker struct {
 	// or slow guest costs no CPU. Catching a request while polling saves the daemon's wake-up and
 	// the guest's kick (avail_event is not re-armed meanwhile).
 	pollMax, pollWindow time.Duration
+
+	// gather is how long the worker lets requests accumulate after a kick before it drains them
+	// (the hiprio queue: Config.HiprioGather).
+	gather time.Duration
 }
 
 func (w *worker) run() {
@@ -72,12 +76,25 @@ func (w *worker) run() {
 		}
 		if fds[0].Revents&unix.POLLIN != 0 {
 			unix.Read(w.kickFD, buf[:])
+			w.waitForMore(fds[1:])
 		}
 		if !w.current() {
 			return
 		}
 		w.drain()
 	}
+}
+
+// waitForMore gives the guest the gather time to queue more requests after its kick. avail_event
+// still points at the entry that caused the kick, so the guest does not kick again meanwhile; a
+// stop request (ctl) ends the wait at once.
+func (w *worker) waitForMore(ctl []unix.PollFd) {
+	if w.gather <= 0 {
+		return
+	}
+	ts := unix.NsecToTimespec(w.gather.Nanoseconds())
+	ctl[0].Revents = 0
+	unix.Ppoll(ctl, &ts, nil)
 }
 
 // pollRing watches the ring for up to the poll window from since and reports whether there is

@@ -42,6 +42,8 @@ type Config struct {
 	// PollUS is the longest a request queue's worker watches its ring for the guest's next request
 	// before it sleeps (adaptive, like KVM's halt polling); 0 never polls.
 	PollUS int
+	// HiprioGatherUS batches the guest's FORGET requests (see vhost.Config.HiprioGather).
+	HiprioGatherUS int
 	// RlimitNofile is -1 when unset (raise the soft limit like virtiofsd:
 	// min(1000000, nr_open, hard limit)); 0 leaves the limit unchanged.
 	RlimitNofile int
@@ -95,6 +97,7 @@ func defaultConfig() *Config {
 		HomeGID:          -1,
 		RequestQueues:    1,
 		PollUS:           50,
+		HiprioGatherUS:   500,
 	}
 }
 
@@ -180,6 +183,7 @@ func newFlagParser() *flagParser {
 
 	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", 0, "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline); 0 or 1: one per queue")
 	fs.IntVar(&c.PollUS, "poll-us", 50, "after a request queue runs dry, watch it up to `N` µs for the next request before sleeping (adapts to the guest, 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM)")
+	fs.IntVar(&c.HiprioGatherUS, "forget-gather-us", 500, "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0 serves at once)")
 	fs.Var(&idValue{&c.RlimitNofile, 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
 	fs.IntVar(&c.RequestQueues, "num-request-queues", 1, "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
 
@@ -259,6 +263,9 @@ func (p *flagParser) finish() error {
 	}
 	if c.ThreadPoolSize < 0 {
 		return fmt.Errorf("--thread-pool-size=%d: use 0 (no pool) or a positive size", c.ThreadPoolSize)
+	}
+	if c.HiprioGatherUS < 0 || c.HiprioGatherUS > 100000 {
+		return fmt.Errorf("--forget-gather-us=%d: use 0 (serve at once) to 100000", c.HiprioGatherUS)
 	}
 	if c.PollUS < 0 || c.PollUS > 1000 {
 		return fmt.Errorf("--poll-us=%d: use 0 (never poll) to 1000", c.PollUS)

@@ -139,7 +139,8 @@ func serve(cfg *Config, lg *logger) error {
 	}
 	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
-		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: time.Duration(cfg.PollUS) * time.Microsecond, Logf: lg.warnf},
+		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: time.Duration(cfg.PollUS) * time.Microsecond,
+		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond, Logf: lg.warnf},
 		fuseHandler{server})
 	logCountsOnSignal(server, lg)
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))
