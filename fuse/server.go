@@ -10,6 +10,10 @@ import (
 // the number of bytes written into the device-writable part. vhost.Request satisfies it.
 type Completer interface{ Complete(written uint32) }
 
+// scratchKeeper is a Completer that the transport reuses (vhost.Request) and that keeps the
+// server's request scratch between uses: serving then takes no lock for it.
+type scratchKeeper interface{ ScratchSlot() *any }
+
 // Options say which capabilities the server offers in INIT; the kernel's offer narrows them.
 type Options struct {
 	// Want is the set of Cap* flags to enable when the kernel offers them.
@@ -75,6 +79,9 @@ type request struct {
 	noReply bool
 	// direct marks READ, whose payload was written straight into outBufs after the header.
 	direct bool
+	// kept: the transport's Completer holds this scratch (scratchKeeper); not on the free list.
+	kept   bool
+	server *Server // the server a kept scratch belongs to
 }
 
 func newRequest(maxWrite uint32) *request {
@@ -96,6 +103,22 @@ func (s *Server) getRequest() *request {
 		return r
 	}
 	return newRequest(s.maxWrite)
+}
+
+// scratchFor returns the scratch the Completer keeps for this server, or gives it one.
+func (s *Server) scratchFor(c Completer) *request {
+	k, ok := c.(scratchKeeper)
+	if !ok {
+		return s.getRequest()
+	}
+	slot := k.ScratchSlot()
+	if r, ok := (*slot).(*request); ok && r.server == s {
+		return r
+	}
+	r := s.getRequest()
+	r.kept, r.server = true, s
+	*slot = r
+	return r
 }
 
 // putRequest returns request scratch to the free list.
@@ -127,7 +150,7 @@ func (r *request) payload(n int) []byte {
 // It calls c.Complete exactly once, usually before returning; a blocking lock request completes
 // later from a goroutine of its own. in and out must stay valid until then.
 func (s *Server) Serve(in, out [][]byte, c Completer) {
-	r := s.getRequest()
+	r := s.scratchFor(c)
 	r.inBufs, r.outBufs = in, out
 	if s.decode(r) {
 		if r.hdr.Opcode == OpSetlkw {
@@ -294,7 +317,9 @@ func (s *Server) complete(r *request, c Completer) {
 	}
 	r.inBufs, r.outBufs, r.iov = nil, nil, r.iov[:0]
 	r.ctx.SecCtxName, r.ctx.SecCtx = nil, nil
-	s.putRequest(r)
+	if !r.kept {
+		s.putRequest(r)
+	}
 	c.Complete(uint32(written))
 }
 

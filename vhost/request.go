@@ -7,6 +7,10 @@ package vhost
 type Request struct {
 	In, Out [][]byte
 
+	// scratch is the handler's: it stays with the Request when the queue reuses it, so a handler
+	// can keep per-request buffers here instead of on a locked free list (ScratchSlot).
+	scratch any
+
 	q     *queue
 	mem   *memTable // keeps In/Out mapped until Complete
 	epoch uint64    // ring lifetime the chain was popped in; stale completions are dropped
@@ -45,6 +49,10 @@ func (r *Request) Complete(written uint32) {
 	q.mu.Unlock()
 	mem.release()
 }
+
+// ScratchSlot returns the handler's slot on this Request (see fuse.Server.Serve). A Request is
+// used by one handler call at a time, so the slot needs no lock.
+func (r *Request) ScratchSlot() *any { return &r.scratch }
 
 func outLen(out [][]byte) uint64 {
 	var n uint64
