@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -136,6 +137,9 @@ func fuseGetattr(s *session, _ int) (opFunc, error) {
 // open opens node once for a worker (OPEN or OPENDIR) and returns the handle.
 func (s *session) open(op fuse.Opcode, node uint64, flags uint32) (uint64, error) {
 	o, err := fusetest.Call[fuse.OpenOut](s.c, op, node, fusetest.Bytes(&fuse.OpenIn{Flags: flags}))
+	if errors.Is(err, syscall.ENOSYS) && op == fuse.OpOpendir {
+		return 0, nil // FUSE_NO_OPENDIR_SUPPORT: the kernel then lists with fh 0, and so do we
+	}
 	if err != nil {
 		return 0, fmt.Errorf("open node %d: %w", node, err)
 	}
