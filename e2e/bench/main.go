@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -177,6 +178,8 @@ func run() error {
 	fmt.Printf("\nmedian of %d round(s) (9p: %d), %v in all; ratios < 1 mean uvfsd is faster\n\n",
 		b.rounds, min(b.rounds, b.rounds9p), time.Since(start).Round(time.Second))
 	writeTable(os.Stdout, all, b.sizes, b.systems)
+	fmt.Println()
+	writeSpread(os.Stdout, all, b.sizes, b.systems)
 	if b.countRequests {
 		fmt.Println("\n(times above are not comparable: the C virtiofsd logged every request)")
 		writeCounts(os.Stdout, b.counts, b.systems, b.sizes)
@@ -281,6 +284,9 @@ func (b *bench) runOnce(system string) (map[string]time.Duration, time.Duration,
 		vm.Console = watcher
 		defer func() { b.counts[system] = counts }()
 	}
+	// Write back what setUp and the previous round left dirty (the new tree, the last round's
+	// deletions) now, so that the host's writeback does not run in the middle of this round.
+	syscall.Sync()
 	res, err := vm.Run(context.Background())
 	if err != nil {
 		bt.close()

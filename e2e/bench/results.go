@@ -143,3 +143,28 @@ func writeTable(w io.Writer, s samples, sz sizes, systems []string) {
 	fmt.Fprintln(tw, row)
 	tw.Flush()
 }
+
+// writeSpread prints each workload's fastest and slowest round per system, so a reader can see
+// how far apart the rounds behind a median were.
+func writeSpread(w io.Writer, s samples, sz sizes, systems []string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := "workload (min-max of rounds)\t"
+	for _, sys := range systems {
+		header += sys + "\t"
+	}
+	fmt.Fprintln(tw, header)
+	for _, wl := range workloads {
+		row := wl.Label(sz) + "\t"
+		for _, sys := range systems {
+			xs := slices.Clone(s[sys][wl.Name])
+			if len(xs) == 0 {
+				row += "-\t"
+				continue
+			}
+			slices.Sort(xs)
+			row += fmt.Sprintf("%.2f-%.2f s\t", xs[0].Seconds(), xs[len(xs)-1].Seconds())
+		}
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
+}

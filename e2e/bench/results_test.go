@@ -158,3 +158,15 @@ func TestGuestScriptTimesEveryWorkload(t *testing.T) {
 		t.Errorf("script ignores the sizes:\n%s", script)
 	}
 }
+
+func TestWriteSpreadShowsFastestAndSlowestRound(t *testing.T) {
+	s := samples{}
+	s.add(sysUvfsd, map[string]time.Duration{"create": 3 * time.Second})
+	s.add(sysUvfsd, map[string]time.Duration{"create": time.Second})
+	s.add(sysUvfsd, map[string]time.Duration{"create": 2 * time.Second})
+	var buf bytes.Buffer
+	writeSpread(&buf, s, sizes{SmallFiles: 5}, []string{sysUvfsd, sysC})
+	if !strings.Contains(buf.String(), "1.00-3.00 s") {
+		t.Fatalf("spread table:\n%s", buf.String())
+	}
+}
