@@ -42,8 +42,9 @@ func (w *worker) run() {
 	defer close(w.done)
 	defer unix.Close(w.kickFD)
 	if n := w.q.b.cfg.ThreadPoolSize; n > 1 && w.q.index != 0 { // FORGETs gain nothing from it
+		// Never closed: a helper may still try to wake another one after the worker returned.
+		// Helpers leave when done closes.
 		w.wake = make(chan struct{}, n-1)
-		defer close(w.wake)
 		for range n - 1 {
 			go w.help()
 		}
@@ -156,10 +157,15 @@ func (w *worker) current() bool {
 	return w.q.runGen == w.gen
 }
 
-// help drains the ring alongside the worker each time it is woken.
+// help drains the ring alongside the worker each time it is woken, until the worker exits.
 func (w *worker) help() {
-	for range w.wake {
-		w.drain()
+	for {
+		select {
+		case <-w.wake:
+			w.drain()
+		case <-w.done:
+			return
+		}
 	}
 }
 
