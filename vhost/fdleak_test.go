@@ -53,7 +53,9 @@ func TestSessionLeaksNoFDs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}()
-	if after := openFDs(t); after != before {
+	// Fewer is not this session's doing: an earlier test's worker may close its fd late on a
+	// loaded machine.
+	if after := openFDs(t); after > before {
 		t.Fatalf("%d fds open before the session, %d after", before, after)
 	}
 }

@@ -44,7 +44,9 @@ func TestPollingWorkerMissesNoRequest(t *testing.T) {
 			if err != nil {
 				t.Fatalf("event idx %v, depth %d: %v", eventIdx, depth, err)
 			}
-			if ops < 100 {
+			// A lost wake-up shows as Run's 10 s timeout error above; this only checks that
+			// requests kept flowing (few on a loaded machine under -race).
+			if ops < int64(depth) {
 				t.Fatalf("event idx %v, depth %d: only %d requests in 100 ms", eventIdx, depth, ops)
 			}
 			if err := p.Close(); err != nil {
@@ -129,16 +131,18 @@ func publishForgets(t *testing.T, f *frontend.Frontend, n int, gap time.Duration
 }
 
 func TestHiprioGathersForgetsIntoFewInterrupts(t *testing.T) {
-	for _, gather := range []time.Duration{0, 20 * time.Millisecond} {
+	for _, gather := range []time.Duration{0, 200 * time.Millisecond} {
 		hs := start(t, vhost.Config{HiprioGather: gather}, &echo{}, frontend.Options{EventIdx: true, QueueSize: 64})
-		publishForgets(t, hs.f, 20, 200*time.Microsecond)
+		publishForgets(t, hs.f, 20, time.Millisecond)
 		n := hs.f.Notifications(0)
 		t.Logf("gather %v: %d interrupts for 20 FORGETs", gather, n)
 		if gather > 0 && n > 2 {
-			t.Errorf("gather %v: %d interrupts for 20 FORGETs within 4 ms, want 1 or 2", gather, n)
+			t.Errorf("gather %v: %d interrupts for 20 FORGETs within about 20 ms, want 1 or 2", gather, n)
 		}
-		if gather == 0 && n < 5 {
-			t.Errorf("without gathering, 20 FORGETs 200 µs apart caused only %d interrupts: the test does not measure what it should", n)
+		// Without gathering each FORGET 1 ms apart is served on its own (a loaded machine may
+		// merge a few): the test would not notice gathering if this were 1 or 2.
+		if gather == 0 && n < 3 {
+			t.Errorf("without gathering, 20 FORGETs 1 ms apart caused only %d interrupts: the test does not measure what it should", n)
 		}
 	}
 }
