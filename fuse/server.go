@@ -45,7 +45,8 @@ type Server struct {
 	free   []*request
 
 	// served counts requests per opcode, for RequestCounts (what a guest workload costs).
-	// Indexed by opcode; opcodes beyond it are not in opTable either (opTableHoldsEveryCounter).
+	// Indexed by opcode. Sized by the last opcode rather than len(opTable), which would make the
+	// types refer to each other; TestServedHasARowPerOpcode keeps the two in step.
 	served [OpTmpfile + 1]atomic.Uint64
 }
 

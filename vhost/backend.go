@@ -27,7 +27,9 @@ type Config struct {
 	// ThreadPoolSize N > 1 lets up to N goroutines drain a request queue at once: the worker
 	// wakes a helper whenever it pops a request and more are waiting, so a backlog (readahead,
 	// parallel guest processes) is served on several cores, while a lone request is still served
-	// inline without a hand-off. 0 and 1 serve each queue on its worker goroutine only.
+	// inline without a hand-off. Only the worker watches the kick eventfd, so a request that
+	// blocks in the handler while no backlog woke a helper still holds up the requests after it,
+	// as without helpers. 0 and 1 serve each queue on its worker goroutine only.
 	ThreadPoolSize int
 	// PollMax lets a request queue's worker watch its ring for up to this long after it runs out
 	// of work before it sleeps; the window adapts to the guest and shrinks to 0 when the guest is

@@ -146,3 +146,22 @@ func TestHiprioGathersForgetsIntoFewInterrupts(t *testing.T) {
 		}
 	}
 }
+
+// With helpers draining the ring next to a polling worker, no request may be left unserved: a
+// lost wake-up shows as the pipeline's 10 s timeout.
+func TestHelpersAndPollingMissNoRequest(t *testing.T) {
+	hs := start(t, vhost.Config{ThreadPoolSize: 4, PollMax: 20 * time.Microsecond}, &echo{},
+		frontend.Options{EventIdx: true, Indirect: true, QueueSize: 64})
+	for _, depth := range []int{1, 3, 8, 32} {
+		p, err := hs.f.NewPipeline(1, depth, [][]byte{make([]byte, 16)}, []int{16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := p.Run(200*time.Millisecond, 0, nil); err != nil {
+			t.Fatalf("depth %d: %v", depth, err)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -146,6 +146,15 @@ func (q *queue) pause() {
 	case <-time.After(q.b.stopTimeout()):
 		q.b.logf("vhost: queue %d: worker did not stop within %v (a request handler is blocked); continuing without it", q.index, q.b.stopTimeout())
 	}
+	// Drainers of the stopped generation no longer flush the batch: completions from now on
+	// (requests still in flight) notify on their own, and what is batched goes out now.
+	q.mu.Lock()
+	q.batching, q.drainers = false, 0
+	if q.pendingSignal {
+		q.pendingSignal = false
+		q.signalLocked()
+	}
+	q.mu.Unlock()
 }
 
 // waitIdle waits until every popped request was completed, at most the stop timeout.

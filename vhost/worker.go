@@ -120,22 +120,36 @@ func (w *worker) ready() bool {
 	q := w.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return w.readyLocked()
+}
+
+func (w *worker) readyLocked() bool {
+	q := w.q
 	if q.runGen != w.gen {
 		return true
 	}
-	return q.ringOK && !q.broken && q.inflight < q.size && q.ring.availIdx() != q.lastAvail
+	if !q.ringOK || q.broken || q.ring.availIdx() == q.lastAvail {
+		return false
+	}
+	if q.inflight >= q.size {
+		q.throttled = true // the next Complete wakes the worker
+		return false
+	}
+	return true
 }
 
 // armKick asks the driver to kick for its next request (EVENT_IDX avail_event), then reports
-// whether a request arrived before it could see that, which a sleep would miss.
+// whether a request arrived before it could see that, which a sleep would miss. Both happen under
+// one lock: a helper that popped in between would leave avail_event behind lastAvail, and the
+// driver would never kick again.
 func (w *worker) armKick() bool {
 	q := w.q
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if q.runGen == w.gen && q.ringOK && q.eventIdx {
 		q.ring.setAvailEvent(q.lastAvail) // a full barrier (CAS) before the re-check below
 	}
-	q.mu.Unlock()
-	return w.ready()
+	return w.readyLocked()
 }
 
 // adaptPoll sizes the next poll window from how long the worker was idle.

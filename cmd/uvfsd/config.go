@@ -181,7 +181,7 @@ func newFlagParser() *flagParser {
 	fs.BoolVar(&p.daemonize, "daemonize", false, "not supported")
 	fs.Lookup("daemonize").Hidden = true
 
-	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", 0, "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline); 0 or 1: one per queue")
+	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", 0, "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline, so a request that blocks still holds up the ones after it); 0 or 1: one per queue")
 	fs.IntVar(&c.PollUS, "poll-us", 50, "after a request queue runs dry, watch it up to `N` µs for the next request before sleeping (adapts to the guest, 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM)")
 	fs.IntVar(&c.HiprioGatherUS, "forget-gather-us", 0, "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0, the default, serves at once: no gain measured under TCG)")
 	fs.Var(&idValue{&c.RlimitNofile, 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")

@@ -59,6 +59,10 @@ func run(args []string) int {
 
 // serve sets the daemon up in the order the sandbox demands and serves one front-end connection.
 func serve(cfg *Config, lg *logger) error {
+	// SIGUSR1 asks for the request counts; its default action would end the daemon if it came
+	// before the server exists.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
 	uidMap, err := idmap.ParseMapFlags(cfg.UIDMap)
 	if err != nil {
 		return fmt.Errorf("--uid-map: %w", err)
@@ -142,7 +146,7 @@ func serve(cfg *Config, lg *logger) error {
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: time.Duration(cfg.PollUS) * time.Microsecond,
 		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond, Logf: lg.warnf},
 		fuseHandler{server})
-	logCountsOnSignal(server, lg)
+	logCountsOnSignal(usr1, server, lg)
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))
 	if err := backend.ServeListener(listener, socketPath); err != nil {
 		return err
@@ -318,11 +322,9 @@ func removeSocketOnSignal(path string, lg *logger) {
 	}()
 }
 
-// logCountsOnSignal logs the requests served so far on each SIGUSR1, so that a benchmark can
-// see what one guest operation costs in round trips.
-func logCountsOnSignal(server *fuse.Server, lg *logger) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR1)
+// logCountsOnSignal logs the requests served so far on each signal from ch (SIGUSR1), so that a
+// benchmark can see what one guest operation costs in round trips.
+func logCountsOnSignal(ch <-chan os.Signal, server *fuse.Server, lg *logger) {
 	go func() {
 		for range ch {
 			lg.infof("requests served: %s", formatCounts(server.RequestCounts()))
