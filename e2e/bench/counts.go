@@ -6,7 +6,6 @@ package main
 // differences between uvfsd and the C virtiofsd show.
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"regexp"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/uvfsd/uvfsd/e2e/guest"
 )
 
 var (
@@ -29,7 +30,7 @@ var (
 // request totals it shows.
 type requestCounter struct {
 	mu      sync.Mutex
-	partial []byte
+	split   guest.LineSplitter // calls line, under mu
 	totals  map[string]uint64
 	reports int // uvfsd "requests served" lines seen
 	changed *sync.Cond
@@ -38,22 +39,14 @@ type requestCounter struct {
 func newRequestCounter() *requestCounter {
 	c := &requestCounter{totals: map[string]uint64{}}
 	c.changed = sync.NewCond(&c.mu)
+	c.split.Line = c.line
 	return c
 }
 
 func (c *requestCounter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.partial = append(c.partial, p...)
-	for {
-		i := bytes.IndexByte(c.partial, '\n')
-		if i < 0 {
-			break
-		}
-		c.line(string(c.partial[:i]))
-		c.partial = c.partial[i+1:]
-	}
-	return len(p), nil
+	return c.split.Write(p)
 }
 
 func (c *requestCounter) line(l string) {
@@ -107,29 +100,17 @@ func (c *requestCounter) snapshot(signal func() error) map[string]uint64 {
 	return out
 }
 
-// stepWatcher calls onStep with each workload name as the guest prints its
-// BENCH line on the console.
-type stepWatcher struct {
-	partial []byte
-	onStep  func(name string)
-}
-
-func (w *stepWatcher) Write(p []byte) (int, error) {
-	w.partial = append(w.partial, p...)
-	for {
-		i := bytes.IndexByte(w.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l := string(w.partial[:i])
-		w.partial = w.partial[i+1:]
+// watchSteps returns a console writer that calls onStep with each workload
+// name as the guest prints its BENCH line. The VM writes the console from
+// one goroutine, so the splitter needs no lock.
+func watchSteps(onStep func(name string)) io.Writer {
+	return &guest.LineSplitter{Line: func(l string) {
 		if j := strings.Index(l, "BENCH "); j >= 0 {
 			if f := strings.Fields(l[j+len("BENCH "):]); len(f) == 2 {
-				w.onStep(f[0])
+				onStep(f[0])
 			}
 		}
-	}
-	return len(p), nil
+	}}
 }
 
 // stepCounts is one boot's requests per workload.
@@ -140,7 +121,7 @@ type stepCounts map[string]map[string]uint64
 func countSteps(counter *requestCounter, signal func() error) (io.Writer, stepCounts) {
 	counts := stepCounts{}
 	prev := map[string]uint64{}
-	return &stepWatcher{onStep: func(name string) {
+	return watchSteps(func(name string) {
 		now := counter.snapshot(signal)
 		delta := map[string]uint64{}
 		for op, n := range now {
@@ -149,7 +130,7 @@ func countSteps(counter *requestCounter, signal func() error) (io.Writer, stepCo
 			}
 		}
 		counts[name], prev = delta, now
-	}}, counts
+	}), counts
 }
 
 // signalProcess returns a function that sends SIGUSR1 to pid.

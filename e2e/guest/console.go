@@ -1,7 +1,6 @@
 package guest
 
 import (
-	"bytes"
 	"io"
 	"strconv"
 	"strings"
@@ -12,7 +11,7 @@ import (
 // markers. It is fed raw bytes as they arrive.
 type console struct {
 	mu      sync.Mutex
-	partial []byte
+	split   LineSplitter // calls line
 	lines   []string
 	script  []string
 	inside  bool // between BeginMarker and ExitMarker
@@ -25,33 +24,23 @@ type console struct {
 }
 
 func newConsole(scriptOut io.Writer) *console {
-	return &console{scriptOut: scriptOut, exitSeen: make(chan struct{})}
+	c := &console{scriptOut: scriptOut, exitSeen: make(chan struct{})}
+	c.split.Line = c.line
+	return c
 }
 
 // Write implements io.Writer so the console can sit behind an io.MultiWriter.
 func (c *console) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.partial = append(c.partial, p...)
-	for {
-		i := bytes.IndexByte(c.partial, '\n')
-		if i < 0 {
-			break
-		}
-		c.line(string(bytes.TrimRight(c.partial[:i], "\r")))
-		c.partial = c.partial[i+1:]
-	}
-	return len(p), nil
+	return c.split.Write(p)
 }
 
 // flush handles a last line that had no newline.
 func (c *console) flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.partial) > 0 {
-		c.line(string(bytes.TrimRight(c.partial, "\r")))
-		c.partial = nil
-	}
+	c.split.Flush()
 }
 
 func (c *console) line(l string) {
@@ -94,8 +83,8 @@ func (c *console) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	s := strings.Join(lines, "\n")
-	if len(c.partial) > 0 {
-		s += "\n" + string(c.partial)
+	if pending := c.split.Pending(); len(pending) > 0 {
+		s += "\n" + string(pending)
 	}
 	return s
 }
