@@ -28,6 +28,10 @@ func (s *Server) init(r *request) Errno {
 		offered |= uint64(a.Flags2) << 32
 	}
 	agreed := offered & s.opts.Want
+	if agreed&CapNoOpenSupport != 0 {
+		// Without OPEN nobody would truncate on open(O_TRUNC): the guest must send SETATTR.
+		agreed &^= CapAtomicOTrunc
+	}
 	o.MaxReadahead = a.MaxReadahead
 	o.Flags = uint32(agreed)
 	if agreed&CapInitExt != 0 {

@@ -40,7 +40,9 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 		}
 	}
 	var h *handle
-	if in.Valid&fuse.FattrFh != 0 {
+	// fh 0 in no-open mode: the node's own paths below do it (a truncate opens for writing
+	// only for as long as it takes).
+	if in.Valid&fuse.FattrFh != 0 && !(in.Fh == 0 && fs.noOpen.Load()) {
 		if h, e = fs.handle(in.Fh); e != 0 {
 			return e
 		}

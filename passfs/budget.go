@@ -36,7 +36,7 @@ func defaultFDBudget() int64 {
 
 type fdBudget struct {
 	limit int64        // the budget; fixed after New
-	open  atomic.Int64 // open inode fds (the root's included)
+	open  atomic.Int64 // open node fds (the root's included) and data fds (nodedata.go)
 	// sweepAt: after a sweep that could not reach the limit, trim waits for this many (0: none).
 	sweepAt atomic.Int64
 
@@ -118,11 +118,17 @@ func (b *fdBudget) evictDownTo(target int64) int {
 		}
 		// Checked again under n.mu: a new user pins before it takes n.mu to read fd, so either
 		// it is visible here or it will find fd closed and reopen it.
-		if n.fd >= 0 && !n.keepOpen && n.pins.Load() == 0 {
-			closeFD(n.fd)
-			n.fd = -1
-			b.open.Add(-1)
-			closed++
+		if n.pins.Load() == 0 {
+			if d := n.data.closeLocked(); d != 0 {
+				b.open.Add(-d)
+				closed += int(d)
+			}
+			if n.fd >= 0 && !n.keepOpen {
+				closeFD(n.fd)
+				n.fd = -1
+				b.open.Add(-1)
+				closed++
+			}
 		}
 		n.mu.Unlock()
 	}

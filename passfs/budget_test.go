@@ -50,73 +50,92 @@ func (e *env) mustGetattr(node uint64) fuse.Attr {
 
 func TestSmallBudgetManyFiles(t *testing.T) {
 	fileModes(t, func(t *testing.T, mode passfs.FileHandleMode) {
-		const budget, slack = 16, 6 // slack: a reopen chain's parents, the open file, ReadDir's fd
-		e := newEnv(t, func(o *passfs.Options) { o.FDBudget = budget; o.InodeFileHandles = mode })
-		if got := e.fs.FDBudget(); got != budget {
-			t.Fatalf("budget %d, want %d", got, budget)
-		}
-		// 500 files in d0..d9/s0..s4, 10 each, so that reopening walks up evicted parents.
-		type file struct {
-			path string
-			node uint64
-			ino  uint64
-		}
-		var files []file
-		for d := range 10 {
-			for s := range 5 {
-				dir := fmt.Sprintf("d%d/s%d", d, s)
-				if err := os.MkdirAll(e.host(dir), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				for f := range 10 {
-					p := fmt.Sprintf("%s/f%d", dir, f)
-					e.writeHost(p, p)
-					files = append(files, file{path: p})
-				}
-			}
-		}
-		base := openFDs(t) // the FS's root and /proc/self/fd fds included
-		check := func(when string) {
-			t.Helper()
-			if n := openFDs(t); n > base+budget+slack {
-				t.Fatalf("%s: %d fds open, more than %d before + budget %d + %d", when, n, base, budget, slack)
-			}
-			if n := e.fs.OpenNodeFDs(); n > budget {
-				t.Fatalf("%s: %d inode fds open, budget %d", when, n, budget)
-			}
-		}
-		readCheck := func(f file) {
-			t.Helper()
-			a := e.mustGetattr(f.node)
-			if a.Ino != f.ino || a.Size != uint64(len(f.path)) {
-				t.Fatalf("%s: getattr ino %d size %d, want %d %d", f.path, a.Ino, a.Size, f.ino, len(f.path))
-			}
-			fh := e.open(f.node, syscall.O_RDONLY)
-			got := e.read(fh, 0, 100)
-			e.release(fh)
-			if got != f.path {
-				t.Fatalf("read %q from %s", got, f.path)
-			}
-		}
-		for i := range files {
-			f := &files[i]
-			node := uint64(fuse.RootID)
-			for _, part := range []string{f.path[:2], f.path[3:5], f.path[6:]} {
-				node = e.lookup(node, part).NodeID
-			}
-			f.node, f.ino = node, e.lstat(f.path).Ino
-			readCheck(*f)
-			check("first walk")
-		}
-		for _, i := range rand.Perm(len(files)) {
-			readCheck(files[i])
-			check("second walk")
-		}
-		for i := len(files) - 1; i >= 0; i-- {
-			readCheck(files[i])
-		}
-		check("third walk")
+		t.Run("open", func(t *testing.T) { smallBudgetManyFiles(t, mode, false) })
+		// In no-open mode every file read keeps a data fd on its node, in the same budget.
+		t.Run("no-open", func(t *testing.T) { smallBudgetManyFiles(t, mode, true) })
 	})
+}
+
+func smallBudgetManyFiles(t *testing.T, mode passfs.FileHandleMode, noOpen bool) {
+	const budget, slack = 16, 6 // slack: a reopen chain's parents, the open file, ReadDir's fd
+	e := newEnv(t, func(o *passfs.Options) { o.FDBudget = budget; o.InodeFileHandles = mode; o.NoOpen = noOpen })
+	if noOpen {
+		e.fs.Init(&fuse.InitInfo{Flags: fuse.CapNoOpenSupport})
+	}
+	if got := e.fs.FDBudget(); got != budget {
+		t.Fatalf("budget %d, want %d", got, budget)
+	}
+	// 500 files in d0..d9/s0..s4, 10 each, so that reopening walks up evicted parents.
+	type file struct {
+		path string
+		node uint64
+		ino  uint64
+	}
+	var files []file
+	for d := range 10 {
+		for s := range 5 {
+			dir := fmt.Sprintf("d%d/s%d", d, s)
+			if err := os.MkdirAll(e.host(dir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for f := range 10 {
+				p := fmt.Sprintf("%s/f%d", dir, f)
+				e.writeHost(p, p)
+				files = append(files, file{path: p})
+			}
+		}
+	}
+	base := openFDs(t) // the FS's root and /proc/self/fd fds included
+	check := func(when string) {
+		t.Helper()
+		if n := openFDs(t); n > base+budget+slack {
+			t.Fatalf("%s: %d fds open, more than %d before + budget %d + %d", when, n, base, budget, slack)
+		}
+		if n := e.fs.OpenNodeFDs(); n > budget {
+			t.Fatalf("%s: %d inode fds open, budget %d", when, n, budget)
+		}
+	}
+	readCheck := func(f file) {
+		t.Helper()
+		a := e.mustGetattr(f.node)
+		if a.Ino != f.ino || a.Size != uint64(len(f.path)) {
+			t.Fatalf("%s: getattr ino %d size %d, want %d %d", f.path, a.Ino, a.Size, f.ino, len(f.path))
+		}
+		var got string
+		if noOpen {
+			buf := make([]byte, 100)
+			n, errno := e.fs.Read(e.ctx(f.node), &fuse.ReadIn{Size: 100}, [][]byte{buf})
+			if errno != 0 {
+				t.Fatalf("%s: Read fh 0: %v", f.path, errno)
+			}
+			got = string(buf[:n])
+		} else {
+			fh := e.open(f.node, syscall.O_RDONLY)
+			got = e.read(fh, 0, 100)
+			e.release(fh)
+		}
+		if got != f.path {
+			t.Fatalf("read %q from %s", got, f.path)
+		}
+	}
+	for i := range files {
+		f := &files[i]
+		node := uint64(fuse.RootID)
+		for _, part := range []string{f.path[:2], f.path[3:5], f.path[6:]} {
+			node = e.lookup(node, part).NodeID
+		}
+		f.node, f.ino = node, e.lstat(f.path).Ino
+		readCheck(*f)
+		check("first walk")
+	}
+	for _, i := range rand.Perm(len(files)) {
+		readCheck(files[i])
+		check("second walk")
+	}
+	for i := len(files) - 1; i >= 0; i-- {
+		readCheck(files[i])
+	}
+	check("third walk")
 }
 
 func TestEvictionVsConcurrentGetattr(t *testing.T) {
@@ -294,5 +313,54 @@ func TestEMFILERetriesAfterEviction(t *testing.T) {
 	e.release(fh)
 	if after := e.fs.OpenNodeFDs(); after >= before {
 		t.Fatalf("%d inode fds before, %d after: nothing was evicted", before, after)
+	}
+}
+
+// No-open mode under a small budget: concurrent fh 0 reads and writes of many files while the
+// budget closes their data fds (and the idle sweep their write fds) must see only their own data.
+func TestNoOpenDataFDsUnderEviction(t *testing.T) {
+	const budget, files, workers = 16, 60, 4
+	e := newEnv(t, func(o *passfs.Options) { o.FDBudget = budget; o.NoOpen = true })
+	e.fs.Init(&fuse.InitInfo{Flags: fuse.CapNoOpenSupport})
+	nodes := make([]uint64, files)
+	for i := range nodes {
+		name := "f" + strconv.Itoa(i)
+		e.writeHost(name, fmt.Sprintf("%08d", i))
+		nodes[i] = e.lookup(fuse.RootID, name).NodeID
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			buf := make([]byte, 8)
+			for range 2000 {
+				i := r.IntN(files)
+				ctx := e.ctx(nodes[i])
+				want := fmt.Sprintf("%08d", i)
+				if r.IntN(4) == 0 {
+					if n, errno := e.fs.Write(ctx, &fuse.WriteIn{Size: 8}, [][]byte{[]byte(want)}); errno != 0 || n != 8 {
+						errs <- fmt.Sprintf("write %d: %d, %v", i, n, errno)
+						return
+					}
+					continue
+				}
+				n, errno := e.fs.Read(ctx, &fuse.ReadIn{Size: 8}, [][]byte{buf})
+				if errno != 0 || string(buf[:n]) != want {
+					errs <- fmt.Sprintf("read %d: %q, %v", i, buf[:n], errno)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+	if n := e.fs.OpenNodeFDs(); n > budget {
+		t.Errorf("%d node and data fds open, budget %d", n, budget)
 	}
 }

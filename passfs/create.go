@@ -217,7 +217,7 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 		return e
 	}
 	defer parent.unpin()
-	flags, e := fs.dataFlags(in.Flags)
+	flags, e := fs.createFlags(in.Flags)
 	if e != 0 {
 		return e
 	}
@@ -246,15 +246,29 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 		unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), 0)
 		return e
 	}
-	open.Fh = fs.handles.add(&handle{fd: fd})
-	open.OpenFlags = fs.openFlags(false)
+	fs.answerOpen(entry.NodeID, fd, flags, open)
 	return 0
+}
+
+// answerOpen hands the fd a creating request opened to the guest: as a new handle, or in no-open
+// mode as the node's data fd with fh 0 (nodedata.go).
+func (fs *FS) answerOpen(nodeID uint64, fd, flags int, open *fuse.OpenOut) {
+	if fs.noOpen.Load() {
+		fs.adoptCreated(nodeID, fd, flags)
+		open.Fh = 0
+	} else {
+		open.Fh = fs.handles.add(&handle{fd: fd})
+	}
+	open.OpenFlags = fs.openFlags(false)
 }
 
 // openExisting is CREATE's fallback for a name that already exists.
 func (fs *FS) openExisting(ctx *fuse.Context, parent *inode, name fuse.CString, in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
 	if e := fs.lookupAt(parent, name, entry); e != 0 {
 		return e
+	}
+	if fs.noOpen.Load() {
+		return fs.openExistingNoOpen(in, entry, open)
 	}
 	octx := *ctx
 	octx.NodeID = entry.NodeID
@@ -263,6 +277,34 @@ func (fs *FS) openExisting(ctx *fuse.Context, parent *inode, name fuse.CString, 
 		*entry = fuse.EntryOut{}
 		return e
 	}
+	return 0
+}
+
+// openExistingNoOpen is openExisting in no-open mode, where OPEN would answer ENOSYS: the file
+// is opened for the node's data fds and the guest gets fh 0.
+func (fs *FS) openExistingNoOpen(in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
+	fail := func(e fuse.Errno) fuse.Errno {
+		fs.inodes.forget(entry.NodeID, 1)
+		*entry = fuse.EntryOut{}
+		return e
+	}
+	n, e := fs.node(entry.NodeID)
+	if e != 0 {
+		return fail(e)
+	}
+	defer n.unpin()
+	if n.fileType != unix.S_IFREG {
+		return fail(syscall.EISDIR) // only a race with the host brings anything else here
+	}
+	flags, e := fs.createFlags(in.Flags &^ (unix.O_CREAT | unix.O_EXCL))
+	if e != 0 {
+		return fail(e)
+	}
+	fd, e := fs.openNode(n, flags)
+	if e != 0 {
+		return fail(e)
+	}
+	fs.answerOpen(n.id, fd, flags, open)
 	return 0
 }
 
@@ -301,7 +343,7 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 	if !parent.isDir() {
 		return syscall.ENOTDIR
 	}
-	flags, e := fs.dataFlags(in.Flags)
+	flags, e := fs.createFlags(in.Flags)
 	if e != 0 {
 		return e
 	}
@@ -328,7 +370,6 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 		closeFD(fd)
 		return e
 	}
-	open.Fh = fs.handles.add(&handle{fd: fd})
-	open.OpenFlags = fs.openFlags(false)
+	fs.answerOpen(entry.NodeID, fd, flags, open)
 	return 0
 }

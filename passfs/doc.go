@@ -21,6 +21,9 @@
 // RENAME removed (the guest may still use an unlinked file; it forgets it soon). If any open still
 // fails with EMFILE or ENFILE, a quarter of the inode fds are closed and the open is tried once
 // more. So a guest can walk more files than the fd limit allows; what it costs is a reopen.
+// In no-open mode (nodedata.go) a regular file's data fds (one for reading, one for writing) count
+// in the same budget and close with its node fd; the same eviction that closes the node fd closes
+// them, and they reopen on the next READ or WRITE.
 //
 // A closed node reopens on its next use: from its file handle if it has one, else with
 // openat(parent, name), its parent reopened the same way first if needed. The (parent, name) is

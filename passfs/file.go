@@ -45,6 +45,9 @@ func (fs *FS) Open(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fuse.E
 		return e
 	}
 	defer n.unpin()
+	if fs.noOpen.Load() && n.fileType == unix.S_IFREG {
+		return syscall.ENOSYS // the guest stops sending OPEN (and RELEASE) for files
+	}
 	flags, e := fs.dataFlags(in.Flags)
 	if e != 0 {
 		return e
@@ -125,7 +128,7 @@ func transfer(fd int, bufs [][]byte, limit int, off int64, nr uintptr) (int, fus
 
 // Read reads at in.Offset straight into guest memory (preadv, no copy), at most in.Size bytes.
 func (fs *FS) Read(ctx *fuse.Context, in *fuse.ReadIn, dst [][]byte) (int, fuse.Errno) {
-	h, e := fs.handle(in.Fh)
+	h, e := fs.fileHandle(ctx.NodeID, in.Fh, false)
 	if e != 0 {
 		return 0, e
 	}
@@ -141,7 +144,7 @@ func (fs *FS) Write(ctx *fuse.Context, in *fuse.WriteIn, src [][]byte) (int, fus
 	if e := fs.readonlyErr(); e != 0 {
 		return 0, e
 	}
-	h, e := fs.handle(in.Fh)
+	h, e := fs.fileHandle(ctx.NodeID, in.Fh, true)
 	if e != 0 {
 		return 0, e
 	}
@@ -184,6 +187,9 @@ func (fs *FS) killSuidgidFD(fd int) fuse.Errno {
 
 // Release closes a file handle (once no running request uses it).
 func (fs *FS) Release(ctx *fuse.Context, in *fuse.ReleaseIn) fuse.Errno {
+	if in.Fh == 0 && fs.noOpen.Load() {
+		return 0 // a file CREATE opened with fh 0: its fds stay on the node
+	}
 	if in.ReleaseFlags&fuse.ReleaseFlockUnlock != 0 {
 		if h := fs.handles.get(in.Fh); h != nil {
 			unix.Flock(h.fd, unix.LOCK_UN)
@@ -199,6 +205,11 @@ func (fs *FS) Release(ctx *fuse.Context, in *fuse.ReleaseIn) fuse.Errno {
 // Flush closes a duplicate of the handle's fd, which releases the POSIX locks the daemon holds
 // through it, as virtiofsd does on every close() in the guest.
 func (fs *FS) Flush(ctx *fuse.Context, in *fuse.FlushIn) fuse.Errno {
+	if fs.noOpen.Load() {
+		// Files opened without OPEN lack FOPEN_NOFLUSH; ENOSYS stops FLUSH for good, and without
+		// locks there is nothing to release on close.
+		return syscall.ENOSYS
+	}
 	h, e := fs.handle(in.Fh)
 	if e != 0 {
 		return e
@@ -214,7 +225,7 @@ func (fs *FS) Flush(ctx *fuse.Context, in *fuse.FlushIn) fuse.Errno {
 
 // Fsync flushes a file to disk (only its data with FSYNC_FDATASYNC).
 func (fs *FS) Fsync(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
-	return fs.fsyncHandle(in)
+	return fs.fsyncHandle(ctx, in)
 }
 
 // Fsyncdir is Fsync for a directory handle.
@@ -230,11 +241,11 @@ func (fs *FS) Fsyncdir(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
 		_, _, e = unix.Syscall(unix.SYS_FSYNC, uintptr(fd), 0, 0)
 		return e
 	}
-	return fs.fsyncHandle(in)
+	return fs.fsyncHandle(ctx, in)
 }
 
-func (fs *FS) fsyncHandle(in *fuse.FsyncIn) fuse.Errno {
-	h, e := fs.handle(in.Fh)
+func (fs *FS) fsyncHandle(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
+	h, e := fs.fileHandle(ctx.NodeID, in.Fh, false)
 	if e != 0 {
 		return e
 	}
@@ -252,7 +263,7 @@ func (fs *FS) Fallocate(ctx *fuse.Context, in *fuse.FallocateIn) fuse.Errno {
 	if e := fs.readonlyErr(); e != 0 {
 		return e
 	}
-	h, e := fs.handle(in.Fh)
+	h, e := fs.fileHandle(ctx.NodeID, in.Fh, true)
 	if e != 0 {
 		return e
 	}
@@ -265,7 +276,7 @@ func (fs *FS) Fallocate(ctx *fuse.Context, in *fuse.FallocateIn) fuse.Errno {
 
 // Lseek finds data or holes (SEEK_DATA/SEEK_HOLE); SEEK_SET/CUR/END are answered too.
 func (fs *FS) Lseek(ctx *fuse.Context, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Errno {
-	h, e := fs.handle(in.Fh)
+	h, e := fs.fileHandle(ctx.NodeID, in.Fh, false)
 	if e != 0 {
 		return e
 	}
@@ -302,12 +313,12 @@ func (fs *FS) CopyFileRange(ctx *fuse.Context, in *fuse.CopyFileRangeIn, out *fu
 	if in.OffIn > math.MaxInt64 || in.OffOut > math.MaxInt64 {
 		return syscall.EINVAL
 	}
-	src, e := fs.handle(in.FhIn)
+	src, e := fs.fileHandle(ctx.NodeID, in.FhIn, false)
 	if e != 0 {
 		return e
 	}
 	defer src.unpin()
-	dst, e := fs.handle(in.FhOut)
+	dst, e := fs.fileHandle(in.NodeIDOut, in.FhOut, true)
 	if e != 0 {
 		return e
 	}

@@ -45,6 +45,8 @@ type inode struct {
 	// keepOpen: the budget must not close the fd because it could not be reopened: the root, an
 	// O_TMPFILE file, a node whose known name our own UNLINK or RENAME removed.
 	keepOpen bool
+	data     dataSlots   // fds for fh 0 in no-open mode (nodedata.go)
+	wrote    atomic.Bool // written through data.write since the last idle sweep
 
 	clockIdx int // position in the budget's clock (guarded by its mutex); -1 when not in it
 }
@@ -202,10 +204,13 @@ func (t *inodeTable) removeLocked(n *inode) {
 // the fd again.
 func (t *inodeTable) closeUnused(n *inode) {
 	n.mu.Lock()
-	if n.pins.Load() == 0 && n.fd >= 0 {
-		closeFD(n.fd)
-		n.fd = -1
-		t.fds.open.Add(-1)
+	if n.pins.Load() == 0 {
+		t.fds.open.Add(-n.data.closeLocked())
+		if n.fd >= 0 {
+			closeFD(n.fd)
+			n.fd = -1
+			t.fds.open.Add(-1)
+		}
 	}
 	n.mu.Unlock()
 }

@@ -148,6 +148,10 @@ type Options struct {
 	// guest sends. KillprivV2: KILL_SUIDGID flags on OPEN/WRITE are honoured. AnnounceSubmounts:
 	// mount points get fuse.AttrSubmount.
 	Xattr, PosixACL, SecurityLabel, KillprivV2, AnnounceSubmounts bool
+	// NoOpen: when the guest offers FUSE_NO_OPEN_SUPPORT (and the cache policy and locks allow),
+	// OPEN of a regular file answers ENOSYS and files are read and written through per-node data
+	// fds (nodedata.go). The server must then not agree to ATOMIC_O_TRUNC.
+	NoOpen bool
 
 	XattrMap   XattrMapper // nil: names are passed through unchanged
 	UIDs, GIDs IDMapper    // nil: identity

@@ -50,6 +50,8 @@ type Config struct {
 
 	AllowDirectIO, AllowMmap, AnnounceSubmounts, Writeback, Xattr, PosixACL, SecurityLabel bool
 	KillprivV2, NoReaddirplus, PreserveNoatime, Readonly                                   bool
+	// NoOpen lets the guest open regular files without OPEN and RELEASE (FUSE_NO_OPEN_SUPPORT).
+	NoOpen bool
 
 	Xattrmap         string // rules as in virtiofsd; a non-empty map implies Xattr
 	InodeFileHandles string // never|prefer|mandatory (default prefer)
@@ -98,6 +100,8 @@ func defaultConfig() *Config {
 		RequestQueues:    1,
 		PollUS:           50,
 		HiprioGatherUS:   0,
+		KillprivV2:       true,
+		NoOpen:           true,
 	}
 }
 
@@ -194,8 +198,9 @@ func newFlagParser() *flagParser {
 	fs.BoolVar(&c.Xattr, "xattr", false, "enable extended attributes")
 	fs.BoolVar(&c.PosixACL, "posix-acl", false, "enable POSIX ACLs (implies --xattr)")
 	fs.BoolVar(&c.SecurityLabel, "security-label", false, "enable security labels (SELinux; implies --xattr)")
-	fs.BoolVar(&c.KillprivV2, "killpriv-v2", false, "enable FUSE_HANDLE_KILLPRIV_V2")
-	fs.Var(&negatedBool{&c.KillprivV2}, "no-killpriv-v2", "disable FUSE_HANDLE_KILLPRIV_V2 (the default; needed on NFS)")
+	fs.BoolVar(&c.KillprivV2, "killpriv-v2", true, "let uvfsd clear set-id bits on write, truncate and chown (FUSE_HANDLE_KILLPRIV_V2; the default), which spares the guest a GETATTR before every chown")
+	fs.Var(&negatedBool{&c.KillprivV2}, "no-killpriv-v2", "disable FUSE_HANDLE_KILLPRIV_V2: the guest refreshes the mode before every chown and clears set-id bits itself")
+	fs.BoolVar(&c.NoOpen, "no-open", true, "let the guest open and close regular files without OPEN and RELEASE round trips (FUSE_NO_OPEN_SUPPORT; not with --cache=never, --posix-lock or --flock); a host change to a cached file then shows within the attribute timeout rather than at the next open; --no-open=false restores them")
 	fs.Lookup("no-killpriv-v2").NoOptDefVal = "true"
 	fs.BoolVar(&c.NoReaddirplus, "no-readdirplus", false, "disable READDIRPLUS")
 	fs.BoolVar(&c.PreserveNoatime, "preserve-noatime", false, "keep O_NOATIME from the guest instead of clearing it")

@@ -194,7 +194,7 @@ func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (pass
 		Writeback: cfg.Writeback, AllowDirectIO: cfg.AllowDirectIO, AllowMmap: cfg.AllowMmap,
 		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
 		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
-		KillprivV2: cfg.KillprivV2, AnnounceSubmounts: cfg.AnnounceSubmounts,
+		KillprivV2: cfg.KillprivV2, AnnounceSubmounts: cfg.AnnounceSubmounts, NoOpen: cfg.NoOpen,
 		// Creating files as other users needs CAP_SETUID, which root has, in the initial
 		// namespace or in ours.
 		SetCreds: os.Geteuid() == 0,
@@ -225,6 +225,11 @@ func wantedCapabilities(cfg *Config) uint64 {
 	if cfg.Cache != "never" {
 		// Directories are listed without OPENDIR/RELEASEDIR round trips (passfs.Opendir).
 		want |= fuse.CapNoOpendirSupport
+	}
+	if cfg.NoOpen && cfg.Cache != "never" && !cfg.PosixLock && !cfg.Flock {
+		// Files are opened without OPEN/RELEASE (passfs/nodedata.go); the server then drops
+		// ATOMIC_O_TRUNC so that the guest truncates with SETATTR.
+		want |= fuse.CapNoOpenSupport
 	}
 	if cfg.NoReaddirplus {
 		want &^= fuse.CapReaddirplus | fuse.CapReaddirplusAuto

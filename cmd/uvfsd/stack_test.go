@@ -111,10 +111,11 @@ func withFrontend(change func(o *frontend.Options)) stackOption {
 func newStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
 	dir := t.TempDir()
-	// By default the guest does not offer NO_OPENDIR_SUPPORT, so directory tests exercise OPENDIR
-	// handles (what cache=never and older kernels use); TestStackNoOpendir* offer it.
+	// By default the guest offers neither NO_OPENDIR_SUPPORT nor NO_OPEN_SUPPORT, so tests exercise
+	// OPENDIR and OPEN handles (what cache=never, locks and older kernels use);
+	// TestStackNoOpendir* and TestStackNoOpen* offer them.
 	setup := stackSetup{front: frontend.Options{QueueSize: 512, Indirect: true, Timeout: 5 * time.Second},
-		guestFlags: linux61Flags &^ fuse.CapNoOpendirSupport}
+		guestFlags: linux61Flags &^ (fuse.CapNoOpendirSupport | fuse.CapNoOpenSupport)}
 	for _, o := range opts {
 		o(&setup)
 	}
@@ -266,7 +267,7 @@ func (s *stack) alive() {
 // fdCount is how many of this process's fds (the daemon runs in it) refer to one host path:
 // O_PATH fds (held for nodes) and others (open handles). FORGET, RELEASE and DESTROY have their
 // host-side effect here: the fds go away.
-type fdCount struct{ paths, opens int }
+type fdCount struct{ paths, opens, writers int } // writers: opens with write access
 
 func daemonFDs(t *testing.T, path string) fdCount {
 	t.Helper()
@@ -293,6 +294,9 @@ func daemonFDs(t *testing.T, path string) fdCount {
 			c.paths++
 		} else {
 			c.opens++
+			if flags&unix.O_ACCMODE != unix.O_RDONLY {
+				c.writers++
+			}
 		}
 	}
 	return c

@@ -1,0 +1,242 @@
+package passfs
+
+import (
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvfsd/uvfsd/fuse"
+)
+
+// No-open mode (FUSE_NO_OPEN_SUPPORT): the daemon answers the guest's first OPEN of a regular file
+// with ENOSYS, and from then on the guest opens and closes files without asking: no OPEN, no
+// RELEASE, two round trips fewer per open(2)/close(2) pair (close is synchronous on virtio-fs). Its
+// READ and WRITE then carry fh 0 and the node id, and the daemon keeps data fds on the node: one
+// for reading (O_RDONLY), one for writing (O_WRONLY), opened on first use. CREATE also answers
+// fh 0 and leaves its fd on the node, because a 6.1 guest sends no RELEASE for any file once it
+// knows OPEN is not implemented.
+//
+// The data fds count against the fd budget like node fds and close with them. A write fd also
+// closes once the guest has not written through it for a while (writerIdle): an open write fd
+// makes a host exec of the file fail with ETXTBSY, so it must not outlive the guest's writing by
+// much. A read fd does no such harm.
+
+// writerIdle is how long a node's write fd stays open without writes (between one and two of these).
+const writerIdle = time.Second
+
+// dataSlots are a node's fds for fh 0; guarded by the node's mu. Each non-nil slot holds one pin
+// on its handle, so an operation that pinned the handle keeps the fd open after the slot closes.
+type dataSlots struct {
+	read, write *handle
+}
+
+// closeLocked empties both slots (n.mu held) and returns how many fds it let go.
+func (d *dataSlots) closeLocked() int64 {
+	closed := int64(0)
+	for _, s := range []**handle{&d.read, &d.write} {
+		if *s != nil {
+			(*s).unpin()
+			*s = nil
+			closed++
+		}
+	}
+	return closed
+}
+
+// fileHandle returns the pinned handle for a request on a regular file: the open handle fh, or in
+// no-open mode for fh 0 the node's data fd (write picks the write fd).
+func (fs *FS) fileHandle(nodeID, fh uint64, write bool) (*handle, fuse.Errno) {
+	if fh != 0 || !fs.noOpen.Load() {
+		return fs.handle(fh)
+	}
+	n, e := fs.node(nodeID)
+	if e != 0 {
+		return nil, e
+	}
+	defer n.unpin()
+	if n.fileType != unix.S_IFREG {
+		return nil, syscall.EBADF // a FIFO or device would block or reach host devices
+	}
+	return fs.nodeData(n, write)
+}
+
+// nodeData returns the pinned read or write fd of the pinned regular file n, opening it if needed.
+func (fs *FS) nodeData(n *inode, write bool) (*handle, fuse.Errno) {
+	if write {
+		n.wrote.Store(true)
+	}
+	n.mu.Lock()
+	slot := &n.data.read
+	if write {
+		slot = &n.data.write
+	}
+	if h := *slot; h != nil {
+		h.pins.Add(1)
+		n.mu.Unlock()
+		return h, 0
+	}
+	n.mu.Unlock()
+	// Opened without the lock (it may block); a concurrent opener's fd wins and ours is closed.
+	flags := unix.O_RDONLY
+	if write {
+		flags = unix.O_WRONLY
+	}
+	fd, e := fs.openNode(n, flags)
+	if e != 0 {
+		return nil, e
+	}
+	return fs.installData(n, fd, write, !write), 0
+}
+
+// installData puts fd into n's empty read and/or write slot and returns its handle pinned for the
+// caller. A slot that is taken keeps its handle; if no slot wanted fd, fd is closed and the
+// handle of the requested slot (read unless only write) is returned instead.
+func (fs *FS) installData(n *inode, fd int, write, read bool) *handle {
+	h := &handle{fd: fd}
+	h.pins.Store(1) // the caller's
+	n.mu.Lock()
+	installed := int64(0)
+	if read && n.data.read == nil {
+		n.data.read = h
+		h.pins.Add(1)
+		installed++
+	}
+	if write && n.data.write == nil {
+		n.data.write = h
+		h.pins.Add(1)
+		installed++
+	}
+	var got *handle
+	if installed == 0 {
+		got = n.data.read
+		if !read {
+			got = n.data.write
+		}
+		got.pins.Add(1)
+	}
+	n.mu.Unlock()
+	if installed == 0 {
+		closeFD(fd)
+		return got
+	}
+	fs.inodes.fds.open.Add(installed)
+	if write {
+		fs.writers.watch(fs, n)
+	}
+	fs.inodes.fds.trim()
+	return h
+}
+
+// sharedFDFlags are open flags that must not reach a data fd every open of the file shares: the
+// guest computes append offsets itself and sends FSYNC for O_SYNC files.
+const sharedFDFlags = unix.O_APPEND | unix.O_DIRECT | unix.O_SYNC | unix.O_DSYNC
+
+// createFlags are dataFlags for CREATE and TMPFILE, whose fd becomes shared in no-open mode.
+func (fs *FS) createFlags(guest uint32) (int, fuse.Errno) {
+	f, e := fs.dataFlags(guest)
+	if fs.noOpen.Load() {
+		f &^= sharedFDFlags
+	}
+	return f, e
+}
+
+// dataAccess is which slots an fd opened with these flags may serve.
+func dataAccess(flags int) (read, write bool) {
+	switch flags & unix.O_ACCMODE {
+	case unix.O_RDONLY:
+		return true, false
+	case unix.O_WRONLY:
+		return false, true
+	default:
+		return true, true
+	}
+}
+
+// adoptCreated keeps the fd that CREATE or TMPFILE opened on the new node (pinned by the caller
+// or just inserted) for fh 0, or closes it if the node already has data fds.
+func (fs *FS) adoptCreated(nodeID uint64, fd, flags int) {
+	n := fs.inodes.get(nodeID)
+	if n == nil {
+		closeFD(fd)
+		return
+	}
+	defer n.unpin()
+	read, write := dataAccess(flags)
+	fs.installData(n, fd, write, read).unpin()
+}
+
+// writerSet closes write fds the guest stopped writing through: every writerIdle, a node that was
+// not written since the last sweep loses its write fd.
+type writerSet struct {
+	mu      sync.Mutex
+	nodes   map[*inode]struct{}
+	started bool
+	stop    chan struct{}
+}
+
+// watch adds n (which just got a write fd) and starts the sweeper on first use.
+func (w *writerSet) watch(fs *FS, n *inode) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.nodes == nil {
+		w.nodes = map[*inode]struct{}{}
+	}
+	w.nodes[n] = struct{}{}
+	if !w.started {
+		w.started = true
+		w.stop = make(chan struct{})
+		go w.run(fs, w.stop)
+	}
+}
+
+func (w *writerSet) run(fs *FS, stop chan struct{}) {
+	t := time.NewTicker(writerIdle)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			w.sweep(fs)
+		}
+	}
+}
+
+// sweep closes the write fds of nodes not written since the last sweep.
+func (w *writerSet) sweep(fs *FS) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for n := range w.nodes {
+		if n.wrote.Swap(false) {
+			continue
+		}
+		n.mu.Lock()
+		h := n.data.write
+		n.data.write = nil
+		shared := h != nil && n.data.read == h // CREATE's O_RDWR fd: reading reopens O_RDONLY
+		if shared {
+			n.data.read = nil
+		}
+		n.mu.Unlock()
+		if h != nil {
+			h.unpin()
+			fs.inodes.fds.open.Add(-1)
+		}
+		if shared {
+			h.unpin()
+			fs.inodes.fds.open.Add(-1)
+		}
+		delete(w.nodes, n)
+	}
+}
+
+func (w *writerSet) close() {
+	w.mu.Lock()
+	if w.started {
+		close(w.stop)
+		w.started = false
+	}
+	w.mu.Unlock()
+}
