@@ -35,7 +35,7 @@ type FS struct {
 	noFlush    atomic.Bool // no POSIX locks were agreed, so FLUSH has nothing to do
 	noOpendir  atomic.Bool // the guest agreed to list directories without OPENDIR handles
 	noOpen     atomic.Bool // regular files are opened without OPEN: fh 0 means the node's data fds
-	writers    writerSet   // nodes with a write fd for fh 0, closed when idle (nodedata.go)
+	dataNodes  dataNodeSet // nodes with data fds for fh 0, closed when idle (nodedata.go)
 	dirScratch dirScratchPool
 
 	// capHostName is the host name of security.capability when an xattr mapping renames it: the
@@ -114,7 +114,7 @@ func New(o Options) (*FS, error) {
 // Close releases every fd, including the root's. The FS must not be used afterwards.
 func (fs *FS) Close() error {
 	fs.closeOnce.Do(func() {
-		fs.writers.close()
+		fs.dataNodes.close()
 		fs.handles.removeAll()
 		fs.inodes.dropAllBut(0)
 		fs.mounts.closeAll()
@@ -134,9 +134,11 @@ func (fs *FS) Init(info *fuse.InitInfo) {
 	// Without OPENDIR the guest caches listings (FOPEN_CACHE_DIR), revalidating them by the
 	// directory's mtime once attributes time out; cache=never promises no caching at all.
 	fs.noOpendir.Store(info.Flags&fuse.CapNoOpendirSupport != 0 && fs.o.Cache != CacheNever)
-	// Without OPEN the guest keeps a file's page cache across opens (FOPEN_KEEP_CACHE), so
-	// cache=never cannot have it; locks need a handle per open file to tell owners apart.
-	fs.noOpen.Store(fs.o.NoOpen && info.Flags&fuse.CapNoOpenSupport != 0 && fs.o.Cache != CacheNever &&
+	// Without OPEN the guest keeps a file's page cache across opens (FOPEN_KEEP_CACHE), so the
+	// policies that promise DIRECT_IO (never, metadata) cannot have it; locks need a handle per
+	// open file to tell owners apart.
+	fs.noOpen.Store(fs.o.NoOpen && info.Flags&fuse.CapNoOpenSupport != 0 &&
+		fs.o.Cache.openFlags(false)&fuse.FopenDirectIO == 0 &&
 		info.Flags&(fuse.CapPosixLocks|fuse.CapFlockLocks) == 0)
 }
 

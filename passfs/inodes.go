@@ -46,7 +46,7 @@ type inode struct {
 	// O_TMPFILE file, a node whose known name our own UNLINK or RENAME removed.
 	keepOpen bool
 	data     dataSlots   // fds for fh 0 in no-open mode (nodedata.go)
-	wrote    atomic.Bool // written through data.write since the last idle sweep
+	dataUsed atomic.Bool // data fds used since the last idle sweep
 
 	clockIdx int // position in the budget's clock (guarded by its mutex); -1 when not in it
 }

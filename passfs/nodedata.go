@@ -18,13 +18,14 @@ import (
 // fh 0 and leaves its fd on the node, because a 6.1 guest sends no RELEASE for any file once it
 // knows OPEN is not implemented.
 //
-// The data fds count against the fd budget like node fds and close with them. A write fd also
-// closes once the guest has not written through it for a while (writerIdle): an open write fd
-// makes a host exec of the file fail with ETXTBSY, so it must not outlive the guest's writing by
-// much. A read fd does no such harm.
+// The data fds count against the fd budget like node fds and close with them. They also close
+// once the guest has not used them for a while (dataIdle): a guest that read every file of a big
+// tree would otherwise hold an fd per file it ever read, where RELEASE closed each one, which
+// pushes node fds out of the budget; and an open write fd makes a host exec of the file fail with
+// ETXTBSY, so it must not outlive the guest's writing by much. Reopening one costs an openat.
 
-// writerIdle is how long a node's write fd stays open without writes (between one and two of these).
-const writerIdle = time.Second
+// dataIdle is how long a node's data fds stay open unused (between one and two of these).
+const dataIdle = time.Second
 
 // dataSlots are a node's fds for fh 0; guarded by the node's mu. Each non-nil slot holds one pin
 // on its handle, so an operation that pinned the handle keeps the fd open after the slot closes.
@@ -64,8 +65,8 @@ func (fs *FS) fileHandle(nodeID, fh uint64, write bool) (*handle, fuse.Errno) {
 
 // nodeData returns the pinned read or write fd of the pinned regular file n, opening it if needed.
 func (fs *FS) nodeData(n *inode, write bool) (*handle, fuse.Errno) {
-	if write {
-		n.wrote.Store(true)
+	if !n.dataUsed.Load() {
+		n.dataUsed.Store(true)
 	}
 	n.mu.Lock()
 	slot := &n.data.read
@@ -122,9 +123,7 @@ func (fs *FS) installData(n *inode, fd int, write, read bool) *handle {
 		return got
 	}
 	fs.inodes.fds.open.Add(installed)
-	if write {
-		fs.writers.watch(fs, n)
-	}
+	fs.dataNodes.watch(fs, n)
 	fs.inodes.fds.trim()
 	return h
 }
@@ -167,17 +166,17 @@ func (fs *FS) adoptCreated(nodeID uint64, fd, flags int) {
 	fs.installData(n, fd, write, read).unpin()
 }
 
-// writerSet closes write fds the guest stopped writing through: every writerIdle, a node that was
-// not written since the last sweep loses its write fd.
-type writerSet struct {
+// dataNodeSet closes the data fds the guest stopped using: every dataIdle, a node whose fds were
+// not used since the last sweep loses them.
+type dataNodeSet struct {
 	mu      sync.Mutex
 	nodes   map[*inode]struct{}
 	started bool
 	stop    chan struct{}
 }
 
-// watch adds n (which just got a write fd) and starts the sweeper on first use.
-func (w *writerSet) watch(fs *FS, n *inode) {
+// watch adds n (which just got a data fd) and starts the sweeper on first use.
+func (w *dataNodeSet) watch(fs *FS, n *inode) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.nodes == nil {
@@ -191,8 +190,8 @@ func (w *writerSet) watch(fs *FS, n *inode) {
 	}
 }
 
-func (w *writerSet) run(fs *FS, stop chan struct{}) {
-	t := time.NewTicker(writerIdle)
+func (w *dataNodeSet) run(fs *FS, stop chan struct{}) {
+	t := time.NewTicker(dataIdle)
 	defer t.Stop()
 	for {
 		select {
@@ -204,35 +203,24 @@ func (w *writerSet) run(fs *FS, stop chan struct{}) {
 	}
 }
 
-// sweep closes the write fds of nodes not written since the last sweep.
-func (w *writerSet) sweep(fs *FS) {
+// sweep closes the data fds of nodes not used since the last sweep. An operation that pinned one
+// of those handles keeps its fd open until it is done.
+func (w *dataNodeSet) sweep(fs *FS) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for n := range w.nodes {
-		if n.wrote.Swap(false) {
+		if n.dataUsed.Swap(false) {
 			continue
 		}
 		n.mu.Lock()
-		h := n.data.write
-		n.data.write = nil
-		shared := h != nil && n.data.read == h // CREATE's O_RDWR fd: reading reopens O_RDONLY
-		if shared {
-			n.data.read = nil
-		}
+		closed := n.data.closeLocked()
 		n.mu.Unlock()
-		if h != nil {
-			h.unpin()
-			fs.inodes.fds.open.Add(-1)
-		}
-		if shared {
-			h.unpin()
-			fs.inodes.fds.open.Add(-1)
-		}
+		fs.inodes.fds.open.Add(-closed)
 		delete(w.nodes, n)
 	}
 }
 
-func (w *writerSet) close() {
+func (w *dataNodeSet) close() {
 	w.mu.Lock()
 	if w.started {
 		close(w.stop)

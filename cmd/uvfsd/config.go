@@ -40,7 +40,8 @@ type Config struct {
 
 	ThreadPoolSize int // 0 = no pool, as virtiofsd
 	// PollUS is the longest a request queue's worker watches its ring for the guest's next request
-	// before it sleeps (adaptive, like KVM's halt polling); 0 never polls.
+	// before it sleeps (adaptive, like KVM's halt polling); 0 never polls, -1 (the default) picks
+	// by the CPUs there are (pollWindow).
 	PollUS int
 	// HiprioGatherUS batches the guest's FORGET requests (see vhost.Config.HiprioGather).
 	HiprioGatherUS int
@@ -98,7 +99,7 @@ func defaultConfig() *Config {
 		HomeUID:          -1,
 		HomeGID:          -1,
 		RequestQueues:    1,
-		PollUS:           50,
+		PollUS:           -1,
 		HiprioGatherUS:   0,
 		KillprivV2:       true,
 		NoOpen:           true,
@@ -186,7 +187,7 @@ func newFlagParser() *flagParser {
 	fs.Lookup("daemonize").Hidden = true
 
 	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", 0, "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline, so a request that blocks still holds up the ones after it); 0 or 1: one per queue")
-	fs.IntVar(&c.PollUS, "poll-us", 50, "after a request queue runs dry, watch it up to `N` µs for the next request before sleeping (adapts to the guest, 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM)")
+	fs.Var(&idValue{&c.PollUS, 1000}, "poll-us", "after a request queue runs dry, watch it up to `N` µs (0 to 1000) for the next request before sleeping (adapts to the guest; 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM) and a core is spare (default 50 with 4 or more CPUs, else 0: on 2 cores the spinning takes CPU from the guest)")
 	fs.IntVar(&c.HiprioGatherUS, "forget-gather-us", 0, "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0, the default, serves at once: no gain measured under TCG)")
 	fs.Var(&idValue{&c.RlimitNofile, 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
 	fs.IntVar(&c.RequestQueues, "num-request-queues", 1, "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
@@ -200,7 +201,7 @@ func newFlagParser() *flagParser {
 	fs.BoolVar(&c.SecurityLabel, "security-label", false, "enable security labels (SELinux; implies --xattr)")
 	fs.BoolVar(&c.KillprivV2, "killpriv-v2", true, "let uvfsd clear set-id bits on write, truncate and chown (FUSE_HANDLE_KILLPRIV_V2; the default), which spares the guest a GETATTR before every chown")
 	fs.Var(&negatedBool{&c.KillprivV2}, "no-killpriv-v2", "disable FUSE_HANDLE_KILLPRIV_V2: the guest refreshes the mode before every chown and clears set-id bits itself")
-	fs.BoolVar(&c.NoOpen, "no-open", true, "let the guest open and close regular files without OPEN and RELEASE round trips (FUSE_NO_OPEN_SUPPORT; not with --cache=never, --posix-lock or --flock); a host change to a cached file then shows within the attribute timeout rather than at the next open; --no-open=false restores them")
+	fs.BoolVar(&c.NoOpen, "no-open", true, "let the guest open and close regular files without OPEN and RELEASE round trips (FUSE_NO_OPEN_SUPPORT; only with --cache=auto or always, not with --posix-lock or --flock); a host change to a cached file then shows within the attribute timeout rather than at the next open; --no-open=false restores them")
 	fs.Lookup("no-killpriv-v2").NoOptDefVal = "true"
 	fs.BoolVar(&c.NoReaddirplus, "no-readdirplus", false, "disable READDIRPLUS")
 	fs.BoolVar(&c.PreserveNoatime, "preserve-noatime", false, "keep O_NOATIME from the guest instead of clearing it")
@@ -272,8 +273,8 @@ func (p *flagParser) finish() error {
 	if c.HiprioGatherUS < 0 || c.HiprioGatherUS > 100000 {
 		return fmt.Errorf("--forget-gather-us=%d: use 0 (serve at once) to 100000", c.HiprioGatherUS)
 	}
-	if c.PollUS < 0 || c.PollUS > 1000 {
-		return fmt.Errorf("--poll-us=%d: use 0 (never poll) to 1000", c.PollUS)
+	if c.PollUS < -1 || c.PollUS > 1000 {
+		return fmt.Errorf("--poll-us=%d: use 0 (never poll) to 1000, or -1 (by the CPU count)", c.PollUS)
 	}
 	if c.RequestQueues < 1 || c.RequestQueues > maxRequestQueues {
 		return fmt.Errorf("--num-request-queues=%d: use 1 to %d, matching QEMU's num-request-queues=", c.RequestQueues, maxRequestQueues)

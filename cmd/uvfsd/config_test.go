@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -73,7 +74,7 @@ func TestDefaults(t *testing.T) {
 		{"Seccomp", c.Seccomp, "none"},
 		{"LogLevel", c.LogLevel, "info"},
 		{"ThreadPoolSize", c.ThreadPoolSize, 0},
-		{"PollUS", c.PollUS, 50},
+		{"PollUS", c.PollUS, -1},
 		{"HiprioGatherUS", c.HiprioGatherUS, 0},
 		{"RlimitNofile", c.RlimitNofile, -1},
 		{"InodeFileHandles", c.InodeFileHandles, "prefer"},
@@ -614,5 +615,19 @@ func TestPrintVersion(t *testing.T) {
 	printVersion(&buf)
 	if got, want := buf.String(), "uvfsd "+version+"\n"; got != want {
 		t.Errorf("printVersion wrote %q, want %q", got, want)
+	}
+}
+
+func TestPollWindow(t *testing.T) {
+	for _, tc := range []struct {
+		us, cpus int
+		want     time.Duration
+	}{
+		{-1, 2, 0}, {-1, 1, 0}, {-1, 4, 50 * time.Microsecond}, {-1, 64, 50 * time.Microsecond},
+		{0, 64, 0}, {20, 2, 20 * time.Microsecond}, {1000, 8, time.Millisecond},
+	} {
+		if got := pollWindow(tc.us, tc.cpus); got != tc.want {
+			t.Errorf("pollWindow(%d, %d CPUs) = %v, want %v", tc.us, tc.cpus, got, tc.want)
+		}
 	}
 }

@@ -47,6 +47,20 @@ printf '0123456789' > overwrite.txt
 printf 'AB' | dd of=overwrite.txt bs=1 seek=3 conv=notrunc 2>/dev/null
 eq "write in the middle" "$(cat overwrite.txt)" "012AB56789"
 
+section "execute, reopen"
+printf '#!/bin/sh\necho ran-from-share\n' > script.sh
+must "chmod +x" chmod 755 script.sh
+eq "run a script written here" "$(./script.sh)" ran-from-share
+printf '#!/bin/sh\necho rewritten\n' > script.sh
+eq "run it after rewriting" "$(./script.sh)" rewritten
+exec 5<> rw.txt
+printf 'abc' >&5
+exec 5>&-
+exec 6< rw.txt
+printf 'X' >> rw.txt
+eq "append while another fd reads" "$(cat <&6)" abcX
+exec 6<&-
+
 section "rename"
 printf one > r1
 printf two > r2
