@@ -119,16 +119,7 @@ func (b *fdBudget) evictDownTo(target int64) int {
 		// Checked again under n.mu: a new user pins before it takes n.mu to read fd, so either
 		// it is visible here or it will find fd closed and reopen it.
 		if n.pins.Load() == 0 {
-			if d := n.data.closeLocked(); d != 0 {
-				b.open.Add(-d)
-				closed += int(d)
-			}
-			if n.fd >= 0 && !n.keepOpen {
-				closeFD(n.fd)
-				n.fd = -1
-				b.open.Add(-1)
-				closed++
-			}
+			closed += int(n.closeFDsLocked(true))
 		}
 		n.mu.Unlock()
 	}

@@ -137,8 +137,7 @@ func (fs *FS) Init(info *fuse.InitInfo) {
 	// Without OPEN the guest keeps a file's page cache across opens (FOPEN_KEEP_CACHE), so the
 	// policies that promise DIRECT_IO (never, metadata) cannot have it; locks need a handle per
 	// open file to tell owners apart.
-	fs.noOpen.Store(fs.o.NoOpen && info.Flags&fuse.CapNoOpenSupport != 0 &&
-		fs.o.Cache.openFlags(false)&fuse.FopenDirectIO == 0 &&
+	fs.noOpen.Store(fs.o.NoOpen && info.Flags&fuse.CapNoOpenSupport != 0 && fs.o.Cache.CachesFileData() &&
 		info.Flags&(fuse.CapPosixLocks|fuse.CapFlockLocks) == 0)
 }
 

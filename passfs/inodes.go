@@ -199,18 +199,27 @@ func (t *inodeTable) removeLocked(n *inode) {
 	n.forgotten.Store(true)
 }
 
+// closeFDsLocked closes the node's data fds and, unless keepOpen applies (and keepKept), its fd;
+// n.mu is held and the node is unpinned. It returns how many fds it closed, already taken off the
+// budget's count.
+func (n *inode) closeFDsLocked(keepKept bool) int64 {
+	closed := n.data.closeLocked()
+	if n.fd >= 0 && !(keepKept && n.keepOpen) {
+		closeFD(n.fd)
+		n.fd = -1
+		closed++
+	}
+	n.tab.fds.open.Add(-closed)
+	return closed
+}
+
 // closeUnused closes the fd of a forgotten node once no operation uses it. A node that is only a
 // parent on the way to reopening another one may be reopened after this; its last unpin closes
 // the fd again.
 func (t *inodeTable) closeUnused(n *inode) {
 	n.mu.Lock()
 	if n.pins.Load() == 0 {
-		t.fds.open.Add(-n.data.closeLocked())
-		if n.fd >= 0 {
-			closeFD(n.fd)
-			n.fd = -1
-			t.fds.open.Add(-1)
-		}
+		n.closeFDsLocked(false)
 	}
 	n.mu.Unlock()
 }

@@ -57,6 +57,10 @@ func (c CachePolicy) timeout() uint64 {
 	return 1
 }
 
+// CachesFileData reports whether the guest may keep file data in its page cache. Files opened
+// without OPEN (Options.NoOpen) are always cached (FOPEN_KEEP_CACHE), so no-open mode needs it.
+func (c CachePolicy) CachesFileData() bool { return c.openFlags(false)&fuse.FopenDirectIO == 0 }
+
 // openFlags are the FOPEN_* flags a new file (dir false) or directory (dir true) handle gets.
 func (c CachePolicy) openFlags(dir bool) uint32 {
 	switch c {

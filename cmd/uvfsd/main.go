@@ -241,10 +241,12 @@ func wantedCapabilities(cfg *Config) uint64 {
 		// Directories are listed without OPENDIR/RELEASEDIR round trips (passfs.Opendir).
 		want |= fuse.CapNoOpendirSupport
 	}
-	if cfg.NoOpen && (cfg.Cache == "auto" || cfg.Cache == "always") && !cfg.PosixLock && !cfg.Flock {
-		// Files are opened without OPEN/RELEASE (passfs/nodedata.go); the server then drops
-		// ATOMIC_O_TRUNC so that the guest truncates with SETATTR. The guest would cache file
-		// data then, which never and metadata (DIRECT_IO) promise it does not.
+	// Files are opened without OPEN/RELEASE (passfs/nodedata.go); the server then drops
+	// ATOMIC_O_TRUNC so that the guest truncates with SETATTR. The guest would cache file data
+	// then, which never and metadata (DIRECT_IO) promise it does not: passfs.FS.Init decides by
+	// the same rule.
+	if policy, err := passfs.ParseCachePolicy(cfg.Cache); err == nil && policy.CachesFileData() &&
+		cfg.NoOpen && !cfg.PosixLock && !cfg.Flock {
 		want |= fuse.CapNoOpenSupport
 	}
 	if cfg.NoReaddirplus {
