@@ -116,11 +116,7 @@ func (b *fdBudget) evictDownTo(target int64) int {
 		if n.pins.Load() != 0 || !n.mu.TryLock() {
 			continue
 		}
-		// Checked again under n.mu: a new user pins before it takes n.mu to read fd, so either
-		// it is visible here or it will find fd closed and reopen it.
-		if n.pins.Load() == 0 {
-			closed += int(n.closeFDsLocked(true))
-		}
+		closed += int(n.closeIfUnpinnedLocked(true))
 		n.mu.Unlock()
 	}
 	return closed

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -362,5 +363,74 @@ func TestNoOpenDataFDsUnderEviction(t *testing.T) {
 	}
 	if n := e.fs.OpenNodeFDs(); n > budget {
 		t.Errorf("%d node and data fds open, budget %d", n, budget)
+	}
+}
+
+// TestForgetVsConcurrentUse forgets and looks up nodes again while other goroutines read and stat
+// them by their (possibly just forgotten) ids, with the budget evicting meanwhile. Requests on a
+// forgotten id may fail with EBADF, never with another file's data; once everything is forgotten
+// only the root's fd may remain.
+func TestForgetVsConcurrentUse(t *testing.T) {
+	const files, workers = 20, 4
+	e := newEnv(t, func(o *passfs.Options) { o.FDBudget = 8; o.NoOpen = true })
+	e.fs.Init(&fuse.InitInfo{Flags: fuse.CapNoOpenSupport})
+	var ids [files]atomic.Uint64
+	for i := range files {
+		name := "f" + strconv.Itoa(i)
+		e.writeHost(name, fmt.Sprintf("%08d", i))
+		ids[i].Store(e.lookup(fuse.RootID, name).NodeID)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan string, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 2))
+			buf := make([]byte, 8)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := r.IntN(files)
+				ctx := e.ctx(ids[i].Load())
+				if r.IntN(2) == 0 {
+					if _, errno := e.getattr(ctx.NodeID); errno != 0 && errno != syscall.EBADF {
+						errs <- fmt.Sprintf("getattr f%d: %v", i, errno)
+						return
+					}
+					continue
+				}
+				n, errno := e.fs.Read(ctx, &fuse.ReadIn{Size: 8}, [][]byte{buf})
+				if errno != 0 && errno != syscall.EBADF || errno == 0 && string(buf[:n]) != fmt.Sprintf("%08d", i) {
+					errs <- fmt.Sprintf("read f%d: %q, %v", i, buf[:n], errno)
+					return
+				}
+			}
+		}()
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	for range 3000 {
+		i := r.IntN(files)
+		e.fs.Forget(ids[i].Load(), 1)
+		ids[i].Store(e.lookup(fuse.RootID, "f"+strconv.Itoa(i)).NodeID)
+		if r.IntN(20) == 0 {
+			e.fs.EvictNodeFDs()
+		}
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+	for i := range files {
+		e.fs.Forget(ids[i].Load(), 1)
+	}
+	if n := e.fs.OpenNodeFDs(); n != 1 {
+		t.Errorf("%d node and data fds open after every node was forgotten, want 1 (the root)", n)
 	}
 }

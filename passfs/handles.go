@@ -13,6 +13,16 @@ type handle struct {
 	pins atomic.Int64
 }
 
+// tryPin pins a handle found without a lock, unless its last pin is gone (its fd closed or closing).
+func (h *handle) tryPin() bool {
+	for p := h.pins.Load(); p > 0; p = h.pins.Load() {
+		if h.pins.CompareAndSwap(p, p+1) {
+			return true
+		}
+	}
+	return false
+}
+
 func (h *handle) unpin() {
 	if h.pins.Add(-1) == 0 {
 		closeFD(h.fd)

@@ -30,15 +30,18 @@ type inode struct {
 	tab      *inodeTable
 
 	lookups atomic.Uint64 // the guest's lookup count; changed under the table's lock (read or write)
-	// pins counts running operations that use the node. The budget closes only fds of unpinned
-	// nodes, so a pinned node's fd, once opened (FS.openPinned), stays valid until unpin.
+	// pins counts running operations that use the node. Closing the fds takes the node from 0 pins
+	// to pinsClosing and back (closeIfUnpinnedLocked), so a pinned node's fd, once opened
+	// (FS.openPinned), stays valid until unpin, and a pin taken meanwhile sees a negative count.
 	pins      atomic.Int32
+	fdOpen    atomic.Bool // fd >= 0: set after fd is written, cleared before it closes (under mu)
 	recent    atomic.Bool // used since the clock hand last passed it (second chance, budget.go)
 	forgotten atomic.Bool // out of the table: the fd closes when the last pin goes
 
 	mu sync.Mutex // guards the fields below; never held while taking another lock
 	// fd is the O_PATH fd, -1 while closed. Written only under mu; pinned users read it without mu
-	// after openPinned, which is safe because nobody closes the fd of a pinned node.
+	// after openPinned, which is safe because nobody closes the fd of a pinned node (and fdOpen
+	// orders the read after the write).
 	fd     int
 	parent *inode // a directory that held the node under name when we last saw it; nil for the root
 	name   string // NUL-terminated; "" when no name is known (O_TMPFILE)
@@ -50,6 +53,9 @@ type inode struct {
 
 	clockIdx int // position in the budget's clock (guarded by its mutex); -1 when not in it
 }
+
+// pinsClosing is added to pins while a closer closes the node's fds: far below any real count.
+const pinsClosing = -1 << 30
 
 // unpin ends an operation's use of the node.
 func (n *inode) unpin() {
@@ -67,8 +73,10 @@ func (n *inode) openable() bool { return n.fileType == unix.S_IFREG || n.fileTyp
 // inodeTable maps node ids and host keys to nodes. Node ids are never reused (a 64-bit counter),
 // so the generation is always 0 and a stale id from the guest can only miss.
 type inodeTable struct {
-	mu     sync.RWMutex
-	byID   map[uint64]*inode
+	mu sync.RWMutex // guards byKey, nextID, the lookup counts and every change of byID
+	// byID is read without mu (get, on every request): a sync.Map's Load takes no lock and writes
+	// no shared memory, so requests on one node from several goroutines do not contend here.
+	byID   sync.Map // uint64 -> *inode
 	byKey  map[inodeKey]*inode
 	nextID uint64
 
@@ -76,7 +84,7 @@ type inodeTable struct {
 }
 
 func newInodeTable(budget int64) *inodeTable {
-	t := &inodeTable{byID: map[uint64]*inode{}, byKey: map[inodeKey]*inode{}, nextID: fuse.RootID + 1}
+	t := &inodeTable{byKey: map[inodeKey]*inode{}, nextID: fuse.RootID + 1}
 	t.fds.limit = budget
 	return t
 }
@@ -84,10 +92,11 @@ func newInodeTable(budget int64) *inodeTable {
 // addRoot puts the root node (fd owned by the table from now on) into the empty table.
 func (t *inodeTable) addRoot(fd int, key inodeKey) *inode {
 	root := &inode{id: fuse.RootID, fd: fd, key: key, fileType: unix.S_IFDIR, tab: t, keepOpen: true, clockIdx: -1}
+	root.fdOpen.Store(true)
 	root.lookups.Store(1)
 	t.fds.open.Add(1)
 	t.mu.Lock()
-	t.byID[root.id] = root
+	t.byID.Store(root.id, root)
 	t.byKey[root.key] = root
 	t.mu.Unlock()
 	return root
@@ -96,13 +105,27 @@ func (t *inodeTable) addRoot(fd int, key inodeKey) *inode {
 // get returns the node pinned (call unpin when done), or nil for an unknown id. Its fd may be
 // closed: FS.node also reopens it.
 func (t *inodeTable) get(id uint64) *inode {
-	t.mu.RLock()
-	n := t.byID[id]
-	if n != nil {
-		n.pins.Add(1)
+	v, ok := t.byID.Load(id)
+	if !ok {
+		return nil
 	}
-	t.mu.RUnlock()
+	n := v.(*inode)
+	n.pins.Add(1)
+	// Forgotten between the load and the pin: the guest sent FORGET for a node it still used,
+	// which a correct guest does not; answer as for an unknown id.
+	if n.forgotten.Load() {
+		n.unpin()
+		return nil
+	}
 	return n
+}
+
+// lookupLocked is the node for id (t.mu held), or nil.
+func (t *inodeTable) lookupLocked(id uint64) *inode {
+	if v, ok := t.byID.Load(id); ok {
+		return v.(*inode)
+	}
+	return nil
 }
 
 // getByKey is get for a host inode, without counting a lookup.
@@ -131,7 +154,7 @@ func (t *inodeTable) refByKey(key inodeKey) *inode {
 func (t *inodeTable) ref(n *inode) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	if t.byID[n.id] != n {
+	if t.lookupLocked(n.id) != n {
 		return false
 	}
 	n.lookups.Add(1)
@@ -155,7 +178,8 @@ func (t *inodeTable) insert(cand *inode) *inode {
 	t.nextID++
 	n.lookups.Store(1)
 	n.recent.Store(true)
-	t.byID[n.id] = n
+	n.fdOpen.Store(n.fd >= 0)
+	t.byID.Store(n.id, n)
 	t.byKey[n.key] = n
 	t.fds.open.Add(1)
 	t.fds.add(n)
@@ -168,7 +192,7 @@ func (t *inodeTable) forget(id, nlookup uint64) {
 		return
 	}
 	t.mu.Lock()
-	n := t.byID[id]
+	n := t.lookupLocked(id)
 	if n == nil {
 		t.mu.Unlock()
 		return
@@ -191,7 +215,7 @@ func (t *inodeTable) forget(id, nlookup uint64) {
 
 // removeLocked takes n out of the maps and the clock; t.mu is held for writing.
 func (t *inodeTable) removeLocked(n *inode) {
-	delete(t.byID, n.id)
+	t.byID.Delete(n.id)
 	if t.byKey[n.key] == n {
 		delete(t.byKey, n.key)
 	}
@@ -205,6 +229,7 @@ func (t *inodeTable) removeLocked(n *inode) {
 func (n *inode) closeFDsLocked(keepKept bool) int64 {
 	closed := n.data.closeLocked()
 	if n.fd >= 0 && !(keepKept && n.keepOpen) {
+		n.fdOpen.Store(false)
 		closeFD(n.fd)
 		n.fd = -1
 		closed++
@@ -218,21 +243,34 @@ func (n *inode) closeFDsLocked(keepKept bool) int64 {
 // the fd again.
 func (t *inodeTable) closeUnused(n *inode) {
 	n.mu.Lock()
-	if n.pins.Load() == 0 {
-		n.closeFDsLocked(false)
-	}
+	n.closeIfUnpinnedLocked(false)
 	n.mu.Unlock()
+}
+
+// closeIfUnpinnedLocked is closeFDsLocked for a node no operation uses (n.mu held): it claims the
+// node from 0 pins, so an operation that pins it meanwhile sees a negative count and waits for
+// n.mu before it reads fd (FS.ensureFD). It returns how many fds it closed.
+func (n *inode) closeIfUnpinnedLocked(keepKept bool) int64 {
+	if !n.pins.CompareAndSwap(0, pinsClosing) {
+		return 0
+	}
+	closed := n.closeFDsLocked(keepKept)
+	n.pins.Add(-pinsClosing)
+	return closed
 }
 
 // dropAllBut removes every node except keep (at DESTROY: the guest forgot everything).
 func (t *inodeTable) dropAllBut(keep uint64) {
 	t.mu.Lock()
 	var drop []*inode
-	for id, n := range t.byID {
-		if id != keep {
-			drop = append(drop, n)
-			t.removeLocked(n)
+	t.byID.Range(func(id, v any) bool {
+		if id.(uint64) != keep {
+			drop = append(drop, v.(*inode))
 		}
+		return true
+	})
+	for _, n := range drop {
+		t.removeLocked(n)
 	}
 	t.mu.Unlock()
 	for _, n := range drop {
@@ -242,7 +280,7 @@ func (t *inodeTable) dropAllBut(keep uint64) {
 
 // count is the number of nodes (for tests and logs).
 func (t *inodeTable) count() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.byID)
+	n := 0
+	t.byID.Range(func(_, _ any) bool { n++; return true })
+	return n
 }

@@ -2,6 +2,7 @@ package passfs
 
 import (
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,19 +28,26 @@ import (
 // dataIdle is how long a node's data fds stay open unused (between one and two of these).
 const dataIdle = time.Second
 
-// dataSlots are a node's fds for fh 0; guarded by the node's mu. Each non-nil slot holds one pin
-// on its handle, so an operation that pinned the handle keeps the fd open after the slot closes.
+// dataSlots are a node's fds for fh 0; changed under the node's mu, read without it. Each non-nil
+// slot holds one pin on its handle, so an operation that pinned the handle keeps the fd open after
+// the slot closes.
 type dataSlots struct {
-	read, write *handle
+	read, write atomic.Pointer[handle]
+}
+
+func (d *dataSlots) slot(write bool) *atomic.Pointer[handle] {
+	if write {
+		return &d.write
+	}
+	return &d.read
 }
 
 // closeLocked empties both slots (n.mu held) and returns how many fds it let go.
 func (d *dataSlots) closeLocked() int64 {
 	closed := int64(0)
-	for _, s := range []**handle{&d.read, &d.write} {
-		if *s != nil {
-			(*s).unpin()
-			*s = nil
+	for _, s := range []*atomic.Pointer[handle]{&d.read, &d.write} {
+		if h := s.Swap(nil); h != nil {
+			h.unpin()
 			closed++
 		}
 	}
@@ -68,17 +76,10 @@ func (fs *FS) nodeData(n *inode, write bool) (*handle, fuse.Errno) {
 	if !n.dataUsed.Load() {
 		n.dataUsed.Store(true)
 	}
-	n.mu.Lock()
-	slot := &n.data.read
-	if write {
-		slot = &n.data.write
-	}
-	if h := *slot; h != nil {
-		h.pins.Add(1)
-		n.mu.Unlock()
+	// A handle whose last pin went (its slot closed meanwhile) cannot be pinned again: open anew.
+	if h := n.data.slot(write).Load(); h != nil && h.tryPin() {
 		return h, 0
 	}
-	n.mu.Unlock()
 	// Opened without the lock (it may block); a concurrent opener's fd wins and ours is closed.
 	flags := unix.O_RDONLY
 	if write {
@@ -99,23 +100,20 @@ func (fs *FS) installData(n *inode, fd int, read, write bool) *handle {
 	h.pins.Store(1) // the caller's
 	n.mu.Lock()
 	installed := int64(0)
-	if read && n.data.read == nil {
-		n.data.read = h
+	if read && n.data.read.Load() == nil {
 		h.pins.Add(1)
+		n.data.read.Store(h)
 		installed++
 	}
-	if write && n.data.write == nil {
-		n.data.write = h
+	if write && n.data.write.Load() == nil {
 		h.pins.Add(1)
+		n.data.write.Store(h)
 		installed++
 	}
 	var got *handle
 	if installed == 0 {
-		got = n.data.read
-		if !read {
-			got = n.data.write
-		}
-		got.pins.Add(1)
+		got = n.data.slot(!read).Load()
+		got.pins.Add(1) // the slot's pin keeps it above 0 while n.mu is held
 	}
 	n.mu.Unlock()
 	if installed == 0 {

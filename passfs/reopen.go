@@ -23,6 +23,11 @@ func (fs *FS) ensureFD(n *inode, depth int) fuse.Errno {
 	if !n.recent.Load() {
 		n.recent.Store(true)
 	}
+	// The caller's pin keeps closers away (they start only from 0 pins); a count that is not
+	// positive means one is at work, so wait for it under mu.
+	if n.pins.Load() > 0 && n.fdOpen.Load() {
+		return 0
+	}
 	n.mu.Lock()
 	if n.fd >= 0 {
 		n.mu.Unlock()
@@ -43,6 +48,7 @@ func (fs *FS) ensureFD(n *inode, depth int) fuse.Errno {
 		return 0
 	}
 	n.fd = fd
+	n.fdOpen.Store(true)
 	n.mu.Unlock()
 	fs.inodes.fds.open.Add(1)
 	fs.inodes.fds.trim()

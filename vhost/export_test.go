@@ -83,7 +83,8 @@ func (d *DrainHarness) Step() uint64 {
 	idx := binary.LittleEndian.Uint16(avail[2:])
 	binary.LittleEndian.PutUint16(avail[4+2*(int(idx)%harnessSize):], 0)
 	binary.LittleEndian.PutUint16(avail[2:], idx+1)
-	d.w.drain()
+	var dr drainer
+	d.w.drain(&dr)
 	var buf [8]byte
 	if n, _ := unix.Read(d.callFD, buf[:]); n == 8 {
 		return binary.NativeEndian.Uint64(buf[:])

@@ -45,11 +45,15 @@ func newMemTable(regions []region) *memTable {
 	return t
 }
 
-func (t *memTable) acquire() { t.refs.Add(1) }
+// acquireN takes n references at once (a drainer's batch).
+func (t *memTable) acquireN(n int) { t.refs.Add(int64(n)) }
 
 // release drops one reference; the last one releases the mappings.
-func (t *memTable) release() {
-	if t.refs.Add(-1) != 0 {
+func (t *memTable) release() { t.releaseN(1) }
+
+// releaseN drops n references; the last one releases the mappings.
+func (t *memTable) releaseN(n int) {
+	if t.refs.Add(int64(-n)) != 0 {
 		return
 	}
 	for i := range t.regions {

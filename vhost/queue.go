@@ -44,6 +44,7 @@ type queue struct {
 	batching       bool // worker or helpers are draining: completions only mark pendingSignal
 	drainers       int  // how many of them (of the running worker generation)
 	pendingSignal  bool
+	pendingCount   int    // completions since the last notification decision
 	signalled      uint16 // used idx at the last EVENT_IDX decision
 	signalledValid bool
 	callBuf        [8]byte
@@ -84,6 +85,7 @@ func (q *queue) pushUsedLocked(head uint16, written uint32) {
 	q.ring.publishUsed(q.usedIdx)
 	if q.batching {
 		q.pendingSignal = true
+		q.pendingCount++
 		return
 	}
 	q.signalLocked()
@@ -92,6 +94,7 @@ func (q *queue) pushUsedLocked(head uint16, written uint32) {
 // signalLocked interrupts the guest if it asked for it: with EVENT_IDX when used idx moved past
 // used_event since the last decision (vring_need_event), otherwise unless NO_INTERRUPT is set.
 func (q *queue) signalLocked() {
+	q.pendingCount = 0
 	if q.callFD < 0 || !q.ringOK {
 		return
 	}

@@ -1,5 +1,7 @@
 package vhost
 
+import "sync/atomic"
+
 // Request is one descriptor chain popped from a virtqueue. In are the device-readable buffers and
 // Out the device-writable buffers, as slices of mapped guest memory (each checked to lie inside
 // one region). Requests come from a per-queue pool: there is no allocation per request, and a
@@ -10,6 +12,10 @@ type Request struct {
 	// scratch is the handler's: it stays with the Request when the queue reuses it, so a handler
 	// can keep per-request buffers here instead of on a locked free list (ScratchSlot).
 	scratch any
+
+	// completion is completionHeld while a drainer serves the request; Complete then only records
+	// completionDone|written here and the drainer returns the chain with its batch (no lock).
+	completion atomic.Uint64
 
 	q     *queue
 	mem   *memTable // keeps In/Out mapped until Complete
@@ -22,12 +28,28 @@ type Request struct {
 // queue's worker is draining the ring (that is, synchronously inside Handler.Serve) are batched
 // into one guest notification, which respects EVENT_IDX used_event and VRING_AVAIL_F_NO_INTERRUPT.
 func (r *Request) Complete(written uint32) {
+	if r.completion.CompareAndSwap(completionHeld, completionDone|uint64(written)) {
+		return // inside Handler.Serve: the drainer returns it with its batch
+	}
 	q := r.q
-	if q == nil {
+	if q == nil || r.completion.Load()&completionDone != 0 {
 		return // completed twice; the second call is ignored rather than corrupting the ring
 	}
 	mem := r.mem
 	q.mu.Lock()
+	q.retireLocked(r, written)
+	q.mu.Unlock()
+	mem.release()
+}
+
+const (
+	completionHeld = 1 << 32 // a drainer is serving the request
+	completionDone = 2 << 32 // completed while held; the low 32 bits are the bytes written
+)
+
+// retireLocked returns r's chain to the guest with written bytes (unless the ring was handed back
+// since r was popped) and r to the pool. The caller releases r's memory reference after unlocking.
+func (q *queue) retireLocked(r *Request, written uint32) {
 	r.q, r.mem = nil, nil
 	if r.epoch == q.epoch && q.ringOK {
 		if total := outLen(r.Out); uint64(written) > total {
@@ -46,8 +68,6 @@ func (r *Request) Complete(written uint32) {
 	}
 	r.In, r.Out = r.In[:0], r.Out[:0]
 	q.free = append(q.free, r)
-	q.mu.Unlock()
-	mem.release()
 }
 
 // ScratchSlot returns the handler's slot on this Request (see fuse.Server.Serve). A Request is

@@ -102,6 +102,17 @@ type fuseHandler struct{ s *fuse.Server }
 
 func (h fuseHandler) Serve(_ int, r *vhost.Request) { h.s.Serve(r.In, r.Out, r) }
 
+// inProcessVhost is the in-process stack's worker model: uvfsd's defaults (ring polling only with
+// 4 or more CPUs, one worker per queue) unless --in-process-poll-us or --in-process-pool say otherwise.
+var inProcessVhost = vhost.Config{PollMax: defaultPoll()}
+
+func defaultPoll() time.Duration {
+	if runtime.NumCPU() >= 4 {
+		return 50 * time.Microsecond
+	}
+	return 0
+}
+
 func startInProcess(share string, o frontend.Options) (*inProcess, error) {
 	rootFD, err := unix.Open(share, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -113,7 +124,7 @@ func startInProcess(share string, o frontend.Options) (*inProcess, error) {
 		return nil, err
 	}
 	server := fuse.NewServer(fs, fuse.Options{Want: fuse.DefaultWant})
-	backend := vhost.NewBackend(vhost.Config{PollMax: 50 * time.Microsecond}, fuseHandler{server}) // uvfsd's default
+	backend := vhost.NewBackend(inProcessVhost, fuseHandler{server})
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		fs.Close()

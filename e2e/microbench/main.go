@@ -105,7 +105,12 @@ func run() error {
 	pflag.BoolVar(&c.callFrontEnd, "call-front-end", false, "measure with Frontend.Call per request (allocates and copies) instead of pre-built pipelined chains")
 	opsFilter := pflag.String("ops", "", "only operations whose name contains this text (e.g. CREATE)")
 	cpuProfile := pflag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
+	pflag.IntVar(&inProcessVhost.ThreadPoolSize, "in-process-pool", 0, "the in-process stack's --thread-pool-size")
+	inPoll := pflag.Int("in-process-poll-us", -1, "the in-process stack's --poll-us (-1: uvfsd's default for this CPU count)")
 	pflag.Parse()
+	if *inPoll >= 0 {
+		inProcessVhost.PollMax = time.Duration(*inPoll) * time.Microsecond
+	}
 	c.uvfsdArgs = strings.Fields(*uvfsdArgs)
 	c.variants = map[string][]string{tUvfsd: c.uvfsdArgs}
 	var variantNames []string
