@@ -41,6 +41,14 @@ type Config struct {
 	// it comes costs the guest a kick and an interrupt per inode. Gathering them costs one of each
 	// per batch. 0 serves at once.
 	HiprioGather time.Duration
+	// HiprioLinger keeps the hiprio queue's worker serving on a timer instead of on kicks while
+	// FORGETs keep coming: after a drain it leaves avail_event behind (the guest does not kick
+	// for the next ones) and looks at the ring again after this long, and it holds back the
+	// interrupt for what it completed until a quarter of the ring is used or the ring stayed
+	// empty for a whole period. A flood of FORGETs then costs the guest one kick and an
+	// interrupt per quarter ring instead of one of each per inode, and no FORGET waits longer
+	// than this to be served. 0 serves on kicks and interrupts at the end of each drain.
+	HiprioLinger time.Duration
 	// Logf receives diagnostics about misbehaving guests and front-ends. May be nil.
 	Logf func(format string, args ...any)
 	// StopTimeout bounds how long stopping a ring (GET_VRING_BASE, disconnect) waits for workers

@@ -105,8 +105,8 @@ func TestHelpersServeABacklogConcurrently(t *testing.T) {
 }
 
 // publishForgets publishes n one-descriptor chains on the hiprio queue, spaced by gap, kicking
-// only when avail_event asks for it, as the Linux driver does.
-func publishForgets(t *testing.T, f *frontend.Frontend, n int, gap time.Duration) {
+// only when avail_event asks for it, as the Linux driver does, and returns how often it kicked.
+func publishForgets(t *testing.T, f *frontend.Frontend, n int, gap time.Duration) (kicks int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		gpa, _, err := f.Alloc(48)
@@ -117,6 +117,7 @@ func publishForgets(t *testing.T, f *frontend.Frontend, n int, gap time.Duration
 		event := f.AvailEvent(0)
 		f.Publish(0, uint16(i))
 		if vhost.NeedEventForTest(event, uint16(i+1), uint16(i)) {
+			kicks++
 			if err := f.Kick(0); err != nil {
 				t.Fatal(err)
 			}
@@ -128,6 +129,7 @@ func publishForgets(t *testing.T, f *frontend.Frontend, n int, gap time.Duration
 			t.Fatalf("FORGET %d of %d never completed: %v", i+1, n, err)
 		}
 	}
+	return kicks
 }
 
 func TestHiprioGathersForgetsIntoFewInterrupts(t *testing.T) {
@@ -162,6 +164,35 @@ func TestHelpersAndPollingMissNoRequest(t *testing.T) {
 		}
 		if err := p.Close(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestHiprioLingerServesAFloodWithFewKicksAndInterrupts: while FORGETs keep coming (1 ms apart,
+// linger 5 ms) the worker serves them on its timer, so the guest kicks for the first one only and
+// gets an interrupt per quarter ring (16 of 64) and one when the flood ends, not one per FORGET.
+func TestHiprioLingerServesAFloodWithFewKicksAndInterrupts(t *testing.T) {
+	const n = 40
+	for _, linger := range []time.Duration{0, 5 * time.Millisecond} {
+		hs := start(t, vhost.Config{HiprioLinger: linger}, &echo{}, frontend.Options{EventIdx: true, QueueSize: 64})
+		f := hs.f
+		kicks := publishForgets(t, f, n, time.Millisecond)
+		time.Sleep(linger + 20*time.Millisecond) // the flood is over: the held-back interrupt must come
+		irqs := f.Notifications(0)
+		t.Logf("linger %v: %d kicks and %d interrupts for %d FORGETs", linger, kicks, irqs, n)
+		if linger == 0 {
+			// Served on kicks, each FORGET 1 ms apart is its own drain (a loaded machine may
+			// merge a few): the test would not notice lingering if this were small.
+			if kicks < 10 {
+				t.Errorf("without lingering, %d FORGETs 1 ms apart caused only %d kicks: the test does not measure what it should", n, kicks)
+			}
+			continue
+		}
+		if kicks > 3 {
+			t.Errorf("linger %v: %d kicks for %d FORGETs 1 ms apart, want at most 3", linger, kicks, n)
+		}
+		if irqs < 1 || irqs > n/16+2 {
+			t.Errorf("linger %v: %d interrupts for %d FORGETs, want 1 to %d (a quarter ring each, and the end)", linger, irqs, n, n/16+2)
 		}
 	}
 }

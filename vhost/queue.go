@@ -224,6 +224,7 @@ func (q *queue) maybeStart() {
 		w.pollMax = q.b.cfg.PollMax
 	} else {
 		w.gather = q.b.cfg.HiprioGather
+		w.linger = q.b.cfg.HiprioLinger
 	}
 	go w.run()
 }

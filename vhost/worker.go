@@ -36,6 +36,9 @@ type worker struct {
 	// gather is how long the worker lets requests accumulate after a kick before it drains them
 	// (the hiprio queue: Config.HiprioGather).
 	gather time.Duration
+	// linger is how long the worker serves the ring on a timer after a drain, with kicks off and
+	// notifications held back (the hiprio queue: Config.HiprioLinger).
+	linger time.Duration
 }
 
 func (w *worker) run() {
@@ -55,6 +58,12 @@ func (w *worker) run() {
 	var d drainer
 	w.drain(&d)
 	for w.current() {
+		if w.linger > 0 {
+			w.lingerOn(&d)
+			if !w.current() {
+				return
+			}
+		}
 		idleSince := time.Now()
 		if w.pollRing(idleSince) || w.armKick() {
 			w.drain(&d)
@@ -97,6 +106,40 @@ func (w *worker) waitForMore(ctl []unix.PollFd) {
 	ts := unix.NsecToTimespec(w.gather.Nanoseconds())
 	ctl[0].Revents = 0
 	unix.Ppoll(ctl, &ts, nil)
+}
+
+// lingerOn serves the ring every linger period without asking for kicks (avail_event stays behind
+// what the worker has seen) while the guest keeps queueing, then flushes the held-back notification
+// and returns once the ring stayed empty for a whole period. A stop request ends it at once.
+func (w *worker) lingerOn(d *drainer) {
+	ctl := []unix.PollFd{{Fd: int32(w.ctlFD), Events: unix.POLLIN}}
+	var buf [8]byte
+	for {
+		ctl[0].Revents = 0
+		ts := unix.NsecToTimespec(w.linger.Nanoseconds()) // ppoll(2) leaves the time not slept in it
+		if n, _ := unix.Ppoll(ctl, &ts, nil); n > 0 {
+			unix.Read(w.ctlFD, buf[:])
+		}
+		if !w.current() {
+			return
+		}
+		if !w.ready() {
+			w.flushSignal()
+			return
+		}
+		w.drain(d)
+	}
+}
+
+// flushSignal sends the notification a lingering worker held back, if any.
+func (w *worker) flushSignal() {
+	q := w.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.runGen == w.gen && q.pendingSignal {
+		q.pendingSignal = false
+		q.signalLocked()
+	}
 }
 
 // pollRing watches the ring for up to the poll window from since and reports whether there is
@@ -261,7 +304,9 @@ func (w *worker) stopDrainingLocked() {
 	}
 	q.drainers--
 	q.batching = q.drainers > 0
-	if q.pendingSignal {
+	// A lingering worker holds the notification until a quarter of the ring waits for the
+	// guest to reclaim it (lingerOn flushes the rest).
+	if q.pendingSignal && (w.linger <= 0 || q.pendingCount >= q.size/4) {
 		q.pendingSignal = false
 		q.signalLocked()
 	}

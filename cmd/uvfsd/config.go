@@ -45,6 +45,8 @@ type Config struct {
 	PollUS int
 	// HiprioGatherUS batches the guest's FORGET requests (see vhost.Config.HiprioGather).
 	HiprioGatherUS int
+	// HiprioLingerUS serves FORGET floods on a timer (see vhost.Config.HiprioLinger).
+	HiprioLingerUS int
 	// RlimitNofile is -1 when unset (raise the soft limit like virtiofsd:
 	// min(1000000, nr_open, hard limit)); 0 leaves the limit unchanged.
 	RlimitNofile int
@@ -101,6 +103,7 @@ func defaultConfig() *Config {
 		RequestQueues:    1,
 		PollUS:           -1,
 		HiprioGatherUS:   0,
+		HiprioLingerUS:   1000,
 		KillprivV2:       true,
 		NoOpen:           true,
 	}
@@ -189,6 +192,7 @@ func newFlagParser() *flagParser {
 	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", 0, "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline, so a request that blocks still holds up the ones after it); 0 or 1: one per queue")
 	fs.Var(&idValue{&c.PollUS, 1000}, "poll-us", "after a request queue runs dry, watch it up to `N` µs (0 to 1000) for the next request before sleeping (adapts to the guest; 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM) and a core is spare (default 50 with 4 or more CPUs, else 0: on 2 cores the spinning takes CPU from the guest)")
 	fs.IntVar(&c.HiprioGatherUS, "forget-gather-us", 0, "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0, the default, serves at once: no gain measured under TCG)")
+	fs.IntVar(&c.HiprioLingerUS, "forget-linger-us", 1000, "while the guest keeps sending FORGETs, serve them every `N` µs without asking it to kick for each one, and interrupt it once per quarter ring or when they stop instead of once per FORGET (0: serve on kicks, one interrupt per batch served)")
 	fs.Var(&idValue{&c.RlimitNofile, 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
 	fs.IntVar(&c.RequestQueues, "num-request-queues", 1, "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
 
@@ -269,6 +273,9 @@ func (p *flagParser) finish() error {
 	}
 	if c.ThreadPoolSize < 0 {
 		return fmt.Errorf("--thread-pool-size=%d: use 0 (no pool) or a positive size", c.ThreadPoolSize)
+	}
+	if c.HiprioLingerUS < 0 || c.HiprioLingerUS > 100000 {
+		return fmt.Errorf("--forget-linger-us=%d: use 0 (serve on kicks) to 100000", c.HiprioLingerUS)
 	}
 	if c.HiprioGatherUS < 0 || c.HiprioGatherUS > 100000 {
 		return fmt.Errorf("--forget-gather-us=%d: use 0 (serve at once) to 100000", c.HiprioGatherUS)

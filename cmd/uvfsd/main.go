@@ -145,7 +145,8 @@ func serve(cfg *Config, lg *logger) error {
 	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: pollWindow(cfg.PollUS, runtime.NumCPU()),
-		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond, Logf: lg.warnf},
+		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond,
+		HiprioLinger: time.Duration(cfg.HiprioLingerUS) * time.Microsecond, Logf: lg.warnf},
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, lg)
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))
