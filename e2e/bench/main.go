@@ -87,7 +87,11 @@ func run() error {
 	pflag.DurationVar(&b.timeout, "boot-timeout", 15*time.Minute, "give up on one boot after this long")
 	variants := pflag.StringArray("variant", nil, `also run uvfsd as system NAME with these flags: "NAME=FLAGS" (repeatable; e.g. "nopoll=--poll-us=0")`)
 	pflag.BoolVar(&b.countRequests, "count-requests", false, "instead of timing, count each daemon's FUSE requests per workload (one boot each, no 9p)")
+	only := pflag.String("workloads", "", "run only these workloads, comma separated (create,stat,read,ls-lR,find,cp-a,write-seq,read-seq,rm-rf); stat and read need create, read-seq needs write-seq")
 	pflag.Parse()
+	if err := selectWorkloads(*only); err != nil {
+		return err
+	}
 	if *quick {
 		if !pflag.CommandLine.Changed("files") {
 			b.sizes.SmallFiles = 300

@@ -170,3 +170,20 @@ func TestWriteSpreadShowsFastestAndSlowestRound(t *testing.T) {
 		t.Fatalf("spread table:\n%s", buf.String())
 	}
 }
+
+func TestSelectWorkloadsKeepsTheGuestOrder(t *testing.T) {
+	all := workloads
+	t.Cleanup(func() { workloads = all })
+	if err := selectWorkloads("rm-rf,create,rm-rf"); err != nil {
+		t.Fatal(err)
+	}
+	if len(workloads) != 2 || workloads[0].Name != "create" || workloads[1].Name != "rm-rf" {
+		t.Fatalf("selected %v, want create then rm-rf", workloads)
+	}
+	if script := guestScript(sizes{SmallFiles: 1, TreeFiles: 1, BigMiB: 1}); !strings.Contains(script, `W=" create rm-rf "`) {
+		t.Fatalf("script does not limit the steps to the selection:\n%s", script)
+	}
+	if err := selectWorkloads("tar"); err == nil {
+		t.Fatal("an unknown workload was accepted")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -32,25 +33,55 @@ var workloads = []workload{
 	{"rm-rf", func(s sizes) string { return "rm -rf all" }},
 }
 
-// guestScript runs every workload in the share (the working directory) and
+// selectWorkloads keeps only the named workloads (comma separated; "" keeps
+// all) in the order the guest runs them.
+func selectWorkloads(names string) error {
+	if names == "" {
+		return nil
+	}
+	var keep []workload
+	for _, name := range strings.Split(names, ",") {
+		i := slices.IndexFunc(workloads, func(w workload) bool { return w.Name == strings.TrimSpace(name) })
+		if i < 0 {
+			return fmt.Errorf("--workloads: no workload %q", name)
+		}
+		keep = append(keep, workloads[i])
+	}
+	slices.SortFunc(keep, func(a, b workload) int {
+		return slices.IndexFunc(workloads, func(w workload) bool { return w.Name == a.Name }) -
+			slices.IndexFunc(workloads, func(w workload) bool { return w.Name == b.Name })
+	})
+	workloads = slices.CompactFunc(keep, func(a, b workload) bool { return a.Name == b.Name })
+	return nil
+}
+
+// guestScript runs the workloads in the share (the working directory) and
 // prints one "BENCH name ns" line per step through /bin/benchstep. Caches
 // are dropped before each step marked cold, so the daemon is asked again.
+// Steps not in workloads are skipped (a step may need the files an earlier
+// one makes: stat and cat those of create, the dd read that of the dd write).
 func guestScript(s sizes) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "N=%d\nMIB=%d\n", s.SmallFiles, s.BigMiB)
-	b.WriteString(`fail=0
+	b.WriteString("W=\"")
+	for _, w := range workloads {
+		b.WriteString(" " + w.Name)
+	}
+	b.WriteString(` "
+fail=0
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-step() { /bin/benchstep "$@" || fail=1; }
+step() { case "$W" in *" $1 "*) /bin/benchstep "$@" || fail=1;; esac; }
+want() { case "$W" in *" $1 "*) return 0;; esac; return 1; }
 [ -d tree ] || { echo "BENCH-FAIL setup: no host tree in $(pwd)"; exit 1; }
 mkdir small || exit 1
 step create @create small $N
-drop; step stat @stat small $N
+want stat && drop; step stat @stat small $N
 step read cat small/*
-drop; step ls-lR ls -lR tree
-drop; step find find tree
-drop; step cp-a cp -a tree tree2
+want ls-lR && drop; step ls-lR ls -lR tree
+want find && drop; step find find tree
+want cp-a && drop; step cp-a cp -a tree tree2
 step write-seq dd if=/dev/zero of=big bs=1M count=$MIB conv=fsync
-drop; step read-seq dd if=big of=/dev/null bs=1M
+want read-seq && drop; step read-seq dd if=big of=/dev/null bs=1M
 step rm-rf rm -rf small tree tree2 big
 exit $fail
 `)
