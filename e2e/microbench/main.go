@@ -315,6 +315,9 @@ func (c *config) runTarget(target string, res results) error {
 			return func(w int) (opFunc, error) { return op.fuse(s, w) }
 		}
 	}
+	if sess != nil {
+		defer sess.forgets.Wait()
+	}
 	for _, op := range benchOps {
 		for _, depth := range c.depths {
 			var st stats

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -26,6 +27,23 @@ type session struct {
 	f                               *frontend.Frontend
 	c, hiprio                       *fusetest.Client
 	base, file, wfile, list, newdir uint64
+
+	// FORGETs go out without waiting for their completion, as the guest sends them.
+	forgets   sync.WaitGroup
+	forgetErr atomic.Pointer[error]
+}
+
+// forget sends a FORGET in the background and reports the first one that failed so far.
+func (s *session) forget(node uint64) error {
+	s.forgets.Go(func() {
+		if _, err := s.hiprio.Do(fuse.OpForget, node, 0, fusetest.Bytes(&fuse.ForgetIn{Nlookup: 1})); err != nil {
+			s.forgetErr.CompareAndSwap(nil, &err)
+		}
+	})
+	if p := s.forgetErr.Load(); p != nil {
+		return fmt.Errorf("FORGET: %w", *p)
+	}
+	return nil
 }
 
 func newSession(f *frontend.Frontend, uid, gid uint32) (*session, error) {
@@ -187,9 +205,9 @@ func fuseCreate(s *session, worker int) (opFunc, error) {
 				return fmt.Errorf("RELEASE: %w", err)
 			}
 		}
-		// As the guest does when it drops the inode: else the daemon keeps an fd per file.
-		_, err = s.hiprio.Do(fuse.OpForget, e.NodeID, 0, fusetest.Bytes(&fuse.ForgetIn{Nlookup: 1}))
-		return err
+		// As the guest does when it drops the inode (else the daemon keeps an fd per file), and
+		// like the guest without waiting: a daemon may complete FORGETs late (--forget-linger-us).
+		return s.forget(e.NodeID)
 	}, nil
 }
 
