@@ -57,7 +57,8 @@ type inode struct {
 // pinsClosing is added to pins while a closer closes the node's fds: far below any real count.
 const pinsClosing = -1 << 30
 
-// unpin ends an operation's use of the node.
+// unpin ends an operation's use of the node. A pin and unpin inside a closer's window (the count
+// negative) close nothing here: forget's own closeUnused takes n.mu after that closer is done.
 func (n *inode) unpin() {
 	if n.pins.Add(-1) == 0 && n.forgotten.Load() {
 		n.tab.closeUnused(n)

@@ -19,6 +19,8 @@ const maxReopenDepth = 2048
 // closed it. Afterwards n.fd stays valid until the caller unpins n.
 func (fs *FS) openPinned(n *inode) fuse.Errno { return fs.ensureFD(n, 0) }
 
+// ensureFD is openPinned for a node the caller holds pinned (never call it unpinned: the fast path
+// relies on that pin to keep closers away).
 func (fs *FS) ensureFD(n *inode, depth int) fuse.Errno {
 	if !n.recent.Load() {
 		n.recent.Store(true)

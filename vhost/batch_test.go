@@ -2,6 +2,7 @@ package vhost_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,5 +64,45 @@ func TestCompletionFromAnotherGoroutineDuringServe(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if idx := f.UsedIdx(1); idx != n {
 		t.Fatalf("used idx %d after %d requests: a second Complete returned a chain twice", idx, n)
+	}
+}
+
+// firstBlocks blocks the first request it gets until release closes and counts every request.
+type firstBlocks struct {
+	release chan struct{}
+	served  atomic.Int32
+}
+
+func (b *firstBlocks) Serve(_ int, r *vhost.Request) {
+	if b.served.Add(1) == 1 {
+		<-b.release
+	}
+	r.Complete(0)
+}
+
+// TestBatchAfterRingHandedBackIsNotServed: the first request of a batch blocks past the stop
+// timeout and GET_VRING_BASE hands the ring back; the rest of the batch, popped with it, must not
+// reach the handler afterwards (the front-end owns those chains again).
+func TestBatchAfterRingHandedBackIsNotServed(t *testing.T) {
+	h := &firstBlocks{release: make(chan struct{})}
+	hs := start(t, vhost.Config{StopTimeout: 100 * time.Millisecond}, h, frontend.Options{QueueSize: 64})
+	f := hs.f
+	for i := range 8 {
+		publishEcho(t, f, 1, uint16(2*i), "x")
+	}
+	if err := f.Kick(1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.served.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := f.GetVringBase(1); err != nil {
+		t.Fatal(err)
+	}
+	close(h.release)
+	time.Sleep(100 * time.Millisecond) // let a (wrong) late batch run
+	if n := h.served.Load(); n != 1 {
+		t.Fatalf("%d requests reached the handler, want only the blocked one: the rest were popped before the ring was handed back", n)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +40,9 @@ type queue struct {
 	usedIdx   uint16 // next used slot to fill
 	broken    bool   // guest misbehaved beyond recovery; reset by reconfiguration
 	epoch     uint64 // bumped when the ring is handed back (GET_VRING_BASE, reset)
+	// handedBack mirrors epoch for drainers, which check it without the lock before serving each
+	// chain of a batch: chains popped before the ring went back are returned unserved.
+	handedBack atomic.Uint64
 
 	// Notification state.
 	batching       bool // worker or helpers are draining: completions only mark pendingSignal
@@ -237,6 +241,7 @@ func (q *queue) stopRing() uint16 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.epoch++
+	q.handedBack.Store(q.epoch)
 	closeFD(&q.kickFD)
 	closeFD(&q.callFD)
 	return q.lastAvail

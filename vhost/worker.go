@@ -44,6 +44,7 @@ type worker struct {
 func (w *worker) run() {
 	defer close(w.done)
 	defer unix.Close(w.kickFD)
+	defer w.flushSignal()                                       // a lingering worker that stops on an error still owes the guest one
 	if n := w.q.b.cfg.ThreadPoolSize; n > 1 && w.q.index != 0 { // FORGETs gain nothing from it
 		// Never closed: a helper may still try to wake another one after the worker returned.
 		// Helpers leave when done closes.
@@ -313,14 +314,19 @@ func (w *worker) stopDrainingLocked() {
 }
 
 // serve walks and serves the drainer's batch. A chain the handler completes before Serve returns
-// is kept for finishLocked; one it keeps (SETLKW) completes on its own later.
+// is kept for finishLocked; one it keeps (SETLKW) completes on its own later. If the ring was
+// handed back meanwhile (a handler blocked past the stop timeout), the rest of the batch is
+// returned unserved: the front-end owns the ring again and must not see late side effects. A
+// pause alone (the same ring resumes) still serves the batch, whose chains were consumed.
 func (w *worker) serve(d *drainer) {
 	q := w.q
 	for _, r := range d.todo[:d.nTodo] {
 		r.completion.Store(completionHeld)
 		var err error
-		r.In, r.Out, err = walkChain(r.mem, d.ring.desc, d.ring.size, r.head, w.indirect, r.In, r.Out)
-		if err != nil {
+		if q.handedBack.Load() != r.epoch {
+			r.In, r.Out = r.In[:0], r.Out[:0]
+			r.Complete(0)
+		} else if r.In, r.Out, err = walkChain(r.mem, d.ring.desc, d.ring.size, r.head, w.indirect, r.In, r.Out); err != nil {
 			q.b.logf("vhost: queue %d: descriptor chain at head %d: %v; returning it with 0 bytes", q.index, r.head, err)
 			r.In, r.Out = r.In[:0], r.Out[:0]
 			r.Complete(0)
@@ -357,7 +363,7 @@ func (d *drainer) finishLocked(q *queue) (*memTable, int) {
 // kick: armKick does, before the worker sleeps) and reports whether more are left. It takes none
 // when the ring is empty, the worker is stale, the ring is broken, or as many requests as the ring
 // has slots are already in flight (which a well-behaved driver can never cause; the worker resumes
-// when one completes). With helpers it leaves half of what is available for them.
+// when one completes). With helpers it takes one chain at a time.
 func (w *worker) popLocked(d *drainer) (more bool) {
 	q := w.q
 	d.nTodo = 0
@@ -379,9 +385,11 @@ func (w *worker) popLocked(d *drainer) (more bool) {
 		q.throttled = true
 		return false
 	}
+	// With helpers, one chain at a time: a request that blocks then holds up only itself, and
+	// what the others finish reaches the guest at once, as the pool promises.
 	n := min(pending, room, drainBatch)
-	if w.wake != nil && n > 1 {
-		n = (n + 1) / 2
+	if w.wake != nil {
+		n = 1
 	}
 	for i := range n {
 		var r *Request
