@@ -229,10 +229,9 @@ func (w *worker) help() {
 	}
 }
 
-// drainBatch is the most chains a drainer takes from the ring in one lock hold. The chains it
-// completed inline go back to the guest in the same hold that takes the next batch: one lock per
-// batch instead of two per request, so the worker and its helpers (--thread-pool-size) do not
-// trade the queue's cache lines on every request.
+// drainBatch is the most chains the worker takes from the ring in one lock hold (helpers take
+// one at a time, see popLocked). The chains it completed inline go back to the guest in the same
+// hold that takes the next batch: one lock per batch instead of two per request.
 const drainBatch = 16
 
 // signalEvery bounds how many completions a long drain of a request queue holds back from the
