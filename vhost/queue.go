@@ -95,6 +95,14 @@ func (q *queue) pushUsedLocked(head uint16, written uint32) {
 	q.signalLocked()
 }
 
+// flushPendingLocked sends the notification that batching held back, if any.
+func (q *queue) flushPendingLocked() {
+	if q.pendingSignal {
+		q.pendingSignal = false
+		q.signalLocked()
+	}
+}
+
 // signalLocked interrupts the guest if it asked for it: with EVENT_IDX when used idx moved past
 // used_event since the last decision (vring_need_event), otherwise unless NO_INTERRUPT is set.
 func (q *queue) signalLocked() {
@@ -157,10 +165,7 @@ func (q *queue) pause() {
 	// (requests still in flight) notify on their own, and what is batched goes out now.
 	q.mu.Lock()
 	q.batching, q.drainers = false, 0
-	if q.pendingSignal {
-		q.pendingSignal = false
-		q.signalLocked()
-	}
+	q.flushPendingLocked()
 	q.mu.Unlock()
 }
 

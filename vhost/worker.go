@@ -137,9 +137,8 @@ func (w *worker) flushSignal() {
 	q := w.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.runGen == w.gen && q.pendingSignal {
-		q.pendingSignal = false
-		q.signalLocked()
+	if q.runGen == w.gen {
+		q.flushPendingLocked()
 	}
 }
 
@@ -269,20 +268,18 @@ func (w *worker) drain(d *drainer) {
 		mem, finished := d.finishLocked(q)
 		more := w.popLocked(d)
 		if q.pendingCount >= signalEvery && q.index != 0 {
-			q.pendingSignal = false
-			q.signalLocked()
+			q.flushPendingLocked()
 		}
-		if d.nTodo == 0 {
+		dry := d.nTodo == 0
+		if dry {
 			w.stopDrainingLocked()
-			q.mu.Unlock()
-			if mem != nil {
-				mem.releaseN(finished)
-			}
-			return
 		}
 		q.mu.Unlock()
 		if mem != nil {
 			mem.releaseN(finished)
+		}
+		if dry {
+			return
 		}
 		if more && w.wake != nil {
 			select {
@@ -306,9 +303,8 @@ func (w *worker) stopDrainingLocked() {
 	q.batching = q.drainers > 0
 	// A lingering worker holds the notification until a quarter of the ring waits for the
 	// guest to reclaim it (lingerOn flushes the rest).
-	if q.pendingSignal && (w.linger <= 0 || q.pendingCount >= q.size/4) {
-		q.pendingSignal = false
-		q.signalLocked()
+	if w.linger <= 0 || q.pendingCount >= q.size/4 {
+		q.flushPendingLocked()
 	}
 }
 
