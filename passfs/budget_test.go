@@ -323,12 +323,7 @@ func TestNoOpenDataFDsUnderEviction(t *testing.T) {
 	const budget, files, workers = 16, 60, 4
 	e := newEnv(t, func(o *passfs.Options) { o.FDBudget = budget; o.NoOpen = true })
 	e.fs.Init(&fuse.InitInfo{Flags: fuse.CapNoOpenSupport})
-	nodes := make([]uint64, files)
-	for i := range nodes {
-		name := "f" + strconv.Itoa(i)
-		e.writeHost(name, fmt.Sprintf("%08d", i))
-		nodes[i] = e.lookup(fuse.RootID, name).NodeID
-	}
+	nodes := e.numberedFiles(files)
 	var wg sync.WaitGroup
 	errs := make(chan string, workers)
 	for w := range workers {
@@ -340,7 +335,7 @@ func TestNoOpenDataFDsUnderEviction(t *testing.T) {
 			for range 2000 {
 				i := r.IntN(files)
 				ctx := e.ctx(nodes[i])
-				want := fmt.Sprintf("%08d", i)
+				want := numbered(i)
 				if r.IntN(4) == 0 {
 					if n, errno := e.fs.Write(ctx, &fuse.WriteIn{Size: 8}, [][]byte{[]byte(want)}); errno != 0 || n != 8 {
 						errs <- fmt.Sprintf("write %d: %d, %v", i, n, errno)
@@ -375,10 +370,8 @@ func TestForgetVsConcurrentUse(t *testing.T) {
 	e := newEnv(t, func(o *passfs.Options) { o.FDBudget = 8; o.NoOpen = true })
 	e.fs.Init(&fuse.InitInfo{Flags: fuse.CapNoOpenSupport})
 	var ids [files]atomic.Uint64
-	for i := range files {
-		name := "f" + strconv.Itoa(i)
-		e.writeHost(name, fmt.Sprintf("%08d", i))
-		ids[i].Store(e.lookup(fuse.RootID, name).NodeID)
+	for i, node := range e.numberedFiles(files) {
+		ids[i].Store(node)
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -405,7 +398,7 @@ func TestForgetVsConcurrentUse(t *testing.T) {
 					continue
 				}
 				n, errno := e.fs.Read(ctx, &fuse.ReadIn{Size: 8}, [][]byte{buf})
-				if errno != 0 && errno != syscall.EBADF || errno == 0 && string(buf[:n]) != fmt.Sprintf("%08d", i) {
+				if errno != 0 && errno != syscall.EBADF || errno == 0 && string(buf[:n]) != numbered(i) {
 					errs <- fmt.Sprintf("read f%d: %q, %v", i, buf[:n], errno)
 					return
 				}
@@ -433,4 +426,20 @@ func TestForgetVsConcurrentUse(t *testing.T) {
 	if n := e.fs.OpenNodeFDs(); n != 1 {
 		t.Errorf("%d node and data fds open after every node was forgotten, want 1 (the root)", n)
 	}
+}
+
+// numbered is the 8-byte content of file i of numberedFiles.
+func numbered(i int) string { return fmt.Sprintf("%08d", i) }
+
+// numberedFiles makes files f0..f(n-1) in the share, each holding numbered(i), and returns their
+// node ids.
+func (e *env) numberedFiles(n int) []uint64 {
+	e.t.Helper()
+	nodes := make([]uint64, n)
+	for i := range nodes {
+		name := "f" + strconv.Itoa(i)
+		e.writeHost(name, numbered(i))
+		nodes[i] = e.lookup(fuse.RootID, name).NodeID
+	}
+	return nodes
 }
