@@ -39,19 +39,15 @@ func selectWorkloads(names string) error {
 	if names == "" {
 		return nil
 	}
-	var keep []workload
+	want := map[string]bool{}
 	for _, name := range strings.Split(names, ",") {
-		i := slices.IndexFunc(workloads, func(w workload) bool { return w.Name == strings.TrimSpace(name) })
-		if i < 0 {
+		name = strings.TrimSpace(name)
+		if !slices.ContainsFunc(workloads, func(w workload) bool { return w.Name == name }) {
 			return fmt.Errorf("--workloads: no workload %q", name)
 		}
-		keep = append(keep, workloads[i])
+		want[name] = true
 	}
-	slices.SortFunc(keep, func(a, b workload) int {
-		return slices.IndexFunc(workloads, func(w workload) bool { return w.Name == a.Name }) -
-			slices.IndexFunc(workloads, func(w workload) bool { return w.Name == b.Name })
-	})
-	workloads = slices.CompactFunc(keep, func(a, b workload) bool { return a.Name == b.Name })
+	workloads = slices.DeleteFunc(slices.Clone(workloads), func(w workload) bool { return !want[w.Name] })
 	return nil
 }
 
