@@ -221,16 +221,11 @@ type fuseHandler struct{ s *fuse.Server }
 
 func (h fuseHandler) Serve(queue int, r *vhost.Request) { h.s.Serve(r.In, r.Out, r) }
 
-// pollWindow is the vhost poll window for --poll-us=us on a host with cpus CPUs. By default
-// (-1) uvfsd polls only with 4 or more CPUs: on 2, measured with a TCG guest, the spinning worker
-// took a core from the guest's vCPUs and QEMU's interrupt thread, and every workload was as fast
-// or faster without it (docs/benchmarks.md).
+// pollWindow is the vhost poll window for --poll-us=us on a host with cpus CPUs; the default (-1)
+// is vhost.DefaultPollMax.
 func pollWindow(us, cpus int) time.Duration {
 	if us < 0 {
-		us = 0
-		if cpus >= 4 {
-			us = 50
-		}
+		return vhost.DefaultPollMax(cpus)
 	}
 	return time.Duration(us) * time.Microsecond
 }

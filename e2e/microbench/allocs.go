@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -102,16 +101,9 @@ type fuseHandler struct{ s *fuse.Server }
 
 func (h fuseHandler) Serve(_ int, r *vhost.Request) { h.s.Serve(r.In, r.Out, r) }
 
-// inProcessVhost is the in-process stack's worker model: uvfsd's defaults (ring polling only with
-// 4 or more CPUs, one worker per queue) unless --in-process-poll-us or --in-process-pool say otherwise.
-var inProcessVhost = vhost.Config{PollMax: defaultPoll()}
-
-func defaultPoll() time.Duration {
-	if runtime.NumCPU() >= 4 {
-		return 50 * time.Microsecond
-	}
-	return 0
-}
+// inProcessVhost is the in-process stack's worker model: uvfsd's polling default and one worker
+// per queue, unless --in-process-poll-us or --in-process-pool say otherwise.
+var inProcessVhost = vhost.Config{PollMax: vhost.DefaultPollMax(runtime.NumCPU())}
 
 func startInProcess(share string, o frontend.Options) (*inProcess, error) {
 	rootFD, err := unix.Open(share, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
