@@ -50,6 +50,11 @@ type Config struct {
 	// interrupt per quarter ring instead of one of each per inode, and no FORGET waits longer
 	// than this to be served. 0 serves on kicks and interrupts at the end of each drain.
 	HiprioLinger time.Duration
+	// HotWait is how long after the guest's last request a queue's worker keeps waiting hot: in
+	// ppoll(2) as a raw system call, keeping its P, so that the Go runtime's sysmon thread is not
+	// woken for each request (see sleep.go). Each worker then adds a P to GOMAXPROCS while it
+	// runs. 0 always waits through the runtime; DefaultHotWait is uvfsd's choice.
+	HotWait time.Duration
 	// Logf receives diagnostics about misbehaving guests and front-ends. May be nil.
 	Logf func(format string, args ...any)
 	// StopTimeout bounds how long stopping a ring (GET_VRING_BASE, disconnect) waits for workers

@@ -90,6 +90,9 @@ func startBackend(t *testing.T, cfg vhost.Config, h vhost.Handler) (*harness, *n
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = time.Second
 	}
+	if cfg.HotWait == 0 { // uvfsd's default; a test that wants every wait through the runtime sets -1
+		cfg.HotWait = 100 * time.Millisecond
+	}
 	front, back, err := frontend.SocketPair()
 	if err != nil {
 		t.Fatal(err)

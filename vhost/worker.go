@@ -39,12 +39,21 @@ type worker struct {
 	// linger is how long the worker serves the ring on a timer after a drain, with kicks off and
 	// notifications held back (the hiprio queue: Config.HiprioLinger).
 	linger time.Duration
+
+	// hotNaps is Config.HotWait in naps of hotNap, naps how many hot naps in a row ended without
+	// a kick, and yielded when the worker last yielded its P in a hot wait (see sleep.go).
+	hotNaps, naps int
+	yielded       time.Time
 }
 
 func (w *worker) run() {
 	defer close(w.done)
 	defer unix.Close(w.kickFD)
-	defer w.flushSignal()                                       // a lingering worker that stops on an error still owes the guest one
+	defer w.flushSignal() // a lingering worker that stops on an error still owes the guest one
+	if w.hotNaps > 0 {
+		addP(1)
+		defer addP(-1)
+	}
 	if n := w.q.b.cfg.ThreadPoolSize; n > 1 && w.q.index != 0 { // FORGETs gain nothing from it
 		// Never closed: a helper may still try to wake another one after the worker returned.
 		// Helpers leave when done closes.
@@ -70,11 +79,7 @@ func (w *worker) run() {
 			w.drain(&d)
 			continue
 		}
-		fds[0].Revents, fds[1].Revents = 0, 0
-		if _, err := unix.Poll(fds, -1); err != nil {
-			if err == unix.EINTR {
-				continue
-			}
+		if err := w.sleep(fds); err != nil {
 			w.q.b.logf("vhost: queue %d: poll: %v; stopping the queue", w.q.index, err)
 			return
 		}
@@ -88,25 +93,18 @@ func (w *worker) run() {
 		}
 		if fds[0].Revents&unix.POLLIN != 0 {
 			unix.Read(w.kickFD, buf[:])
-			w.waitForMore(fds[1:])
+			// The gather time lets the guest queue more requests after its kick. avail_event still
+			// points at the entry that caused the kick, so the guest does not kick again
+			// meanwhile; a stop request (ctl) ends the wait at once.
+			if w.gather > 0 {
+				w.wait(fds[1:], w.gather)
+			}
 		}
 		if !w.current() {
 			return
 		}
 		w.drain(&d)
 	}
-}
-
-// waitForMore gives the guest the gather time to queue more requests after its kick. avail_event
-// still points at the entry that caused the kick, so the guest does not kick again meanwhile; a
-// stop request (ctl) ends the wait at once.
-func (w *worker) waitForMore(ctl []unix.PollFd) {
-	if w.gather <= 0 {
-		return
-	}
-	ts := unix.NsecToTimespec(w.gather.Nanoseconds())
-	ctl[0].Revents = 0
-	unix.Ppoll(ctl, &ts, nil)
 }
 
 // lingerOn serves the ring every linger period without asking for kicks (avail_event stays behind
@@ -116,9 +114,7 @@ func (w *worker) lingerOn(d *drainer) {
 	ctl := []unix.PollFd{{Fd: int32(w.ctlFD), Events: unix.POLLIN}}
 	var buf [8]byte
 	for {
-		ctl[0].Revents = 0
-		ts := unix.NsecToTimespec(w.linger.Nanoseconds()) // ppoll(2) leaves the time not slept in it
-		if n, _ := unix.Ppoll(ctl, &ts, nil); n > 0 {
+		if readable, _ := w.wait(ctl, w.linger); readable {
 			unix.Read(w.ctlFD, buf[:])
 		}
 		if !w.current() {

@@ -9,9 +9,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/pflag"
+
+	"github.com/uvfsd/uvfsd/vhost"
 )
 
 // version is what -V/--version prints; release builds override it with
@@ -47,6 +50,9 @@ type Config struct {
 	HiprioGatherUS int
 	// HiprioLingerUS serves FORGET floods on a timer (see vhost.Config.HiprioLinger).
 	HiprioLingerUS int
+	// HotWaitMS keeps queue workers off the Go runtime's books between requests (see
+	// vhost.Config.HotWait).
+	HotWaitMS int
 	// RlimitNofile is -1 when unset (raise the soft limit like virtiofsd:
 	// min(1000000, nr_open, hard limit)); 0 leaves the limit unchanged.
 	RlimitNofile int
@@ -104,6 +110,7 @@ func defaultConfig() *Config {
 		PollUS:           -1,
 		HiprioGatherUS:   0,
 		HiprioLingerUS:   1000,
+		HotWaitMS:        int(vhost.DefaultHotWait / time.Millisecond),
 		KillprivV2:       true,
 		NoOpen:           true,
 	}
@@ -193,6 +200,7 @@ func newFlagParser() *flagParser {
 	fs.Var(&idValue{&c.PollUS, 1000}, "poll-us", "after a request queue runs dry, watch it up to `N` µs (0 to 1000) for the next request before sleeping (adapts to the guest; 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM) and a core is spare (default 50 with 4 or more CPUs, else 0: on 2 cores the spinning takes CPU from the guest)")
 	fs.IntVar(&c.HiprioGatherUS, "forget-gather-us", 0, "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0, the default, serves at once: no gain measured under TCG)")
 	fs.IntVar(&c.HiprioLingerUS, "forget-linger-us", 1000, "while the guest keeps sending FORGETs, serve them every `N` µs without asking it to kick for each one, and interrupt it once per quarter ring or when they stop instead of once per FORGET (0: serve on kicks, one interrupt per batch served)")
+	fs.IntVar(&c.HotWaitMS, "hot-wait-ms", int(vhost.DefaultHotWait/time.Millisecond), "for `N` ms after the guest's last request, a queue's worker waits in a system call that the Go runtime does not see, which spares the runtime's monitor thread a wake-up per request (0 to 10000; 0: always wait through the runtime)")
 	fs.Var(&idValue{&c.RlimitNofile, 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
 	fs.IntVar(&c.RequestQueues, "num-request-queues", 1, "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
 
@@ -276,6 +284,9 @@ func (p *flagParser) finish() error {
 	}
 	if c.HiprioLingerUS < 0 || c.HiprioLingerUS > 100000 {
 		return fmt.Errorf("--forget-linger-us=%d: use 0 (serve on kicks) to 100000", c.HiprioLingerUS)
+	}
+	if c.HotWaitMS < 0 || c.HotWaitMS > 10000 {
+		return fmt.Errorf("--hot-wait-ms=%d: use 0 (always wait through the runtime) to 10000", c.HotWaitMS)
 	}
 	if c.HiprioGatherUS < 0 || c.HiprioGatherUS > 100000 {
 		return fmt.Errorf("--forget-gather-us=%d: use 0 (serve at once) to 100000", c.HiprioGatherUS)

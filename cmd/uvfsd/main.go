@@ -146,7 +146,8 @@ func serve(cfg *Config, lg *logger) error {
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: pollWindow(cfg.PollUS, runtime.NumCPU()),
 		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond,
-		HiprioLinger: time.Duration(cfg.HiprioLingerUS) * time.Microsecond, Logf: lg.warnf},
+		HiprioLinger: time.Duration(cfg.HiprioLingerUS) * time.Microsecond,
+		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, lg)
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))

@@ -101,9 +101,9 @@ type fuseHandler struct{ s *fuse.Server }
 
 func (h fuseHandler) Serve(_ int, r *vhost.Request) { h.s.Serve(r.In, r.Out, r) }
 
-// inProcessVhost is the in-process stack's worker model: uvfsd's polling default and one worker
-// per queue, unless --in-process-poll-us or --in-process-pool say otherwise.
-var inProcessVhost = vhost.Config{PollMax: vhost.DefaultPollMax(runtime.NumCPU())}
+// inProcessVhost is the in-process stack's worker model: uvfsd's polling and hot-wait defaults and
+// one worker per queue, unless --in-process-poll-us or --in-process-pool say otherwise.
+var inProcessVhost = vhost.Config{PollMax: vhost.DefaultPollMax(runtime.NumCPU()), HotWait: vhost.DefaultHotWait}
 
 func startInProcess(share string, o frontend.Options) (*inProcess, error) {
 	rootFD, err := unix.Open(share, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

@@ -1,0 +1,115 @@
+package vhost
+
+import (
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// How a worker waits for the guest. A blocking system call that the Go runtime sees costs more
+// than the wait itself when the guest is slow (TCG, or a guest doing one request at a time, like
+// rm -rf): once every P is idle the runtime's sysmon thread sleeps deeply, the worker's next
+// system call wakes it, and sysmon then checks every 20 µs until the process is idle again; a
+// worker found in a system call at a 10 ms preemption check loses its P, which restarts that. In
+// rm -rf under TCG those wake-ups were half of the daemon's context switches.
+//
+// So a worker that expects the guest back soon waits hot: ppoll(2) as a raw system call, which the
+// runtime does not see. The worker keeps its P meanwhile (it adds a P to the process for its
+// lifetime, so hot workers never starve other goroutines), and it yields the P every yieldEvery,
+// before sysmon would preempt it after 10 ms (with a signal, which would cut the wait short).
+// After w.hotNaps empty naps of hotNap (Config.HotWait) it sleeps cold, in poll(2) through the
+// runtime, which frees the P: an idle daemon costs no CPU.
+const (
+	hotNap     = 4 * time.Millisecond
+	yieldEvery = 4 * time.Millisecond
+)
+
+// DefaultHotWait is uvfsd's Config.HotWait.
+const DefaultHotWait = 100 * time.Millisecond
+
+// gomaxprocsMu serialises addP's read-modify-write of GOMAXPROCS across workers and back-ends.
+var gomaxprocsMu sync.Mutex
+
+// addP changes GOMAXPROCS by delta: a hot-waiting worker adds a P for its lifetime.
+func addP(delta int) {
+	gomaxprocsMu.Lock()
+	defer gomaxprocsMu.Unlock()
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + delta)
+}
+
+// sleep waits until the kick or the control fd (fds) is readable.
+func (w *worker) sleep(fds []unix.PollFd) error {
+	for ; w.naps < w.hotNaps; w.naps++ {
+		readable, err := w.wait(fds, hotNap)
+		if err != nil {
+			return err
+		}
+		if readable {
+			w.naps = 0
+			return nil
+		}
+	}
+	for {
+		clearRevents(fds)
+		_, err := unix.Poll(fds, -1)
+		if err == nil {
+			w.naps = 0
+			return nil
+		}
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// wait waits up to d for one of fds to be readable and reports whether one is: in raw ppoll(2)
+// calls of at most yieldEvery, yielding the P in between, unless hot waits are off. A signal (the
+// runtime's preemption, or a stop-the-world) interrupts a call; the worker then yields at once and
+// waits on.
+func (w *worker) wait(fds []unix.PollFd, d time.Duration) (readable bool, err error) {
+	if w.hotNaps == 0 {
+		clearRevents(fds)
+		ts := unix.NsecToTimespec(d.Nanoseconds())
+		n, err := unix.Ppoll(fds, &ts, nil)
+		if err != nil && err != unix.EINTR {
+			return false, err
+		}
+		return n > 0, nil
+	}
+	deadline := time.Now().Add(d)
+	for {
+		now := time.Now()
+		left := deadline.Sub(now)
+		if left <= 0 {
+			return false, nil
+		}
+		if now.Sub(w.yielded) >= yieldEvery {
+			runtime.Gosched()
+			w.yielded = now
+		}
+		clearRevents(fds)
+		ts := unix.NsecToTimespec(min(left, yieldEvery).Nanoseconds())
+		n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
+			uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		switch {
+		case e == unix.EINTR:
+			// The runtime's signal asks for the P (preemption, stop-the-world), and RawSyscall6
+			// checks for none: give it up here.
+			runtime.Gosched()
+			w.yielded = time.Now()
+		case e != 0:
+			return false, e
+		case n > 0:
+			return true, nil
+		}
+	}
+}
+
+func clearRevents(fds []unix.PollFd) {
+	for i := range fds {
+		fds[i].Revents = 0
+	}
+}
