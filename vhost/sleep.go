@@ -18,7 +18,7 @@ import (
 //
 // So a worker that expects the guest back soon waits hot: ppoll(2) as a raw system call, which the
 // runtime does not see. The worker keeps its P meanwhile (it adds a P to the process for its
-// lifetime, so hot workers never starve other goroutines), and it yields the P every yieldEvery,
+// lifetime, see hotPs), and it yields the P every yieldEvery,
 // before sysmon would preempt it after 10 ms (with a signal, which would cut the wait short).
 // After w.hotNaps empty naps of hotNap (Config.HotWait) it sleeps cold, in poll(2) through the
 // runtime, which frees the P: an idle daemon costs no CPU.
@@ -30,14 +30,40 @@ const (
 // DefaultHotWait is uvfsd's Config.HotWait.
 const DefaultHotWait = 100 * time.Millisecond
 
-// gomaxprocsMu serialises addP's read-modify-write of GOMAXPROCS across workers and back-ends.
-var gomaxprocsMu sync.Mutex
+// hotPs gives each running worker that may wait hot a P of its own on top of what the process had
+// (at most doubling it), so that hot workers never take the CPUs' Ps from other goroutines. The
+// Ps stay for the worker's lifetime: changing GOMAXPROCS stops the world, which a request should
+// not wait for.
+var hotPs struct {
+	sync.Mutex
+	workers int // running workers that may wait hot
+	base    int // GOMAXPROCS before the first of them started
+}
 
-// addP changes GOMAXPROCS by delta: a hot-waiting worker adds a P for its lifetime.
-func addP(delta int) {
-	gomaxprocsMu.Lock()
-	defer gomaxprocsMu.Unlock()
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + delta)
+func addHotWorker() {
+	hotPs.Lock()
+	defer hotPs.Unlock()
+	if hotPs.workers == 0 {
+		hotPs.base = runtime.GOMAXPROCS(0)
+	}
+	hotPs.workers++
+	runtime.GOMAXPROCS(hotPs.base + min(hotPs.workers, hotPs.base))
+}
+
+func removeHotWorker() {
+	hotPs.Lock()
+	defer hotPs.Unlock()
+	hotPs.workers--
+	if hotPs.workers > 0 {
+		runtime.GOMAXPROCS(hotPs.base + min(hotPs.workers, hotPs.base))
+		return
+	}
+	// A GOMAXPROCS call turns off the runtime's own updates (which follow cgroup CPU limits):
+	// hand the choice back to it, unless the process had set its own value.
+	runtime.SetDefaultGOMAXPROCS()
+	if runtime.GOMAXPROCS(0) != hotPs.base {
+		runtime.GOMAXPROCS(hotPs.base)
+	}
 }
 
 // sleep waits until the kick or the control fd (fds) is readable.

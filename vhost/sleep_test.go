@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/uvfsd/uvfsd/vhost"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
 )
@@ -52,29 +54,103 @@ func TestHotWorkerStopsAtOnce(t *testing.T) {
 	}
 }
 
-// A worker waiting hot keeps its P, so each adds one to GOMAXPROCS while it runs: even a process
-// with a single P keeps serving (the front-end here needs a P too), and the count goes back when
-// the connection ends.
-func TestHotWorkersAddAPEach(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	hs, front := startBackend(t, vhost.Config{HotWait: time.Second}, &echo{})
-	f, err := frontend.New(front, frontend.Options{EventIdx: true, QueueSize: 64, Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
+// A worker waiting hot keeps its P, so each adds one to GOMAXPROCS while it runs, up to doubling
+// what the process had: even a process with a single P keeps serving (the front-end here needs a
+// P too). The value goes back when the workers stop.
+func TestHotWorkersAddPs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, c := range []struct{ before, want int }{{2, 4}, {1, 2}} { // two workers: hiprio and queue 1
+		runtime.GOMAXPROCS(c.before)
+		hs, front := startBackend(t, vhost.Config{HotWait: time.Second}, &echo{})
+		f, err := frontend.New(front, frontend.Options{EventIdx: true, QueueSize: 64, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.f = f
+		for range 20 {
+			hs.mustEcho(1, "a P of our own")
+		}
+		if n := runtime.GOMAXPROCS(0); n != c.want {
+			t.Errorf("GOMAXPROCS is %d with two hot workers in a process that had %d, want %d", n, c.before, c.want)
+		}
+		f.Close()
+		if err := hs.wait(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.GOMAXPROCS(0) != c.before { // the workers give their Ps back after they stop
+			if time.Now().After(deadline) {
+				t.Fatalf("GOMAXPROCS is %d 5 s after the workers stopped, want %d again", runtime.GOMAXPROCS(0), c.before)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
-	hs.f = f
-	for range 20 {
-		hs.mustEcho(1, "one P of our own")
+}
+
+// A hot wait must see the guest's kick at once, not when it turns cold (after 10 s here).
+func TestHotWorkerWakesOnAKick(t *testing.T) {
+	hs := start(t, vhost.Config{HotWait: 10 * time.Second}, &echo{}, frontend.Options{EventIdx: true, QueueSize: 64})
+	for range 5 {
+		time.Sleep(10 * time.Millisecond) // the worker waits hot
+		begin := time.Now()
+		hs.mustEcho(1, "kick")
+		if d := time.Since(begin); d > 2*time.Second {
+			t.Fatalf("a request took %v to serve while the worker waited hot", d)
+		}
 	}
-	if n := runtime.GOMAXPROCS(0); n != 3 {
-		t.Errorf("GOMAXPROCS is %d with two hot workers in a process that had 1, want 3", n)
+}
+
+// Hot workers keep their Ps in system calls the runtime does not see; a garbage collection (which
+// stops the world) must still finish promptly, and the workers must serve on afterwards.
+func TestGarbageCollectionWhileWorkersWaitHot(t *testing.T) {
+	hs := start(t, vhost.Config{HotWait: 10 * time.Second}, &echo{}, frontend.Options{EventIdx: true, QueueSize: 64})
+	hs.mustEcho(0, "hiprio waits hot too")
+	hs.mustEcho(1, "now wait hot")
+	time.Sleep(10 * time.Millisecond)
+	for range 5 {
+		begin := time.Now()
+		runtime.GC()
+		if d := time.Since(begin); d > time.Second {
+			t.Fatalf("runtime.GC took %v with two workers waiting hot", d)
+		}
+		hs.mustEcho(1, "after GC")
 	}
-	f.Close()
-	if err := hs.wait(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if n := runtime.GOMAXPROCS(0); n != 1 {
-		t.Errorf("GOMAXPROCS is %d after the workers stopped, want 1 again", n)
+}
+
+// A kick fd that is no eventfd must stop its queue with a log line, not spin the worker: a pipe
+// whose writer closed polls as hung up, an empty regular file as readable at end of file.
+func TestKickFDThatIsNoEventfdStopsTheQueue(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) (fd int, after func()){
+		"pipe whose writer closed": func(t *testing.T) (int, func()) {
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			return p[0], func() { unix.Close(p[1]) }
+		},
+		"empty regular file": func(t *testing.T) (int, func()) {
+			fd, err := unix.Open(t.TempDir(), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return fd, func() {}
+		},
+	} {
+		hs := start(t, vhost.Config{}, &echo{}, frontend.Options{EventIdx: true, QueueSize: 64})
+		hs.mustEcho(1, "with the real kick fd")
+		fd, after := open(t)
+		if _, err := hs.f.Request(vhost.ReqSetVringKick, u64(1), []int{fd}); err != nil {
+			t.Fatalf("%s: SET_VRING_KICK: %v", name, err)
+		}
+		unix.Close(fd)
+		after()
+		deadline := time.Now().Add(5 * time.Second)
+		for !hs.logs.contains("kick fd") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s as the kick fd: no log line about it after 5 s", name)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
 

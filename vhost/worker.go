@@ -47,13 +47,14 @@ type worker struct {
 }
 
 func (w *worker) run() {
+	if w.hotNaps > 0 {
+		addHotWorker()
+		defer removeHotWorker() // after done closes: pause need not wait for a stop-the-world
+	}
 	defer close(w.done)
 	defer unix.Close(w.kickFD)
-	defer w.flushSignal() // a lingering worker that stops on an error still owes the guest one
-	if w.hotNaps > 0 {
-		addP(1)
-		defer addP(-1)
-	}
+	// A lingering worker that stops on an error still owes the guest a notification.
+	defer w.flushSignal()
 	if n := w.q.b.cfg.ThreadPoolSize; n > 1 && w.q.index != 0 { // FORGETs gain nothing from it
 		// Never closed: a helper may still try to wake another one after the worker returned.
 		// Helpers leave when done closes.
@@ -87,12 +88,18 @@ func (w *worker) run() {
 		if fds[1].Revents&unix.POLLIN != 0 {
 			unix.Read(w.ctlFD, buf[:])
 		}
-		if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
+		// An eventfd never hangs up: POLLHUP is a front-end that sent something else (a pipe
+		// whose writer closed), which would stay readable and spin the worker.
+		if fds[0].Revents&(unix.POLLERR|unix.POLLNVAL|unix.POLLHUP) != 0 {
 			w.q.b.logf("vhost: queue %d: kick fd failed (revents %#x); stopping the queue", w.q.index, fds[0].Revents)
 			return
 		}
 		if fds[0].Revents&unix.POLLIN != 0 {
-			unix.Read(w.kickFD, buf[:])
+			if n, err := unix.Read(w.kickFD, buf[:]); n == 0 && err == nil {
+				// End of file: no eventfd (a regular file, say), and always readable.
+				w.q.b.logf("vhost: queue %d: kick fd reads end of file, so it is no eventfd; stopping the queue", w.q.index)
+				return
+			}
 			// The gather time lets the guest queue more requests after its kick. avail_event still
 			// points at the entry that caused the kick, so the guest does not kick again
 			// meanwhile; a stop request (ctl) ends the wait at once.
