@@ -3,9 +3,11 @@ package vhost
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -17,25 +19,52 @@ import (
 // listening on, replaces a stale socket file left by a crashed one, and refuses to delete anything
 // that is not a socket. With a non-empty group the socket is chgrp'ed to it and made mode 0660 so
 // members of the group (e.g. the user running QEMU) can connect.
+//
+// path appears only once the socket listens and has its group: it is bound under a temporary name
+// in the same directory and renamed into place, so whoever waits for path to appear (a launcher
+// script, a test) can connect at once instead of meeting ECONNREFUSED between bind(2) and
+// listen(2), or EACCES before the chgrp.
 func Listen(path, group string) (*net.UnixListener, error) {
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
 	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	bindAt := filepath.Join(filepath.Dir(path), fmt.Sprintf(".uvfsd-%d-%08x.sock", os.Getpid(), rand.Uint32()))
+	if len(bindAt) > maxSocketPath {
+		bindAt = path // no room for a temporary name: bind in place
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: bindAt, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("creating vhost-user socket %s: %w (check that the directory exists and is writable)", path, err)
 	}
 	// The daemon removes the path itself (ServeListener), also when the listener was inherited.
 	l.SetUnlinkOnClose(false)
+	fail := func(err error) (*net.UnixListener, error) {
+		l.Close()
+		os.Remove(bindAt)
+		return nil, err
+	}
 	if group != "" {
-		if err := chgrpSocket(path, group); err != nil {
-			l.Close()
-			os.Remove(path)
-			return nil, err
+		if err := chgrpSocket(bindAt, group); err != nil {
+			return fail(err)
+		}
+	}
+	if bindAt != path {
+		err := unix.Renameat2(unix.AT_FDCWD, bindAt, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EINVAL) { // a file system without RENAME_NOREPLACE
+			err = os.Rename(bindAt, path)
+		}
+		if errors.Is(err, unix.EEXIST) {
+			return fail(fmt.Errorf("socket %s appeared while this daemon started; another daemon may use it: stop it or choose another --socket-path", path))
+		}
+		if err != nil {
+			return fail(fmt.Errorf("creating vhost-user socket %s: %w", path, err))
 		}
 	}
 	return l, nil
 }
+
+// maxSocketPath is the longest path a unix socket address holds (sun_path without its NUL).
+const maxSocketPath = 107
 
 // removeStaleSocket deletes path if it is a socket nobody listens on.
 func removeStaleSocket(path string) error {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/uvfsd/uvfsd/vhost"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
@@ -90,6 +91,72 @@ func TestListenSetsGroupAndMode(t *testing.T) {
 	}
 	if _, err := vhost.Listen(filepath.Join(t.TempDir(), "x.sock"), "no-such-group-uvfsd"); err == nil {
 		t.Error("Listen with an unknown group succeeded")
+	}
+}
+
+// The socket is bound under a temporary name and renamed into place once it listens: the name
+// appears by a rename, never by a create (inotify tells which), only the socket is left in the
+// directory, and it takes connections. A directory too long for the temporary name gets the
+// socket bound in place.
+func TestListenPutsTheSocketInPlaceOnlyWhenItListens(t *testing.T) {
+	long := t.TempDir()
+	long = filepath.Join(long, strings.Repeat("d", 100-len(long)))
+	if err := os.Mkdir(long, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		dir     string
+		renamed bool
+	}{{t.TempDir(), true}, {long, false}} {
+		path := filepath.Join(c.dir, "s")
+		events := watchDir(t, c.dir)
+		l, err := vhost.Listen(path, "")
+		if err != nil {
+			t.Fatalf("%d-byte path: %v", len(path), err)
+		}
+		if got := events(); got["s"] != map[bool]uint32{true: unix.IN_MOVED_TO, false: unix.IN_CREATE}[c.renamed] {
+			t.Errorf("%d-byte path: the socket's name appeared by inotify event %#x (renamed into place: %v)", len(path), got["s"], c.renamed)
+		}
+		entries, err := os.ReadDir(c.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 1 || entries[0].Name() != "s" {
+			t.Errorf("%d-byte path: directory holds %v, want just the socket", len(path), entries)
+		}
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatalf("%d-byte path: connect: %v", len(path), err)
+		}
+		conn.Close()
+		l.Close()
+	}
+}
+
+// watchDir watches dir for names that appear; the returned function reports, per name, the first
+// event that made it appear (IN_CREATE or IN_MOVED_TO).
+func watchDir(t *testing.T, dir string) func() map[string]uint32 {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+		t.Fatal(err)
+	}
+	return func() map[string]uint32 {
+		first := map[string]uint32{}
+		buf := make([]byte, 64<<10)
+		n, _ := unix.Read(fd, buf)
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+			if _, seen := first[name]; !seen {
+				first[name] = ev.Mask &^ unix.IN_ISDIR
+			}
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+		return first
 	}
 }
 
