@@ -235,7 +235,7 @@ func (q *queue) maybeStart() {
 		w.gather = q.b.cfg.HiprioGather
 		w.linger = q.b.cfg.HiprioLinger
 	}
-	w.hotNaps = int(max(0, (q.b.cfg.HotWait+hotNap-1)/hotNap))
+	w.hotWait = q.b.cfg.HotWait
 	go w.run()
 }
 

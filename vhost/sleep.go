@@ -18,14 +18,11 @@ import (
 //
 // So a worker that expects the guest back soon waits hot: ppoll(2) as a raw system call, which the
 // runtime does not see. The worker keeps its P meanwhile (it adds a P to the process for its
-// lifetime, see hotPs), and it yields the P every yieldEvery,
-// before sysmon would preempt it after 10 ms (with a signal, which would cut the wait short).
-// After w.hotNaps empty naps of hotNap (Config.HotWait) it sleeps cold, in poll(2) through the
-// runtime, which frees the P: an idle daemon costs no CPU.
-const (
-	hotNap     = 4 * time.Millisecond
-	yieldEvery = 4 * time.Millisecond
-)
+// lifetime, see hotPs), and it yields the P every yieldEvery, before sysmon would preempt it after
+// 10 ms (with a signal, which would cut the wait short). Once Config.HotWait has passed since it
+// last woke up, it sleeps cold, in poll(2) through the runtime, which frees the P: an idle daemon
+// costs no CPU.
+const yieldEvery = 4 * time.Millisecond
 
 // DefaultHotWait is uvfsd's Config.HotWait.
 const DefaultHotWait = 100 * time.Millisecond
@@ -66,26 +63,21 @@ func removeHotWorker() {
 	}
 }
 
-// sleep waits until the kick or the control fd (fds) is readable.
+// sleep waits until the kick or the control fd (fds) is readable: hot until HotWait has passed
+// since the worker last woke up, then cold.
 func (w *worker) sleep(fds []unix.PollFd) error {
-	for ; w.naps < w.hotNaps; w.naps++ {
-		readable, err := w.wait(fds, hotNap)
-		if err != nil {
+	if hot := w.hotWait - time.Since(w.woke); hot > 0 {
+		readable, err := w.wait(fds, hot)
+		if err != nil || readable {
+			w.woke = time.Now()
 			return err
-		}
-		if readable {
-			w.naps = 0
-			return nil
 		}
 	}
 	for {
 		clearRevents(fds)
 		_, err := unix.Poll(fds, -1)
-		if err == nil {
-			w.naps = 0
-			return nil
-		}
 		if err != unix.EINTR {
+			w.woke = time.Now()
 			return err
 		}
 	}
@@ -96,7 +88,7 @@ func (w *worker) sleep(fds []unix.PollFd) error {
 // runtime's preemption, or a stop-the-world) interrupts a call; the worker then yields at once and
 // waits on.
 func (w *worker) wait(fds []unix.PollFd, d time.Duration) (readable bool, err error) {
-	if w.hotNaps == 0 {
+	if w.hotWait <= 0 {
 		clearRevents(fds)
 		ts := unix.NsecToTimespec(d.Nanoseconds())
 		n, err := unix.Ppoll(fds, &ts, nil)
