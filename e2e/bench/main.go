@@ -111,13 +111,13 @@ func run() error {
 	}
 	b.uvfsdArgs = strings.Fields(*uvfsdArgs)
 	b.uvfsdSystems = map[string][]string{sysUvfsd: b.uvfsdArgs}
-	for _, v := range *variants {
-		name, flags, ok := strings.Cut(v, "=")
-		if name = strings.TrimSpace(name); !ok || name == "" || name == sysC || name == sys9p || name == sysUvfsd || strings.ContainsAny(name, ", ") {
-			return fmt.Errorf("--variant %q: want NAME=FLAGS with a new system name", v)
-		}
-		b.uvfsdSystems[name] = strings.Fields(flags)
-		*systems += "," + name
+	vs, err := guest.ParseVariants(*variants, sysUvfsd, sysC, sys9p)
+	if err != nil {
+		return err
+	}
+	for _, v := range vs {
+		b.uvfsdSystems[v.Name] = v.Flags
+		*systems += "," + v.Name
 	}
 	if b.countRequests {
 		b.rounds, b.counts = 1, map[string]stepCounts{}

@@ -113,14 +113,14 @@ func run() error {
 	}
 	c.uvfsdArgs = strings.Fields(*uvfsdArgs)
 	c.variants = map[string][]string{tUvfsd: c.uvfsdArgs}
+	vs, err := guest.ParseVariants(*variants, tUvfsd, tC, tDirect, tInProcess)
+	if err != nil {
+		return err
+	}
 	var variantNames []string
-	for _, v := range *variants {
-		name, flags, ok := strings.Cut(v, "=")
-		if name = strings.TrimSpace(name); !ok || name == "" || strings.ContainsAny(name, ", ") || slices.Contains([]string{tUvfsd, tC, tDirect, tInProcess}, name) {
-			return fmt.Errorf("--variant %q: want NAME=FLAGS with a new target name", v)
-		}
-		c.variants[name] = strings.Fields(flags)
-		variantNames = append(variantNames, name)
+	for _, v := range vs {
+		c.variants[v.Name] = v.Flags
+		variantNames = append(variantNames, v.Name)
 	}
 	if *rounds < 1 {
 		return fmt.Errorf("--rounds must be at least 1")
@@ -153,7 +153,6 @@ func run() error {
 		targets = append(targets, s)
 	}
 	targets = append(targets, variantNames...)
-	var err error
 	if c.work, err = os.MkdirTemp("", "uvfs-microbench-"); err != nil {
 		return err
 	}
