@@ -79,12 +79,23 @@ func checkName(n CString, dots bool) Errno {
 
 // gather copies up to len(dst) bytes from the front of bufs into dst and returns how many.
 func gather(dst []byte, bufs [][]byte) int {
+	return gatherAt(dst, bufs, 0)
+}
+
+// gatherAt copies the bytes from offset off of the concatenation of bufs into dst and returns how
+// many it copied.
+func gatherAt(dst []byte, bufs [][]byte, off int) int {
 	n := 0
 	for _, b := range bufs {
 		if n == len(dst) {
 			break
 		}
-		n += copy(dst[n:], b)
+		if off >= len(b) {
+			off -= len(b)
+			continue
+		}
+		n += copy(dst[n:], b[off:])
+		off = 0
 	}
 	return n
 }

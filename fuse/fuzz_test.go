@@ -16,6 +16,11 @@ func FuzzServe(f *testing.F) {
 	w := fuse.InHeader{Len: 90, Opcode: fuse.OpWrite, Unique: 2, NodeID: 2}
 	wi := fuse.WriteIn{Size: 10}
 	f.Add(append(append(fusetest.Bytes(&w), fusetest.Bytes(&wi)...), make([]byte, 10)...), uint8(50), uint16(16))
+	// MKDIR with a security context and a group: seeds for the extension parser.
+	ext := append(fusetest.ExtSecctx("security.selinux", []byte("label\x00")), fusetest.ExtSuppGroup(5)...)
+	mk := fusetest.Bytes(&fuse.MkdirIn{Mode: 0o755})
+	m := fuse.InHeader{Len: uint32(40 + len(mk) + 2 + len(ext)), Opcode: fuse.OpMkdir, Unique: 3, NodeID: 1, TotalExtlen: uint16(len(ext) / 8)}
+	f.Add(append(append(append(fusetest.Bytes(&m), mk...), 'd', 0), ext...), uint8(40), uint16(160))
 	f.Fuzz(func(t *testing.T, data []byte, split uint8, outSize uint16) {
 		s := fuse.NewServer(&fuzzFS{}, fuse.Options{Want: fuse.DefaultWant})
 		c := &fusetest.Client{T: fusetest.ServerTransport{S: s}}

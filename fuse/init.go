@@ -32,11 +32,13 @@ func (s *Server) init(r *request) Errno {
 		// Without OPEN nobody would truncate on open(O_TRUNC): the guest must send SETATTR.
 		agreed &^= CapAtomicOTrunc
 	}
-	o.MaxReadahead = a.MaxReadahead
-	o.Flags = uint32(agreed)
 	if agreed&CapInitExt != 0 {
 		o.Flags2 = uint32(agreed >> 32)
+	} else {
+		agreed &= 1<<32 - 1 // no flags2 to tell the kernel the high ones
 	}
+	o.MaxReadahead = a.MaxReadahead
+	o.Flags = uint32(agreed)
 	o.MaxBackground = s.opts.MaxBackground
 	o.CongestionThreshold = s.opts.MaxBackground * 3 / 4
 	o.MaxWrite = s.maxWrite
@@ -44,8 +46,16 @@ func (s *Server) init(r *request) Errno {
 	if agreed&CapMaxPages != 0 {
 		o.MaxPages = uint16((s.maxWrite + 4095) / 4096)
 	}
-	s.info = InitInfo{Minor: o.Minor, Flags: agreed, MaxWrite: s.maxWrite}
-	s.fs.Init(&s.info)
+	if s.inited.Load() {
+		// An INIT without a DESTROY: the guest was reset (a hard reboot) and mounts afresh, so
+		// what the old mount looked up and opened is forgotten first, as DESTROY would have.
+		// The C virtiofsd does the same.
+		s.logf("guest sent INIT again without DESTROY (a reset guest?): forgetting the old mount's nodes and handles")
+		s.fs.Destroy()
+	}
+	info := InitInfo{Minor: o.Minor, Flags: agreed, MaxWrite: s.maxWrite}
+	s.setxattrExt.Store(agreed&CapSetxattrExt != 0)
+	s.fs.Init(&info)
 	s.inited.Store(true)
 	return OK
 }

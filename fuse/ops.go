@@ -280,6 +280,9 @@ func (s *Server) write(r *request) Errno {
 	if e != OK {
 		return e
 	}
+	if n < 0 || n > int(a.Size) {
+		return syscall.EIO
+	}
 	out[WriteOut](r).Size = uint32(n)
 	return OK
 }
@@ -311,7 +314,7 @@ func (s *Server) flush(r *request) Errno {
 func (s *Server) setxattr(r *request) Errno {
 	var a SetxattrIn
 	skip := 8 // without SETXATTR_EXT the kernel sends only size and flags
-	if s.info.Flags&CapSetxattrExt != 0 {
+	if s.setxattrExt.Load() {
 		if len(r.args) < sizeOf[SetxattrIn]() {
 			return syscall.EINVAL
 		}
@@ -361,6 +364,9 @@ func (s *Server) xattrReply(r *request, size uint32, name CString) Errno {
 		return e
 	}
 	if size == 0 {
+		if n < 0 {
+			return syscall.EIO
+		}
 		out[GetxattrOut](r).Size = uint32(n)
 		return OK
 	}

@@ -33,11 +33,13 @@ const DefaultWant = CapAsyncRead | CapParallelDirops | CapBigWrites | CapAutoInv
 // Server decodes FUSE requests and calls a FileSystem. It is safe for concurrent use: any number of
 // queue workers may call Serve at once.
 type Server struct {
-	fs       FileSystem
-	opts     Options
-	info     InitInfo
-	inited   atomic.Bool
-	maxWrite uint32
+	fs     FileSystem
+	opts   Options
+	inited atomic.Bool
+	// setxattrExt is whether INIT agreed on SETXATTR_EXT (the only agreed capability the
+	// decoding depends on). Atomic: a guest may send INIT again while other queues serve.
+	setxattrExt atomic.Bool
+	maxWrite    uint32
 
 	// free holds request scratch for reuse. Unlike a sync.Pool, which the garbage collector
 	// empties, it keeps its ~200 KiB buffers: there are only ever as many as requests in flight.
@@ -181,6 +183,9 @@ func (s *Server) decode(r *request) bool {
 	gather(r.in[:inHeaderSize], r.inBufs)
 	r.hdr = argAt[InHeader](r.in, 0)
 	h := r.hdr
+	if int(h.Opcode) < len(opTable) {
+		r.noReply = opTable[h.Opcode].noReply // a FORGET gets no reply, not even an error
+	}
 	if int(h.Len) < inHeaderSize || int(h.Len) > total {
 		r.errno = syscall.EINVAL
 		return false
@@ -193,7 +198,8 @@ func (s *Server) decode(r *request) bool {
 		r.errno = syscall.E2BIG
 		return false
 	}
-	gather(r.in[:want], r.inBufs)
+	// The rest only: the header was checked, and the guest may have changed it since.
+	gatherAt(r.in[inHeaderSize:want], r.inBufs, inHeaderSize)
 	argsEnd := want
 	if h.TotalExtlen != 0 && h.Opcode != OpWrite {
 		extLen := int(h.TotalExtlen) * 8
@@ -238,8 +244,9 @@ func parseExtensions(ctx *Context, ext []byte) Errno {
 				return syscall.EINVAL
 			}
 			ctx.SuppGID, ctx.HasSuppGID = *argAt[uint32](body, 4), true
-		case h.Type == ExtMaxNrSecctx:
-			if e := parseSecctx(ctx, body); e != OK {
+		case h.Type <= ExtMaxNrSecctx:
+			// The extension header is the fuse_secctx_header: its type is nr_secctx.
+			if e := parseSecctx(ctx, h.Type, body); e != OK {
 				return e
 			}
 		}
@@ -248,20 +255,17 @@ func parseExtensions(ctx *Context, ext []byte) Errno {
 	return OK
 }
 
-// parseSecctx reads the first security context of a fuse_secctx_header.
-func parseSecctx(ctx *Context, b []byte) Errno {
-	h := argAt[SecctxHeader](b, 0)
-	if h == nil || int(h.Size) > len(b) {
-		return syscall.EINVAL
-	}
-	if h.NrSecctx == 0 {
+// parseSecctx reads the first of nr security contexts that follow a fuse_secctx_header: a
+// fuse_secctx (the context's size), the xattr name with its NUL, then the context.
+func parseSecctx(ctx *Context, nr uint32, b []byte) Errno {
+	if nr == 0 {
 		return OK
 	}
-	e := argAt[SecctxEntry](b, 8)
+	e := argAt[SecctxEntry](b, 0)
 	if e == nil {
 		return syscall.EINVAL
 	}
-	name, rest, ok := cstring(b[16:h.Size], nameMax)
+	name, rest, ok := cstring(b[8:], nameMax)
 	if !ok || int(e.Size) > len(rest) {
 		return syscall.EINVAL
 	}

@@ -2,6 +2,7 @@ package fuse_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"runtime"
 	"syscall"
@@ -20,10 +21,11 @@ type fakeFS struct {
 	data            []byte
 	written         []byte
 	ctx             fuse.Context
+	destroyed       int
 }
 
 func (f *fakeFS) Init(info *fuse.InitInfo) { f.info = *info }
-func (f *fakeFS) Destroy()                 {}
+func (f *fakeFS) Destroy()                 { f.destroyed++ }
 func (f *fakeFS) Forget(uint64, uint64)    {}
 
 func (f *fakeFS) Lookup(ctx *fuse.Context, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
@@ -255,6 +257,18 @@ func TestMalformedRequests(t *testing.T) {
 		{"write past payload", [][]byte{hdr(fuse.InHeader{Len: 80, Opcode: fuse.OpWrite, Unique: 9}), fusetest.Bytes(&fuse.WriteIn{Size: 4096})}, -int32(syscall.EINVAL)},
 		{"read too big", [][]byte{hdr(fuse.InHeader{Len: 80, Opcode: fuse.OpRead, Unique: 9}), fusetest.Bytes(&fuse.ReadIn{Size: 1 << 30})}, -int32(syscall.EINVAL)},
 		{"oversized request", [][]byte{hdr(fuse.InHeader{Len: 200 << 10, Opcode: fuse.OpSetxattr, Unique: 9}), make([]byte, 200<<10)}, -int32(syscall.E2BIG)},
+		// FORGET and friends get no reply at all, even when they are malformed.
+		{"forget with len beyond buffers", [][]byte{hdr(fuse.InHeader{Len: 1000, Opcode: fuse.OpForget, Unique: 9})}, 0},
+		{"batch forget with len below header", [][]byte{hdr(fuse.InHeader{Len: 3, Opcode: fuse.OpBatchForget, Unique: 9})}, 0},
+		{"interrupt with bad ext", [][]byte{hdr(fuse.InHeader{Len: 64, Opcode: fuse.OpInterrupt, Unique: 9, TotalExtlen: 1}), make([]byte, 16), make([]byte, 8)}, 0},
+		// Security-context extensions (types 0..31) that lie about their sizes.
+		{"secctx shorter than its entry", extReq(fuse.OpIoctl, ext32(8, 1)), -int32(syscall.EINVAL)},
+		{"secctx entry longer than the rest", extReq(fuse.OpIoctl, ext32(24, 1, 9, 0, 0x0061, 0)), -int32(syscall.EINVAL)},
+		{"secctx name without NUL", extReq(fuse.OpIoctl, ext32(24, 1, 0, 0, 0x61616161, 0x61616161)), -int32(syscall.EINVAL)},
+		{"secctx of nr 31 with inner size 0", extReq(fuse.OpIoctl, ext32(24, 31, 0, 1, 0, 0)), -int32(syscall.ENOSYS)},
+		{"ext size not a multiple of 8", extReq(fuse.OpIoctl, ext32(12, 1, 0, 0)), -int32(syscall.EINVAL)},
+		{"ext size below its header", extReq(fuse.OpIoctl, ext32(4, 1)), -int32(syscall.EINVAL)},
+		{"ext size beyond the area", extReq(fuse.OpIoctl, ext32(32, 1, 0, 0)), -int32(syscall.EINVAL)},
 	}
 	for _, tc := range cases {
 		reply, err := tr.Call(tc.in, 256)
@@ -280,6 +294,21 @@ func TestMalformedRequests(t *testing.T) {
 	if oh, _ := fusetest.Decode[fuse.OutHeader](reply); oh == nil || oh.Error != -int32(syscall.ERANGE) {
 		t.Errorf("reply into a small buffer: %+v", oh)
 	}
+}
+
+// ext32 lays out uint32 words as a request extension area.
+func ext32(words ...uint32) []byte {
+	b := make([]byte, 4*len(words))
+	for i, w := range words {
+		binary.LittleEndian.PutUint32(b[4*i:], w)
+	}
+	return b
+}
+
+// extReq frames a request with no arguments and ext as its extension area, unique 9.
+func extReq(op fuse.Opcode, ext []byte) [][]byte {
+	h := fuse.InHeader{Len: uint32(40 + len(ext)), Opcode: op, Unique: 9, TotalExtlen: uint16(len(ext) / 8)}
+	return [][]byte{fusetest.Bytes(&h), ext}
 }
 
 func TestReadWriteAcrossBuffers(t *testing.T) {
@@ -358,6 +387,68 @@ func TestSuppGroupExtension(t *testing.T) {
 	}
 	if !fs.ctx.HasSuppGID || fs.ctx.SuppGID != 777 {
 		t.Errorf("context %+v, want supplementary group 777", fs.ctx)
+	}
+}
+
+// Linux sends the security context of a new node (SECURITY_CTX, --security-label) as an extension
+// whose header is the fuse_secctx_header: its type is the number of contexts.
+func TestSecurityContextExtension(t *testing.T) {
+	fs := &fakeFS{}
+	c := newClient(t, fs)
+	mk := fuse.MkdirIn{Mode: 0o755}
+	label := []byte("system_u:object_r:tmp_t:s0\x00")
+	ext := append(fusetest.ExtSecctx("security.selinux", label), fusetest.ExtSuppGroup(777)...)
+	oh, _, err := c.Raw(fuse.OpMkdir, 1, 128, ext, fusetest.Bytes(&mk), fusetest.Name("d"))
+	if err != nil || oh.Error != 0 {
+		t.Fatalf("MKDIR: %v %+v", err, oh)
+	}
+	if fs.ctx.SecCtxName.String() != "security.selinux" || !bytes.Equal(fs.ctx.SecCtx, label) {
+		t.Errorf("context %q = %q, want security.selinux = %q", fs.ctx.SecCtxName, fs.ctx.SecCtx, label)
+	}
+	if !fs.ctx.HasSuppGID || fs.ctx.SuppGID != 777 {
+		t.Errorf("the group after the context: %+v", fs.ctx)
+	}
+	// A guest without a security module sends a header with no context.
+	oh, _, err = c.Raw(fuse.OpMkdir, 1, 128, ext32(8, 0), fusetest.Bytes(&mk), fusetest.Name("e"))
+	if err != nil || oh.Error != 0 || fs.ctx.SecCtx != nil || fs.ctx.SecCtxName != nil {
+		t.Errorf("MKDIR with no context: %v %+v, context %+v", err, oh, fs.ctx)
+	}
+}
+
+// A guest that is reset mounts again with INIT and no DESTROY: the old mount's nodes are dropped as
+// DESTROY would drop them.
+func TestInitAgainForgetsTheOldMount(t *testing.T) {
+	fs := &fakeFS{}
+	c := newClient(t, fs)
+	if _, err := c.Init(0); err != nil {
+		t.Fatal(err)
+	}
+	if fs.destroyed != 1 {
+		t.Errorf("INIT again: Destroy called %d times, want 1", fs.destroyed)
+	}
+	if _, err := c.Do(fuse.OpDestroy, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Init(0); err != nil {
+		t.Fatal(err)
+	}
+	if fs.destroyed != 2 {
+		t.Errorf("INIT after DESTROY: Destroy called %d times in all, want 2", fs.destroyed)
+	}
+}
+
+// Capabilities above bit 31 travel in flags2, which exists only with INIT_EXT: a server that does
+// not want INIT_EXT cannot agree on them, whatever the kernel offers.
+func TestHighCapabilitiesNeedInitExt(t *testing.T) {
+	fs := &fakeFS{}
+	s := fuse.NewServer(fs, fuse.Options{Want: fuse.CapAsyncRead | fuse.CapCreateSuppGroup})
+	c := &fusetest.Client{T: fusetest.ServerTransport{S: s}}
+	out, err := c.Init(fuse.CapAsyncRead | fuse.CapInitExt | fuse.CapCreateSuppGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.info.Flags != fuse.CapAsyncRead || out.Flags != uint32(fuse.CapAsyncRead) || out.Flags2 != 0 {
+		t.Errorf("agreed %#x, told the kernel %#x/%#x; want only ASYNC_READ", fs.info.Flags, out.Flags, out.Flags2)
 	}
 }
 

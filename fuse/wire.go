@@ -510,12 +510,6 @@ type Dirent struct {
 	Type    uint32
 }
 
-// SecctxHeader is struct fuse_secctx_header; SecctxEntry is struct fuse_secctx.
-type SecctxHeader struct {
-	Size     uint32
-	NrSecctx uint32
-}
-
 // SecctxEntry is struct fuse_secctx; a NUL-terminated name and the context bytes follow.
 type SecctxEntry struct {
 	Size    uint32

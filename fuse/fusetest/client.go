@@ -163,7 +163,21 @@ func ParseDirents(b []byte, plus bool) ([]Dirent, error) {
 	return out, nil
 }
 
-// Ext builds a request extension area with a CREATE_SUPP_GROUP group.
+// ExtSecctx builds a request extension area with one SECURITY_CTX context, laid out as Linux does:
+// fuse_secctx_header{size, nr_secctx=1} (which doubles as the extension header), fuse_secctx{size},
+// the xattr name with its NUL, the context, padded to 8 bytes.
+func ExtSecctx(name string, ctx []byte) []byte {
+	n := (8 + len(name) + 1 + len(ctx) + 7) &^ 7
+	b := make([]byte, 8+n)
+	binary.LittleEndian.PutUint32(b[0:], uint32(len(b)))
+	binary.LittleEndian.PutUint32(b[4:], 1)
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(ctx)))
+	copy(b[16:], name)
+	copy(b[16+len(name)+1:], ctx)
+	return b
+}
+
+// ExtSuppGroup builds a request extension area with a CREATE_SUPP_GROUP group.
 func ExtSuppGroup(gid uint32) []byte {
 	b := make([]byte, 16)
 	binary.LittleEndian.PutUint32(b[0:], 16)
