@@ -208,9 +208,8 @@ func (fs *FS) Rename(ctx *fuse.Context, newDir uint64, flags uint32, oldName, ne
 	return e
 }
 
-// Create creates and opens a regular file. The file is created with O_EXCL (so an existing FIFO
-// or device node is never opened); if the name exists and the guest did not ask for O_EXCL, the
-// existing file is opened like LOOKUP+OPEN would.
+// Create creates and opens a regular file. The file is created with O_EXCL, so an existing file
+// is never opened here: EEXIST if the guest asked for O_EXCL, else ESTALE (see below).
 func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
 	parent, e := fs.parentForCreate(ctx, name)
 	if e != 0 {
@@ -229,7 +228,12 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 		return e
 	})
 	if e == syscall.EEXIST && in.Flags&unix.O_EXCL == 0 {
-		return fs.openExisting(ctx, parent, name, in, entry, open)
+		// The guest sends CREATE only for a name it believes absent, so its view is stale (the
+		// host made the name meanwhile). Opening what is there would be wrong: a CREATE reply
+		// counts as a new file, which the guest opens without its permission checks (and
+		// would truncate as the daemon). ESTALE makes the guest's VFS look the name up afresh
+		// and open it the usual way.
+		return syscall.ESTALE
 	}
 	if e != 0 {
 		return e
@@ -260,52 +264,6 @@ func (fs *FS) answerOpen(nodeID uint64, fd, flags int, open *fuse.OpenOut) {
 		open.Fh = fs.handles.add(&handle{fd: fd})
 	}
 	open.OpenFlags = fs.openFlags(false)
-}
-
-// openExisting is CREATE's fallback for a name that already exists.
-func (fs *FS) openExisting(ctx *fuse.Context, parent *inode, name fuse.CString, in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
-	if e := fs.lookupAt(parent, name, entry); e != 0 {
-		return e
-	}
-	if fs.noOpen.Load() {
-		return fs.openExistingNoOpen(in, entry, open)
-	}
-	octx := *ctx
-	octx.NodeID = entry.NodeID
-	if e := fs.Open(&octx, &fuse.OpenIn{Flags: in.Flags &^ (unix.O_CREAT | unix.O_EXCL), OpenFlags: in.OpenFlags}, open); e != 0 {
-		fs.inodes.forget(entry.NodeID, 1)
-		*entry = fuse.EntryOut{}
-		return e
-	}
-	return 0
-}
-
-// openExistingNoOpen is openExisting in no-open mode, where OPEN would answer ENOSYS: the file
-// is opened for the node's data fds and the guest gets fh 0.
-func (fs *FS) openExistingNoOpen(in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
-	fail := func(e fuse.Errno) fuse.Errno {
-		fs.inodes.forget(entry.NodeID, 1)
-		*entry = fuse.EntryOut{}
-		return e
-	}
-	n, e := fs.node(entry.NodeID)
-	if e != 0 {
-		return fail(e)
-	}
-	defer n.unpin()
-	if n.fileType != unix.S_IFREG {
-		return fail(syscall.EISDIR) // only a race with the host brings anything else here
-	}
-	flags, e := fs.createFlags(in.Flags &^ (unix.O_CREAT | unix.O_EXCL))
-	if e != 0 {
-		return fail(e)
-	}
-	fd, e := fs.openNode(n, flags)
-	if e != 0 {
-		return fail(e)
-	}
-	fs.answerOpen(n.id, fd, flags, open)
-	return 0
 }
 
 // entryFromOpenFD makes (or finds) the node for a file that was just opened as fd, race-free:

@@ -110,16 +110,22 @@ func TestStackCreate(t *testing.T) {
 	_, err := fusetest.Call[createOut](s.c, fuse.OpCreate, fuse.RootID,
 		fusetest.Bytes(&fuse.CreateIn{Flags: unix.O_RDWR | unix.O_CREAT | unix.O_EXCL, Mode: 0o600}), fusetest.Name("new"))
 	wantErrno(t, "CREATE O_EXCL of an existing file", err, syscall.EEXIST)
-	// Without O_EXCL an existing file is opened (and O_TRUNC truncates it).
-	again := s.create(fuse.RootID, "new", unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o600)
-	if again.Entry.NodeID != o.Entry.NodeID {
-		t.Errorf("CREATE of the existing file: node %d, want %d", again.Entry.NodeID, o.Entry.NodeID)
+	// Without O_EXCL the guest's negative dentry was stale: ESTALE sends it to look the name up
+	// again, and the existing file is left alone (O_TRUNC does not truncate it), as is a
+	// directory at the name.
+	_, err = fusetest.Call[createOut](s.c, fuse.OpCreate, fuse.RootID,
+		fusetest.Bytes(&fuse.CreateIn{Flags: unix.O_RDWR | unix.O_CREAT | unix.O_TRUNC, Mode: 0o600}), fusetest.Name("new"))
+	wantErrno(t, "CREATE O_TRUNC of an existing file", err, syscall.ESTALE)
+	if st := s.lstat("new"); st.Size != 7 || st.Mode&0o777 != 0o640 {
+		t.Errorf("after CREATE O_TRUNC of the existing file: size %d mode %o, want 7 and 640", st.Size, st.Mode)
 	}
-	if st := s.lstat("new"); st.Size != 0 || st.Mode&0o777 != 0o640 {
-		t.Errorf("after CREATE O_TRUNC of the existing file: size %d mode %o", st.Size, st.Mode)
+	if err := os.Mkdir(s.host("dir"), 0o755); err != nil {
+		t.Fatal(err)
 	}
+	_, err = fusetest.Call[createOut](s.c, fuse.OpCreate, fuse.RootID,
+		fusetest.Bytes(&fuse.CreateIn{Flags: unix.O_RDWR | unix.O_CREAT, Mode: 0o600}), fusetest.Name("dir"))
+	wantErrno(t, "CREATE of an existing directory", err, syscall.ESTALE)
 	s.release(o.Entry.NodeID, o.Open.Fh)
-	s.release(again.Entry.NodeID, again.Open.Fh)
 }
 
 func TestStackTmpfile(t *testing.T) {
