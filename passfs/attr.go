@@ -121,6 +121,7 @@ func (fs *FS) truncate(n *inode, h *handle, name *fdName, size uint64) fuse.Errn
 		return syscall.EINVAL
 	}
 	if h != nil {
+		fs.dropMappedCap(h.fd)
 		return errnoOf(unix.Ftruncate(h.fd, int64(size)))
 	}
 	switch n.fileType {
@@ -135,6 +136,7 @@ func (fs *FS) truncate(n *inode, h *handle, name *fdName, size uint64) fuse.Errn
 		return e
 	}
 	defer closeFD(fd)
+	fs.dropMappedCap(fd)
 	return errnoOf(unix.Ftruncate(fd, int64(size)))
 }
 

@@ -68,27 +68,33 @@ func (fs *FS) asCaller(ctx *fuse.Context, op func() fuse.Errno) fuse.Errno {
 	if e == 0 {
 		e = op()
 	}
-	if fs.restoreCreds(c) {
-		runtime.UnlockOSThread()
-	} else {
-		// The thread keeps the caller's ids: leaving the goroutine locked makes the runtime
-		// terminate the thread when the goroutine exits instead of reusing it.
-		fs.logf("passfs: could not restore thread credentials after a request; the thread will be discarded")
+	if !fs.restoreCreds(c) {
+		// Not seen in practice (the daemon keeps CAP_SETUID/CAP_SETGID). The thread would serve
+		// the next requests with the caller's ids, and a long-lived worker goroutine would keep
+		// it: stop rather than go on with the wrong credentials.
+		panic("passfs: could not restore the thread's credentials after a request")
 	}
+	runtime.UnlockOSThread()
 	return e
 }
 
 func (fs *FS) switchCreds(ctx *fuse.Context, uid, gid uint32) (callerCreds, fuse.Errno) {
 	var c callerCreds
+	// The caller's only supplementary group is the one CREATE_SUPP_GROUP names (the group that
+	// owns the parent directory, so that a setgid directory owned by one of the caller's
+	// groups works as it does locally). The daemon's own groups are never the caller's.
+	var one [1]uint32
+	groups := one[:0]
 	if ctx.HasSuppGID {
-		// The group that owns the parent directory (CREATE_SUPP_GROUP), so that a setgid directory
-		// owned by one of the caller's supplementary groups works as it does locally.
 		if g, err := fs.gids.GuestToNS(ctx.SuppGID); err == nil {
-			one := [1]uint32{g}
-			if setThreadGroups(one[:]) == 0 {
-				c.groupsChanged = true
-			}
+			groups = append(groups, g)
 		}
+	}
+	if len(groups) > 0 || len(fs.groups) > 0 {
+		if e := setThreadGroups(groups); e != 0 {
+			return c, e
+		}
+		c.groupsChanged = true
 	}
 	c.prevGID = setfsgid(gid)
 	c.prevUID = setfsuid(uid)

@@ -147,6 +147,38 @@ func TestCredentialsSupplementaryGroup(t *testing.T) {
 	}
 }
 
+// A request acts with the caller's ids only: the daemon's own supplementary groups (here group
+// 3001, set before New reads them) give it nothing.
+func TestCredentialsWithoutTheDaemonsGroups(t *testing.T) {
+	needRoot(t)
+	before, err := syscall.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setgroups([]int{3001}); err != nil { // every thread: Go's AllThreadsSyscall
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Setgroups(before) })
+	e := newEnv(t, nil)
+	if err := os.Mkdir(e.host("team"), 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(e.host("team"), 0, 3001); err != nil {
+		t.Fatal(err)
+	}
+	dir := e.lookup(fuse.RootID, "team")
+	ctx := &fuse.Context{NodeID: dir.NodeID, UID: 1000, GID: 1000}
+	var ent fuse.EntryOut
+	wantErrno(t, "mkdir by 1000:1000 in a directory of the daemon's group", e.fs.Mkdir(ctx, &fuse.MkdirIn{Mode: 0o755}, cs("a"), &ent), syscall.EACCES)
+	ctx.SuppGID, ctx.HasSuppGID = 3001, true
+	if errno := e.fs.Mkdir(ctx, &fuse.MkdirIn{Mode: 0o755}, cs("a"), &ent); errno != 0 {
+		t.Fatalf("mkdir with the group as CREATE_SUPP_GROUP: %v", errno)
+	}
+	if groups, _ := syscall.Getgroups(); len(groups) != 1 || groups[0] != 3001 {
+		t.Fatalf("the daemon's groups are %v after the requests, want [3001]", groups)
+	}
+}
+
 func TestCreateWithoutSetCreds(t *testing.T) {
 	e := newEnv(t, func(o *passfs.Options) { o.SetCreds = false })
 	ctx := &fuse.Context{NodeID: fuse.RootID, UID: 1234, GID: 1234}

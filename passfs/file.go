@@ -157,10 +157,7 @@ func (fs *FS) Write(ctx *fuse.Context, in *fuse.WriteIn, src [][]byte) (int, fus
 			return 0, e
 		}
 	}
-	if fs.capHostName != nil {
-		// The host kernel drops security.capability on write, but not under its mapped name.
-		unix.Syscall(unix.SYS_FREMOVEXATTR, uintptr(h.fd), ptr(&fs.capHostName[0]), 0)
-	}
+	fs.dropMappedCap(h.fd)
 	return transfer(h.fd, src, int(in.Size), int64(in.Offset), unix.SYS_PWRITEV)
 }
 
@@ -271,7 +268,17 @@ func (fs *FS) Fallocate(ctx *fuse.Context, in *fuse.FallocateIn) fuse.Errno {
 	if in.Offset > math.MaxInt64 || in.Length > math.MaxInt64 {
 		return syscall.EINVAL
 	}
+	fs.dropMappedCap(h.fd)
 	return errnoOf(unix.Fallocate(h.fd, in.Mode, int64(in.Offset), int64(in.Length)))
+}
+
+// dropMappedCap removes a file's security.capability stored under a mapped name (--xattrmap)
+// before the file changes: the host kernel drops the attribute on write, truncate and fallocate,
+// but not under another name.
+func (fs *FS) dropMappedCap(fd int) {
+	if fs.capHostName != nil {
+		unix.Syscall(unix.SYS_FREMOVEXATTR, uintptr(fd), ptr(&fs.capHostName[0]), 0)
+	}
 }
 
 // Lseek finds data or holes (SEEK_DATA/SEEK_HOLE); SEEK_SET/CUR/END are answered too.
@@ -324,6 +331,7 @@ func (fs *FS) CopyFileRange(ctx *fuse.Context, in *fuse.CopyFileRangeIn, out *fu
 	}
 	defer dst.unpin()
 	length := min(in.Len, maxCopy)
+	fs.dropMappedCap(dst.fd)
 	offIn, offOut := int64(in.OffIn), int64(in.OffOut)
 	r, _, e := unix.Syscall6(unix.SYS_COPY_FILE_RANGE, uintptr(src.fd), uintptr(unsafe.Pointer(&offIn)),
 		uintptr(dst.fd), uintptr(unsafe.Pointer(&offOut)), uintptr(length), 0)

@@ -79,19 +79,19 @@ func New(o Options) (*FS, error) {
 	if fs.gids == nil {
 		fs.gids = identityMapper{}
 	}
-	if fs.procSelfFD < 0 {
-		fd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("passfs: open /proc/self/fd (is /proc mounted?): %w", err)
-		}
-		fs.procSelfFD, fs.ownsProcFD = fd, true
-	}
 	groups, err := unix.Getgroups()
 	if err != nil {
 		return nil, fmt.Errorf("passfs: getgroups: %w", err)
 	}
 	for _, g := range groups {
 		fs.groups = append(fs.groups, uint32(g))
+	}
+	if fs.procSelfFD < 0 {
+		fd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("passfs: open /proc/self/fd (is /proc mounted?): %w", err)
+		}
+		fs.procSelfFD, fs.ownsProcFD = fd, true
 	}
 	if o.XattrMap != nil {
 		host, errno := o.XattrMap.ToHost(nil, []byte("security.capability"))

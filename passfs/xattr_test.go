@@ -173,6 +173,8 @@ func TestXattrMapping(t *testing.T) {
 	_, errno := e.fs.Listxattr(e.ctx(f.NodeID), 3, make([]byte, 3))
 	wantErrno(t, "listxattr into a small buffer", errno, syscall.ERANGE)
 	wantErrno(t, "refused name", e.fs.Setxattr(e.ctx(f.NodeID), &fuse.SetxattrIn{}, cs("user.bad"), []byte("1")), syscall.EPERM)
+	_, errno = e.fs.Getxattr(e.ctx(f.NodeID), cs("user.bad"), 0, nil)
+	wantErrno(t, "getxattr of a refused name", errno, syscall.ENODATA)
 	// CVE-2021-20263: a write drops the remapped security.capability.
 	fh := e.open(f.NodeID, syscall.O_RDWR)
 	e.write(fh, 0, "y")
@@ -180,6 +182,38 @@ func TestXattrMapping(t *testing.T) {
 	if _, err := unix.Getxattr(e.host("f"), "user.guest.security.capability", host); err != unix.ENODATA {
 		t.Fatalf("remapped security.capability survived a write: %v", err)
 	}
+	// So do the other changes of the data: truncate, fallocate, copy_file_range into the file.
+	setCap := func() {
+		t.Helper()
+		if errno := e.fs.Setxattr(e.ctx(f.NodeID), &fuse.SetxattrIn{}, cs("security.capability"), []byte("cap")); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	capGone := func(what string) {
+		t.Helper()
+		if _, err := unix.Getxattr(e.host("f"), "user.guest.security.capability", host); err != unix.ENODATA {
+			t.Errorf("remapped security.capability survived %s: %v", what, err)
+		}
+	}
+	setCap()
+	var attr fuse.AttrOut
+	if errno := e.fs.Setattr(e.ctx(f.NodeID), &fuse.SetattrIn{Valid: fuse.FattrSize, Size: 1}, &attr); errno != 0 {
+		t.Fatal(errno)
+	}
+	capGone("a truncate")
+	fh = e.open(f.NodeID, syscall.O_RDWR)
+	setCap()
+	if errno := e.fs.Fallocate(e.ctx(f.NodeID), &fuse.FallocateIn{Fh: fh, Length: 10}); errno != 0 {
+		t.Fatal(errno)
+	}
+	capGone("fallocate")
+	setCap()
+	var wo fuse.WriteOut
+	if errno := e.fs.CopyFileRange(e.ctx(f.NodeID), &fuse.CopyFileRangeIn{FhIn: fh, NodeIDOut: f.NodeID, FhOut: fh, OffOut: 20, Len: 1}, &wo); errno != 0 {
+		t.Fatal(errno)
+	}
+	capGone("copy_file_range")
+	e.release(fh)
 }
 
 func TestSecurityContextOnCreate(t *testing.T) {

@@ -122,13 +122,12 @@ func TestStackNoOpenCreate(t *testing.T) {
 	if _, err := s.c.Do(fuse.OpRelease, node, 0, fusetest.Bytes(&fuse.ReleaseIn{Fh: 0})); err != nil {
 		t.Errorf("RELEASE fh 0: %v", err)
 	}
-	// CREATE of an existing name without O_EXCL opens it, also with fh 0.
-	again := s.create(fuse.RootID, "new", unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o600)
-	if again.Entry.NodeID != node || again.Open.Fh != 0 {
-		t.Errorf("CREATE of the existing file: node %d fh %d, want node %d fh 0", again.Entry.NodeID, again.Open.Fh, node)
-	}
-	if st := s.lstat("new"); st.Size != 0 {
-		t.Errorf("CREATE O_TRUNC of the existing file left %d bytes", st.Size)
+	// CREATE of an existing name without O_EXCL opens nothing (ESTALE: the guest looks again).
+	_, err := fusetest.Call[createOut](s.c, fuse.OpCreate, fuse.RootID,
+		fusetest.Bytes(&fuse.CreateIn{Flags: unix.O_RDWR | unix.O_CREAT | unix.O_TRUNC, Mode: 0o600}), fusetest.Name("new"))
+	wantErrno(t, "CREATE O_TRUNC of the existing file", err, syscall.ESTALE)
+	if st := s.lstat("new"); st.Size != 7 {
+		t.Errorf("CREATE O_TRUNC of the existing file: %d bytes left, want 7", st.Size)
 	}
 	waitFDs(t, s.host("new"), "idle data fds", func(c fdCount) bool { return c.opens == 0 })
 }
