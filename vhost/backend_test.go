@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -323,6 +324,68 @@ func TestGetVringBaseDoesNotWaitForeverForInflight(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if idx := hs.f.UsedIdx(1); idx != 0 {
 		t.Fatalf("late completion after GET_VRING_BASE reached the used ring (idx %d)", idx)
+	}
+}
+
+// stuckWhileHeld completes asynchronously: never while held is set (a request blocked for good),
+// at once otherwise.
+type stuckWhileHeld struct {
+	held    atomic.Bool
+	stuck   atomic.Int32
+	release chan struct{}
+}
+
+func (s *stuckWhileHeld) Serve(queue int, r *vhost.Request) {
+	if !s.held.Load() {
+		r.Complete(0)
+		return
+	}
+	s.stuck.Add(1)
+	go func() {
+		<-s.release
+		r.Complete(0)
+	}()
+}
+
+// Requests abandoned at GET_VRING_BASE (their handler never returned) belong to the old ring: a
+// full ring of them must not throttle the restarted ring, nor make the next GET_VRING_BASE wait.
+func TestAbandonedRequestsDoNotCountOnTheNextRing(t *testing.T) {
+	h := &stuckWhileHeld{release: make(chan struct{})}
+	h.held.Store(true)
+	defer close(h.release)
+	const size = 8
+	hs := start(t, vhost.Config{StopTimeout: 200 * time.Millisecond}, h, frontend.Options{QueueSize: size, Timeout: 2 * time.Second})
+	f := hs.f
+	gpa, _, err := f.Alloc(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetDesc(1, 0, frontend.Desc{Addr: gpa, Len: 64, Flags: frontend.DescWrite})
+	for range size {
+		f.Publish(1, 0)
+	}
+	f.Kick(1)
+	for deadline := time.Now().Add(5 * time.Second); h.stuck.Load() < size; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests reached the handler after 5 s", h.stuck.Load(), size)
+		}
+	}
+	if base, err := f.GetVringBase(1); err != nil || base != size {
+		t.Fatalf("GET_VRING_BASE = %d, %v; want %d", base, err, size)
+	}
+	h.held.Store(false)
+	if err := f.StartQueue(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Call(1, [][]byte{[]byte("x")}, []int{8}); err != nil {
+		t.Fatalf("a request on the restarted ring: %v", err)
+	}
+	t0 := time.Now()
+	if _, err := f.GetVringBase(1); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d >= 200*time.Millisecond {
+		t.Errorf("the second GET_VRING_BASE took %v: it waited for the first ring's requests", d)
 	}
 }
 

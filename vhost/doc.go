@@ -8,8 +8,11 @@
 //
 // The guest is hostile: every ring address, descriptor, length and index is bounded before use, and
 // a bad chain is returned to the guest with 0 bytes written instead of crashing or hanging the
-// daemon. The front-end is trusted a little more, but malformed messages still only produce an
-// error reply or a closed connection.
+// daemon. Malformed front-end messages only produce an error reply or a closed connection, and the
+// kick and call fds it passes are made non-blocking, so that a pipe or socket in place of an
+// eventfd cannot block a worker. The front-end is trusted not to shrink a memory region's file
+// after mapping it (QEMU seals its memfds against that): a fault on guest memory would crash the
+// daemon.
 //
 // File map: protocol.go (wire constants and payload layouts), conn.go (framing and fd passing),
 // memory.go (guest memory regions), ring.go (split ring layout and atomic index access), walk.go

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"golang.org/x/sys/unix"
 )
 
 // Features this back-end offers.
@@ -232,6 +234,13 @@ func (b *Backend) setVringFD(m *message) error {
 	fd := -1
 	if v&VringFdNoFD == 0 {
 		fd = m.takeFD(0)
+		// QEMU's eventfds are non-blocking already. Anything else (a pipe nobody reads, a
+		// socket) must not block a worker: a call write would block with the queue's lock held,
+		// a kick read that lost a race would never return.
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("queue %d: fd %d: %w", q.index, fd, err)
+		}
 	}
 	switch m.hdr.Request {
 	case ReqSetVringKick:

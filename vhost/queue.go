@@ -43,6 +43,7 @@ type queue struct {
 	// handedBack mirrors epoch for drainers, which check it without the lock before serving each
 	// chain of a batch: chains popped before the ring went back are returned unserved.
 	handedBack atomic.Uint64
+	badChains  atomic.Uint64 // malformed chains seen, to log only some
 
 	// Notification state.
 	batching       bool // worker or helpers are draining: completions only mark pendingSignal
@@ -54,7 +55,7 @@ type queue struct {
 	callBuf        [8]byte
 
 	// Requests.
-	inflight  int
+	inflight  int           // popped and not yet completed, of the current ring (epoch) only
 	throttled bool          // worker stopped popping because inflight reached size
 	drained   chan struct{} // closed when inflight drops to 0 (GET_VRING_BASE waits on it)
 	free      []*Request
@@ -72,7 +73,7 @@ func newQueue(b *Backend, index int) *queue {
 	return q
 }
 
-// isEnabled applies the vhost-user rule: without PROTOCOL_FEATURES rings start enabled, with it
+// isEnabledLocked applies the vhost-user rule: without PROTOCOL_FEATURES rings start enabled, with it
 // they wait for SET_VRING_ENABLE.
 func (q *queue) isEnabledLocked() bool {
 	if q.enabledSet {
@@ -248,6 +249,13 @@ func (q *queue) stopRing() uint16 {
 	defer q.mu.Unlock()
 	q.epoch++
 	q.handedBack.Store(q.epoch)
+	// Requests still in flight (a handler blocked past the stop timeout) no longer count: they
+	// would throttle the next ring, and every later hand-back would wait for them again.
+	q.inflight, q.throttled = 0, false
+	if q.drained != nil {
+		close(q.drained)
+		q.drained = nil
+	}
 	closeFD(&q.kickFD)
 	closeFD(&q.callFD)
 	return q.lastAvail

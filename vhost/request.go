@@ -51,20 +51,24 @@ const (
 // since r was popped) and r to the pool. The caller releases r's memory reference after unlocking.
 func (q *queue) retireLocked(r *Request, written uint32) {
 	r.q, r.mem = nil, nil
-	if r.epoch == q.epoch && q.ringOK {
-		if total := outLen(r.Out); uint64(written) > total {
-			written = uint32(total)
+	// A request popped before the ring was handed back belongs to a ring the front-end owns
+	// again: it is not returned, and it stopped counting as in flight at the hand-back.
+	if r.epoch == q.epoch {
+		if q.ringOK {
+			if total := outLen(r.Out); uint64(written) > total {
+				written = uint32(total)
+			}
+			q.pushUsedLocked(r.head, written)
 		}
-		q.pushUsedLocked(r.head, written)
-	}
-	q.inflight--
-	if q.inflight == 0 && q.drained != nil {
-		close(q.drained)
-		q.drained = nil
-	}
-	if q.throttled {
-		q.throttled = false
-		q.wakeWorker()
+		q.inflight--
+		if q.inflight == 0 && q.drained != nil {
+			close(q.drained)
+			q.drained = nil
+		}
+		if q.throttled {
+			q.throttled = false
+			q.wakeWorker()
+		}
 	}
 	r.In, r.Out = r.In[:0], r.Out[:0]
 	q.free = append(q.free, r)

@@ -188,3 +188,42 @@ func coldWorkers() int {
 	}
 	return n
 }
+
+// A call fd that is a pipe nobody reads fills after some 8,000 notifications. The back-end must not
+// block on it (a write with the queue's lock held would stop every request and GET_VRING_BASE):
+// requests keep completing, and the ring is still handed back.
+func TestCallFDThatIsAFullPipeBlocksNothing(t *testing.T) {
+	hs := start(t, vhost.Config{}, &echo{}, frontend.Options{QueueSize: 64, Timeout: 5 * time.Second})
+	f := hs.f
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	if _, err := f.Request(vhost.ReqSetVringCall, u64(1), []int{p[1]}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[1])
+	gpa, _, err := f.Alloc(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetDesc(1, 0, frontend.Desc{Addr: gpa, Len: 64, Flags: frontend.DescWrite})
+	used := f.UsedIdx(1)
+	const requests = 10000 // the pipe holds 65536 bytes: 8192 notifications
+	for i := range requests {
+		f.Publish(1, 0)
+		f.Kick(1)
+		used++
+		deadline := time.Now().Add(5 * time.Second)
+		for f.UsedIdx(1) != used {
+			if time.Now().After(deadline) {
+				t.Fatalf("request %d of %d not completed after 5 s", i+1, requests)
+			}
+			runtime.Gosched()
+		}
+	}
+	if _, err := f.GetVringBase(1); err != nil {
+		t.Fatalf("GET_VRING_BASE after the pipe filled: %v", err)
+	}
+}

@@ -121,7 +121,9 @@ func (w *worker) run() {
 func (w *worker) lingerOn(d *drainer) {
 	ctl := []unix.PollFd{{Fd: int32(w.ctlFD), Events: unix.POLLIN}}
 	var buf [8]byte
-	for {
+	// current first: a worker that pause gave up on shares ctlFD with its successor and must not
+	// read the successor's stop wake-up.
+	for w.current() {
 		if readable, _ := w.wait(ctl, w.linger); readable {
 			unix.Read(w.ctlFD, buf[:])
 		}
@@ -326,7 +328,9 @@ func (w *worker) serve(d *drainer) {
 			r.In, r.Out = r.In[:0], r.Out[:0]
 			r.Complete(0)
 		} else if r.In, r.Out, err = walkChain(r.mem, d.ring.desc, d.ring.size, r.head, w.indirect, r.In, r.Out); err != nil {
-			q.b.logf("vhost: queue %d: descriptor chain at head %d: %v; returning it with 0 bytes", q.index, r.head, err)
+			if n := q.badChains.Add(1); n <= 10 || n%1000 == 0 { // a guest could flood the log
+				q.b.logf("vhost: queue %d: descriptor chain at head %d: %v; returning it with 0 bytes (bad chain %d)", q.index, r.head, err, n)
+			}
 			r.In, r.Out = r.In[:0], r.Out[:0]
 			r.Complete(0)
 		} else {
