@@ -4,6 +4,7 @@ package passfs
 
 func (fs *FS) NodeCount() int   { return fs.inodes.count() }
 func (fs *FS) HandleCount() int { return fs.handles.count() }
+func (fs *FS) LockFDCount() int { return fs.locks.count() }
 
 // NodeLookups returns a node's lookup count, or -1 if the node does not exist.
 func (fs *FS) NodeLookups(id uint64) int64 {

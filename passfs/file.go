@@ -199,8 +199,9 @@ func (fs *FS) Release(ctx *fuse.Context, in *fuse.ReleaseIn) fuse.Errno {
 	return 0
 }
 
-// Flush closes a duplicate of the handle's fd, which releases the POSIX locks the daemon holds
-// through it, as virtiofsd does on every close() in the guest.
+// Flush drops the closing owner's POSIX locks on the file (lock.go) and closes a duplicate of the
+// handle's fd (what close(2) does to a file on the host), as virtiofsd does on every close() in
+// the guest.
 func (fs *FS) Flush(ctx *fuse.Context, in *fuse.FlushIn) fuse.Errno {
 	if fs.noOpen.Load() {
 		// Files opened without OPEN lack FOPEN_NOFLUSH; ENOSYS stops FLUSH for good, and without
@@ -212,6 +213,7 @@ func (fs *FS) Flush(ctx *fuse.Context, in *fuse.FlushIn) fuse.Errno {
 		return e
 	}
 	defer h.unpin()
+	fs.locks.drop(lockKey{ctx.NodeID, in.LockOwner})
 	r, _, e := unix.Syscall(unix.SYS_DUP, uintptr(h.fd), 0, 0)
 	if e != 0 {
 		return e

@@ -121,18 +121,19 @@ func TestPosixLocksAndFlock(t *testing.T) {
 	f := e.lookup(fuse.RootID, "f")
 	h1 := e.open(f.NodeID, syscall.O_RDWR)
 	h2 := e.open(f.NodeID, syscall.O_RDWR)
+	// Each open as its own lock owner (process): owner h1 through h1, owner h2 through h2.
 	lk := fuse.FileLock{Start: 2, End: 5, Type: unix.F_WRLCK}
-	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: lk}, false); errno != 0 {
+	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Owner: h1, Lk: lk}, false); errno != 0 {
 		t.Fatal(errno)
 	}
 	var out fuse.LkOut
-	if errno := e.fs.Getlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Lk: fuse.FileLock{Start: 0, End: 1<<63 - 1, Type: unix.F_RDLCK}}, &out); errno != 0 {
+	if errno := e.fs.Getlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Owner: h2, Lk: fuse.FileLock{Start: 0, End: 1<<63 - 1, Type: unix.F_RDLCK}}, &out); errno != 0 {
 		t.Fatal(errno)
 	}
 	if out.Lk.Type != unix.F_WRLCK || out.Lk.Start != 2 || out.Lk.End != 5 {
 		t.Fatalf("GETLK from another handle: %+v, want the write lock 2-5", out.Lk)
 	}
-	wantErrno(t, "conflicting SETLK", e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Lk: fuse.FileLock{Start: 4, End: 4, Type: unix.F_RDLCK}}, false), syscall.EAGAIN)
+	wantErrno(t, "conflicting SETLK", e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Owner: h2, Lk: fuse.FileLock{Start: 4, End: 4, Type: unix.F_RDLCK}}, false), syscall.EAGAIN)
 	// The lock is visible on the host too (an OFD lock conflicts with a host process's lock).
 	fd, err := unix.Open(e.host("f"), unix.O_RDWR, 0)
 	if err != nil {
@@ -144,11 +145,14 @@ func TestPosixLocksAndFlock(t *testing.T) {
 		t.Fatalf("host does not see the lock: %+v %v", hostLk, err)
 	}
 	// Unlock, then the other handle gets it.
-	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: fuse.FileLock{Start: 2, End: 5, Type: unix.F_UNLCK}}, false); errno != 0 {
+	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Owner: h1, Lk: fuse.FileLock{Start: 2, End: 5, Type: unix.F_UNLCK}}, false); errno != 0 {
 		t.Fatal(errno)
 	}
-	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Lk: fuse.FileLock{Start: 4, End: 4, Type: unix.F_RDLCK}}, true); errno != 0 {
+	if errno := e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h2, Owner: h2, Lk: fuse.FileLock{Start: 4, End: 4, Type: unix.F_RDLCK}}, true); errno != 0 {
 		t.Fatalf("SETLKW after unlock: %v", errno)
+	}
+	if e.fs.LockFDCount() != 2 {
+		t.Errorf("%d lock fds for two owners", e.fs.LockFDCount())
 	}
 	wantErrno(t, "bad range", e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: fuse.FileLock{Start: 5, End: 2, Type: unix.F_RDLCK}}, false), syscall.EINVAL)
 	wantErrno(t, "bad type", e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h1, Lk: fuse.FileLock{Type: 7}}, false), syscall.EINVAL)
@@ -169,6 +173,14 @@ func TestPosixLocksAndFlock(t *testing.T) {
 	}
 	if errno := fl(h2, unix.F_RDLCK, true); errno != 0 {
 		t.Fatal(errno)
+	}
+	for _, h := range []uint64{h1, h2} {
+		if errno := e.fs.Flush(e.ctx(f.NodeID), &fuse.FlushIn{Fh: h, LockOwner: h}); errno != 0 {
+			t.Fatal(errno)
+		}
+	}
+	if e.fs.LockFDCount() != 0 {
+		t.Errorf("%d lock fds after both owners closed", e.fs.LockFDCount())
 	}
 	e.release(h1)
 	e.release(h2)
@@ -332,4 +344,24 @@ func TestReaddirplus(t *testing.T) {
 		t.Fatalf("node count %d after forgetting, want %d", e.fs.NodeCount(), base)
 	}
 	e.fs.Releasedir(e.ctx(fuse.RootID), &fuse.ReleaseIn{Fh: fh})
+}
+
+// The lock owner is the guest's number: an fd per owner is bounded.
+func TestLockOwnersAreBounded(t *testing.T) {
+	e := newEnv(t, nil)
+	e.writeHost("f", "x")
+	f := e.lookup(fuse.RootID, "f")
+	h := e.open(f.NodeID, syscall.O_RDWR)
+	var errno fuse.Errno
+	owners := 0
+	for ; owners <= 5000 && errno == 0; owners++ {
+		errno = e.fs.Setlk(e.ctx(f.NodeID), &fuse.LkIn{Fh: h, Owner: uint64(owners), Lk: fuse.FileLock{Start: uint64(owners), End: uint64(owners), Type: unix.F_RDLCK}}, false)
+	}
+	if errno != syscall.ENOLCK || owners > 4097 {
+		t.Fatalf("owner %d: %v; want ENOLCK after at most 4096 owners", owners, errno)
+	}
+	e.fs.Destroy()
+	if e.fs.LockFDCount() != 0 {
+		t.Errorf("%d lock fds after DESTROY", e.fs.LockFDCount())
+	}
 }

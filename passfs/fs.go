@@ -25,6 +25,7 @@ type FS struct {
 
 	inodes  *inodeTable
 	handles *handleTable
+	locks   lockTable // POSIX locks' fds, one per (node, lock owner)
 
 	useHandles bool     // nodes get file handles (filehandles.go); fixed after New
 	mounts     mountFDs // mount fds for open_by_handle_at
@@ -115,6 +116,7 @@ func New(o Options) (*FS, error) {
 func (fs *FS) Close() error {
 	fs.closeOnce.Do(func() {
 		fs.dataNodes.close()
+		fs.locks.dropAll()
 		fs.handles.removeAll()
 		fs.inodes.dropAllBut(0)
 		fs.mounts.closeAll()
@@ -155,6 +157,7 @@ func (fs *FS) openFlags(dir bool) uint32 {
 // Destroy forgets every node but the root and closes every handle: the guest unmounted, and a new
 // mount starts with a new INIT.
 func (fs *FS) Destroy() {
+	fs.locks.dropAll()
 	fs.handles.removeAll()
 	fs.inodes.dropAllBut(fuse.RootID)
 }

@@ -2,6 +2,7 @@ package passfs
 
 import (
 	"math"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -9,9 +10,105 @@ import (
 	"github.com/uvfsd/uvfsd/fuse"
 )
 
-// POSIX locks are taken as open file description (OFD) locks on the handle's fd: owned by the
-// handle rather than by the daemon process, so locks of different guest opens conflict as they
-// would locally, and closing the handle drops them. flock() locks use flock(2) on the handle.
+// POSIX locks belong to a lock owner (a guest process's files) and a file: closing any of the
+// owner's fds to the file drops all of them (the guest sends FLUSH with the owner). passfs takes
+// them as open file description (OFD) locks on an fd of their own per (node, owner), like the C
+// virtiofsd: so different owners conflict even through one shared handle (after fork), one owner's
+// locks do not conflict across its handles, and FLUSH drops an owner's locks by closing its fd.
+// flock() locks belong to an open file and use flock(2) on the handle.
+
+// maxLockOwners bounds the lock fds: the owner is the guest's number, so it could ask for an fd per
+// number.
+const maxLockOwners = 4096
+
+type lockKey struct{ node, owner uint64 }
+
+// lockFD is one owner's fd to one file. pins: 1 for the table, 1 per running lock request.
+type lockFD struct {
+	fd   int
+	pins int
+}
+
+// lockTable holds the lock fds.
+type lockTable struct {
+	mu  sync.Mutex
+	fds map[lockKey]*lockFD
+}
+
+// get returns the owner's lock fd for the node, pinned, opening it from the handle's fd if it has
+// none yet (create false: only an existing one, else nil).
+func (t *lockTable) get(fs *FS, key lockKey, h *handle, create bool) (*lockFD, fuse.Errno) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.fds[key]; l != nil {
+		l.pins++
+		return l, 0
+	}
+	if !create {
+		return nil, 0
+	}
+	if len(t.fds) >= maxLockOwners {
+		return nil, syscall.ENOLCK
+	}
+	var name fdName
+	// Read-write, so that one fd serves both lock types; a file only readable gets the
+	// handle's own access mode.
+	fd, e := fs.openat(fs.procSelfFD, name.of(h.fd), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if e != 0 {
+		flags, err := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
+		if err != nil {
+			return nil, errnoOf(err)
+		}
+		if fd, e = fs.openat(fs.procSelfFD, name.of(h.fd), flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0); e != 0 {
+			return nil, e
+		}
+	}
+	if t.fds == nil {
+		t.fds = map[lockKey]*lockFD{}
+	}
+	l := &lockFD{fd: fd, pins: 2}
+	t.fds[key] = l
+	return l, 0
+}
+
+func (t *lockTable) unpinLocked(l *lockFD) {
+	if l.pins--; l.pins == 0 {
+		unix.Close(l.fd)
+	}
+}
+
+func (t *lockTable) unpin(l *lockFD) {
+	t.mu.Lock()
+	t.unpinLocked(l)
+	t.mu.Unlock()
+}
+
+// drop closes the owner's lock fd for the node (once no request uses it), which releases its
+// locks.
+func (t *lockTable) drop(key lockKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.fds[key]; l != nil {
+		delete(t.fds, key)
+		t.unpinLocked(l)
+	}
+}
+
+// dropAll drops every owner's locks (DESTROY, Close).
+func (t *lockTable) dropAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for key, l := range t.fds {
+		delete(t.fds, key)
+		t.unpinLocked(l)
+	}
+}
+
+func (t *lockTable) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.fds)
+}
 
 // toFlock converts a FUSE lock range [Start, End] to a struct flock.
 func toFlock(l *fuse.FileLock) (unix.Flock_t, fuse.Errno) {
@@ -57,7 +154,18 @@ func (fs *FS) Getlk(ctx *fuse.Context, in *fuse.LkIn, out *fuse.LkOut) fuse.Errn
 	if e != 0 {
 		return e
 	}
-	if err := unix.FcntlFlock(uintptr(h.fd), unix.F_OFD_GETLK, &fl); err != nil {
+	// The owner's own locks never conflict: ask through its fd. An owner without one holds no
+	// locks, and the handle's fd holds none either.
+	fd := h.fd
+	l, e := fs.locks.get(fs, lockKey{ctx.NodeID, in.Owner}, h, false)
+	if e != 0 {
+		return e
+	}
+	if l != nil {
+		defer fs.locks.unpin(l)
+		fd = l.fd
+	}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &fl); err != nil {
 		return errnoOf(err)
 	}
 	fromFlock(&fl, &out.Lk)
@@ -78,12 +186,17 @@ func (fs *FS) Setlk(ctx *fuse.Context, in *fuse.LkIn, wait bool) fuse.Errno {
 	if e != 0 {
 		return e
 	}
+	l, e := fs.locks.get(fs, lockKey{ctx.NodeID, in.Owner}, h, fl.Type != unix.F_UNLCK)
+	if e != 0 || l == nil { // no fd: the owner holds nothing to unlock
+		return e
+	}
+	defer fs.locks.unpin(l)
 	cmd := unix.F_OFD_SETLK
 	if wait {
 		cmd = unix.F_OFD_SETLKW
 	}
 	for {
-		err := unix.FcntlFlock(uintptr(h.fd), cmd, &fl)
+		err := unix.FcntlFlock(uintptr(l.fd), cmd, &fl)
 		if err != syscall.EINTR {
 			return errnoOf(err)
 		}

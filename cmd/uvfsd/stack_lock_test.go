@@ -20,9 +20,20 @@ func wholeFile(typ uint32) fuse.FileLock {
 	return fuse.FileLock{Start: 0, End: math.MaxInt64, Type: typ}
 }
 
+// setlk locks through handle fh as lock owner fh (as if each open belonged to its own process).
 func (s *stack) setlk(op fuse.Opcode, node, fh uint64, lk fuse.FileLock, flags uint32) error {
-	in := fuse.LkIn{Fh: fh, Owner: fh, Lk: lk, LkFlags: flags}
+	return s.setlkAs(op, node, fh, fh, lk, flags)
+}
+
+func (s *stack) setlkAs(op fuse.Opcode, node, fh, owner uint64, lk fuse.FileLock, flags uint32) error {
+	in := fuse.LkIn{Fh: fh, Owner: owner, Lk: lk, LkFlags: flags}
 	_, err := s.c.Do(op, node, 0, fusetest.Bytes(&in))
+	return err
+}
+
+// flush is the guest's close(2) by lock owner owner.
+func (s *stack) flush(node, fh, owner uint64) error {
+	_, err := s.c.Do(fuse.OpFlush, node, 0, fusetest.Bytes(&fuse.FlushIn{Fh: fh, LockOwner: owner}))
 	return err
 }
 
@@ -114,12 +125,52 @@ func TestStackPosixLocks(t *testing.T) {
 	if got := getlk(fh1, fuse.FileLock{Start: 0, End: 0, Type: unix.F_RDLCK}).Lk; got.Type != unix.F_WRLCK {
 		t.Errorf("GETLK from the first open reports %+v, want the second open's lock", got)
 	}
-	// Releasing the handle drops its OFD lock.
-	s.release(node, fh2)
-	if fl := hostLock(t, s.host("locked")); fl.Type != unix.F_UNLCK {
-		t.Errorf("host still sees lock %+v after RELEASE", fl)
+	// The guest's close(2) sends FLUSH with the closing owner: its locks go.
+	if err := s.flush(node, fh2, fh2); err != nil {
+		t.Fatal(err)
 	}
+	if fl := hostLock(t, s.host("locked")); fl.Type != unix.F_UNLCK {
+		t.Errorf("host still sees lock %+v after FLUSH", fl)
+	}
+	s.release(node, fh2)
 	s.release(node, fh1)
+}
+
+// POSIX locks belong to a lock owner (a guest process), not to an open file: two owners sharing one
+// open file (a parent and its child after fork) conflict, one owner's opens share its locks, and
+// closing any of the owner's fds (FLUSH) drops all of them but not another owner's.
+func TestStackPosixLocksFollowTheOwner(t *testing.T) {
+	s := newStack(t, withFlags("--posix-lock"))
+	o := s.create(fuse.RootID, "locked", unix.O_RDWR|unix.O_CREAT, 0o644)
+	node, shared := o.Entry.NodeID, o.Open.Fh
+	other := s.open(node, unix.O_RDWR)
+	const parent, child = 101, 102
+	if err := s.setlkAs(fuse.OpSetlk, node, shared, parent, fuse.FileLock{Start: 0, End: 9, Type: unix.F_WRLCK}, 0); err != nil {
+		t.Fatal(err)
+	}
+	wantErrno(t, "the child's lock through the same open file", s.setlkAs(fuse.OpSetlk, node, shared, child, fuse.FileLock{Start: 5, End: 5, Type: unix.F_WRLCK}, 0), syscall.EAGAIN)
+	if err := s.setlkAs(fuse.OpSetlk, node, other, parent, fuse.FileLock{Start: 5, End: 14, Type: unix.F_WRLCK}, 0); err != nil {
+		t.Errorf("the parent's lock through its other open: %v (its own locks must not conflict)", err)
+	}
+	if err := s.setlkAs(fuse.OpSetlk, node, shared, child, fuse.FileLock{Start: 20, End: 29, Type: unix.F_WRLCK}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The parent closes its other fd: all its locks go, the child's stay.
+	if err := s.flush(node, other, parent); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.setlkAs(fuse.OpSetlk, node, shared, child, fuse.FileLock{Start: 0, End: 14, Type: unix.F_WRLCK}, 0); err != nil {
+		t.Errorf("the child's lock after the parent's close: %v", err)
+	}
+	wantErrno(t, "the parent's lock on the child's range", s.setlkAs(fuse.OpSetlk, node, shared, parent, fuse.FileLock{Start: 25, End: 25, Type: unix.F_RDLCK}, 0), syscall.EAGAIN)
+	if err := s.flush(node, shared, child); err != nil {
+		t.Fatal(err)
+	}
+	if fl := hostLock(t, s.host("locked")); fl.Type != unix.F_UNLCK {
+		t.Errorf("host still sees lock %+v after both owners closed", fl)
+	}
+	s.release(node, other)
+	s.release(node, shared)
 }
 
 func TestStackFlock(t *testing.T) {
