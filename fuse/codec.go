@@ -20,8 +20,10 @@ const (
 	// maxRequest bounds every request but WRITE, whose payload is never copied: the largest is
 	// SETXATTR (header, struct, name, a 64 KiB value) plus request extensions.
 	maxRequest = 128 << 10
-	// maxReaddir bounds a READDIR reply buffer (the kernel asks for a page or a few).
-	maxReaddir = 1 << 20
+	// maxReaddir bounds a READDIR reply buffer (the kernel asks for a page or a few; a shorter
+	// reply than asked is fine). Each request slot keeps its buffer, so a guest with a ring's
+	// worth of READDIRs in flight pins this much per slot.
+	maxReaddir = 128 << 10
 )
 
 // sizeOf returns the encoded size of a wire struct.
