@@ -33,7 +33,9 @@ func sizeOf[T any]() int {
 }
 
 // argAt returns the struct of type T that starts at b[off:], or nil if b is too short. The scratch
-// buffers it is used on are 8-byte aligned and every FUSE struct starts at a multiple of 8.
+// buffers it is used on are 8-byte aligned, and FUSE structs start at multiples of 8 except the
+// request extensions, which follow an unpadded name: plain unaligned loads, which amd64 and arm64
+// do (nothing here is accessed atomically).
 func argAt[T any](b []byte, off int) *T {
 	if off < 0 || off+sizeOf[T]() > len(b) {
 		return nil
