@@ -54,7 +54,17 @@ func enterStage2(p Paths) (*State, error) {
 		return nil, err
 	}
 	parent, _ := strconv.Atoi(os.Getenv(envParent))
-	for _, k := range []string{envStage, envPipes, envParent} {
+	if s := os.Getenv(envFiles); s != "" {
+		for _, f := range strings.Split(s, ",") {
+			fd, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("%s=%q: %w", envFiles, s, err)
+			}
+			unix.CloseOnExec(fd) // the daemon does not pass them on
+			inherited = append(inherited, os.NewFile(uintptr(fd), "inherited"))
+		}
+	}
+	for _, k := range []string{envStage, envPipes, envParent, envFiles} {
 		os.Unsetenv(k)
 	}
 	defer in.Close()

@@ -15,7 +15,19 @@ const (
 	envStage  = "_UVFSD_USERNS_STAGE"  // "1" or "2"
 	envPipes  = "_UVFSD_USERNS_PIPES"  // "IN,OUT" fds of the handshake
 	envParent = "_UVFSD_USERNS_PARENT" // pid of stage 0, for the orphan check
+	envFiles  = "_UVFSD_USERNS_FILES"  // fds of Options.Files in the child, comma separated
 )
+
+// InChild reports whether this process is a re-exec'ed stage (Enter has not returned yet there:
+// call it before Enter).
+func InChild() bool { return os.Getenv(envStage) != "" }
+
+// inherited holds the Options.Files stage 0 passed, once stage 2 has read envFiles.
+var inherited []*os.File
+
+// InheritedFiles returns, in a re-exec'ed child after Enter, the files the original process passed
+// in Options.Files, in their order; elsewhere nil.
+func InheritedFiles() []*os.File { return inherited }
 
 // Enter must be called first thing in main, with the same arguments in
 // every stage. In the original process of a non-root user it does not
@@ -40,14 +52,16 @@ func Enter(o Options) (*State, error) {
 		if !o.MountNamespace {
 			return currentState(p)
 		}
-		return nil, exitWith(runParent(p, nil))
+		code, err := runParent(p, nil, o.Files)
+		return nil, exitWith(o, code, err)
 	}
 
 	plans, err := planUserNamespace(o, p)
 	if err != nil {
 		return nil, err
 	}
-	return nil, exitWith(runParent(p, plans))
+	code, err := runParent(p, plans, o.Files)
+	return nil, exitWith(o, code, err)
 }
 
 // planUserNamespace checks that a user namespace is possible and picks
@@ -74,9 +88,12 @@ func planUserNamespace(o Options, p Paths) ([]mapPlan, error) {
 
 // exitWith ends stage 0 with the child's exit code, or returns the
 // error that kept the child from running.
-func exitWith(code int, err error) error {
+func exitWith(o Options, code int, err error) error {
 	if err != nil {
 		return fmt.Errorf("starting uvfsd in a namespace: %w", err)
+	}
+	if o.AtExit != nil {
+		o.AtExit()
 	}
 	os.Exit(code)
 	return nil

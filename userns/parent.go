@@ -21,7 +21,7 @@ var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGH
 // namespace when plans are given, else only a mount namespace), writes
 // the maps, forwards signals, and returns the child's exit code. An
 // error means the child never got to run the daemon.
-func runParent(p Paths, plans []mapPlan) (int, error) {
+func runParent(p Paths, plans []mapPlan, files []*os.File) (int, error) {
 	toChildR, toChildW, err := os.Pipe()
 	if err != nil {
 		return 0, fmt.Errorf("handshake pipe: %w", err)
@@ -34,7 +34,7 @@ func runParent(p Paths, plans []mapPlan) (int, error) {
 	}
 	defer fromChildR.Close()
 
-	cmd := childCommand(plans != nil, toChildR, fromChildW)
+	cmd := childCommand(plans != nil, files, toChildR, fromChildW)
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, forwardedSignals...)
 	defer signal.Stop(sigc)
@@ -55,6 +55,9 @@ func runParent(p Paths, plans []mapPlan) (int, error) {
 	err = <-startc
 	toChildR.Close()
 	fromChildW.Close()
+	for _, f := range files {
+		f.Close() // the child has its own: this process must not keep a socket listening
+	}
 	if err != nil {
 		if plans != nil {
 			return 0, explainCloneError(p, err)
@@ -82,18 +85,26 @@ func runParent(p Paths, plans []mapPlan) (int, error) {
 }
 
 // childCommand re-execs this program as stage 1 (user namespace) or
-// directly as stage 2 (mount namespace only: nothing to wait for).
-func childCommand(userNS bool, toChild, fromChild *os.File) *exec.Cmd {
+// directly as stage 2 (mount namespace only: nothing to wait for). The
+// child gets files at fds 3, 4, ... and the handshake pipes after them;
+// every other fd of this process is close-on-exec (Go opens them so), so
+// an inherited fd the user passed (--fd) must be among files.
+func childCommand(userNS bool, files []*os.File, toChild, fromChild *os.File) *exec.Cmd {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.ExtraFiles = []*os.File{toChild, fromChild} // fds 3 and 4
+	cmd.ExtraFiles = append(append([]*os.File(nil), files...), toChild, fromChild)
+	fds := make([]string, len(files))
+	for i := range files {
+		fds[i] = strconv.Itoa(3 + i)
+	}
+	pipes := fmt.Sprintf("%d,%d", 3+len(files), 4+len(files))
 	stage, flags := "2", uintptr(syscall.CLONE_NEWNS)
 	if userNS {
 		stage, flags = "1", flags|syscall.CLONE_NEWUSER
 	}
 	cmd.Env = append(withoutMarkers(os.Environ()),
-		envStage+"="+stage, envPipes+"=3,4", envParent+"="+strconv.Itoa(os.Getpid()))
+		envStage+"="+stage, envPipes+"="+pipes, envFiles+"="+strings.Join(fds, ","), envParent+"="+strconv.Itoa(os.Getpid()))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	return cmd
 }
@@ -101,7 +112,8 @@ func childCommand(userNS bool, toChild, fromChild *os.File) *exec.Cmd {
 func withoutMarkers(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, envStage+"=") && !strings.HasPrefix(kv, envPipes+"=") && !strings.HasPrefix(kv, envParent+"=") {
+		if !strings.HasPrefix(kv, envStage+"=") && !strings.HasPrefix(kv, envPipes+"=") &&
+			!strings.HasPrefix(kv, envParent+"=") && !strings.HasPrefix(kv, envFiles+"=") {
 			out = append(out, kv)
 		}
 	}

@@ -23,6 +23,13 @@ type Options struct {
 	Stderr io.Writer
 	// Paths overrides the system files consulted; nil means DefaultPaths.
 	Paths *Paths
+	// Files are passed to a re-exec'ed child, which finds them with InheritedFiles; Enter closes
+	// them in this process once the child has them. Where no re-exec happens, Enter leaves them
+	// alone.
+	Files []*os.File
+	// AtExit runs in the original process before it exits with the child's status (after a
+	// re-exec), e.g. to remove what it made for the child.
+	AtExit func()
 }
 
 func (o Options) paths() Paths {

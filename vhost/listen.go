@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Listen creates a unix listening socket at path. It refuses to touch a socket a live daemon is
+// Listen creates a unix listening socket at path (OpenSocketFile then records it for removal). It refuses to touch a socket a live daemon is
 // listening on, replaces a stale socket file left by a crashed one, and refuses to delete anything
 // that is not a socket. With a non-empty group the socket is chgrp'ed to it and made mode 0660 so
 // members of the group (e.g. the user running QEMU) can connect.
@@ -113,6 +113,51 @@ func chgrpSocket(path, group string) error {
 	return nil
 }
 
+// SocketFile is a socket's name held through an fd of its directory, so that the daemon removes
+// the socket it made, and only that, even after a chroot or pivot_root has given its path another
+// meaning (a path inside the share).
+type SocketFile struct {
+	mu       sync.Mutex
+	dirFD    int // -1 once removed
+	name     string
+	dev, ino uint64
+}
+
+// OpenSocketFile records the socket now at path (which must be one) for a later Remove.
+func OpenSocketFile(path string) (*SocketFile, error) {
+	dirFD, err := unix.Open(filepath.Dir(path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the socket's directory: %w", err)
+	}
+	s := &SocketFile{dirFD: dirFD, name: filepath.Base(path)}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirFD, s.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		unix.Close(dirFD)
+		return nil, fmt.Errorf("socket %s: not found after creating it (%v)", path, err)
+	}
+	s.dev, s.ino = st.Dev, st.Ino
+	return s, nil
+}
+
+// Remove unlinks the socket if its name still holds it (not a socket made there since). It is
+// safe to call more than once, concurrently, and on nil.
+func (s *SocketFile) Remove() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirFD < 0 {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(s.dirFD, s.name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == s.dev && st.Ino == s.ino {
+		unix.Unlinkat(s.dirFD, s.name, 0)
+	}
+	unix.Close(s.dirFD)
+	s.dirFD = -1
+}
+
 // ListenerFromFD wraps an inherited listening unix socket (--fd). The fd is owned by the
 // returned listener afterwards.
 func ListenerFromFD(fd int) (*net.UnixListener, error) {
@@ -123,31 +168,38 @@ func ListenerFromFD(fd int) (*net.UnixListener, error) {
 	if accepting == 0 {
 		return nil, fmt.Errorf("--fd %d is a socket but not listening; pass a bound unix socket after listen(2)", fd)
 	}
-	f := os.NewFile(uintptr(fd), "vhost-user-listener")
-	defer f.Close() // FileListener dups it
-	l, err := net.FileListener(f)
+	l, err := ListenerFromFile(os.NewFile(uintptr(fd), "vhost-user-listener"))
 	if err != nil {
 		return nil, fmt.Errorf("--fd %d: %w", fd, err)
+	}
+	return l, nil
+}
+
+// ListenerFromFile makes a listener of a listening unix socket's file (which it closes: the
+// listener has its own fd).
+func ListenerFromFile(f *os.File) (*net.UnixListener, error) {
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, err
 	}
 	ul, ok := l.(*net.UnixListener)
 	if !ok {
 		l.Close()
-		return nil, fmt.Errorf("--fd %d is a %T, not a unix socket", fd, l)
+		return nil, fmt.Errorf("a %T, not a unix socket", l)
 	}
 	ul.SetUnlinkOnClose(false)
 	return ul, nil
 }
 
 // ServeListener accepts exactly one front-end, stops listening, and serves it until it
-// disconnects, like the Rust virtiofsd: the daemon then exits and removes its socket
-// (removePath, if non-empty). A disconnect returns nil.
+// disconnects, like the Rust virtiofsd: the daemon then exits and removes its socket (sock, if
+// not nil). A disconnect returns nil.
 //
 // A connection that closes before sending any message is not a front-end: it is another uvfsd
 // (or a user) checking whether the socket is in use, and the daemon keeps listening.
-func (b *Backend) ServeListener(l *net.UnixListener, removePath string) error {
-	if removePath != "" {
-		defer os.Remove(removePath)
-	}
+func (b *Backend) ServeListener(l *net.UnixListener, sock *SocketFile) error {
+	defer sock.Remove()
 	var closeOnce sync.Once
 	stopListening := func() { closeOnce.Do(func() { l.Close() }) }
 	defer stopListening()

@@ -199,10 +199,60 @@ func serveEchoOnSocket(t *testing.T) (path string, done <-chan error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sock, err := vhost.OpenSocketFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := vhost.NewBackend(vhost.Config{}, &echo{})
 	served := make(chan error, 1)
-	go func() { served <- b.ServeListener(l, path) }()
+	go func() { served <- b.ServeListener(l, sock) }()
 	return path, served
+}
+
+// The socket is removed through its directory's fd, so a chroot cannot redirect the removal to
+// another file; a file made at the name since is not the daemon's and stays.
+func TestSocketFileRemovesOnlyItsSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	sock, err := vhost.OpenSocketFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.Rename(dir, moved); err != nil { // the path now names nothing, as after a chroot
+		t.Fatal(err)
+	}
+	sock.Remove()
+	if _, err := os.Lstat(filepath.Join(moved, "vfs.sock")); !os.IsNotExist(err) {
+		t.Errorf("the socket survived Remove: %v", err)
+	}
+	sock.Remove() // again: nothing happens
+
+	path2 := filepath.Join(t.TempDir(), "vfs.sock")
+	l2, err := vhost.Listen(path2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	sock2, err := vhost.OpenSocketFile(path2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path2); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path2, []byte("someone else's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock2.Remove()
+	if b, err := os.ReadFile(path2); err != nil || string(b) != "someone else's" {
+		t.Errorf("Remove deleted a file made at the name since: %q, %v", b, err)
+	}
 }
 
 func TestServeListenerServesOneFrontendThenRemovesSocket(t *testing.T) {

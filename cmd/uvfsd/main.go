@@ -98,13 +98,38 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 
+	// The socket is made (or, with --fd, taken over) by the process the user started, before any
+	// namespace or sandbox: --socket-group names a host group there, and that process, which no
+	// sandbox confines, removes the socket at the end. A re-exec'ed child inherits it.
+	var listenerFile *os.File
+	var sock *vhost.SocketFile
+	var pass []*os.File
+	if !userns.InChild() {
+		if listenerFile, sock, err = listen(cfg); err != nil {
+			return err
+		}
+		defer sock.Remove() // on every way out of this process but a re-exec's (AtExit)
+		pass = []*os.File{listenerFile}
+	}
 	// Non-root: this re-execs into a user namespace and, in the original process, exits with
 	// the child's status.
 	st, err := userns.Enter(userns.Options{UIDMap: uidMap, GIDMap: gidMap,
-		MountNamespace: cfg.Sandbox == userns.SandboxNamespace})
+		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, Files: pass, AtExit: sock.Remove})
 	if err != nil {
 		return err
 	}
+	if listenerFile == nil {
+		files := userns.InheritedFiles()
+		if len(files) != 1 {
+			return fmt.Errorf("internal error: the re-exec'ed daemon inherited %d files, want the listening socket", len(files))
+		}
+		listenerFile = files[0]
+	}
+	listener, err := vhost.ListenerFromFile(listenerFile)
+	if err != nil {
+		return fmt.Errorf("the vhost-user socket: %w", err)
+	}
+	removeSocketOnSignal(sock, lg)
 	lg.debugf("user namespace: %v; uid_map %q; gid_map %q; invoking user %d:%d",
 		st.InNamespace, st.UIDs.String(), st.GIDs.String(), st.HostUID, st.HostGID)
 	uids, gids, err := idMappers(cfg, st, uidRules, gidRules)
@@ -112,15 +137,8 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 
-	// The socket lives outside the share, so it is created before the sandbox closes it off.
-	listener, socketPath, err := listen(cfg)
-	if err != nil {
-		return err
-	}
-	removeSocketOnSignal(socketPath, lg)
 	jail, err := userns.Sandbox(cfg.Sandbox, cfg.SharedDir)
 	if err != nil {
-		os.Remove(socketPath)
 		return err
 	}
 	raiseNofile(cfg.RlimitNofile, lg)
@@ -150,8 +168,8 @@ func serve(cfg *Config, lg *logger) error {
 		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, lg)
-	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg, socketPath))
-	if err := backend.ServeListener(listener, socketPath); err != nil {
+	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg))
+	if err := backend.ServeListener(listener, sock); err != nil {
 		return err
 	}
 	lg.infof("front-end disconnected; exiting")
@@ -311,32 +329,47 @@ func checkSharedDir(dir string) error {
 }
 
 // listen opens the vhost-user socket (or adopts the inherited one).
-func listen(cfg *Config) (*net.UnixListener, string, error) {
+// listen returns the listening socket as a file (to pass to a re-exec'ed child or to listen on),
+// and, when this process made it (--socket-path), the socket's name for its removal.
+func listen(cfg *Config) (*os.File, *vhost.SocketFile, error) {
+	var l *net.UnixListener
+	var sock *vhost.SocketFile
+	var err error
 	if cfg.FD >= 0 {
-		l, err := vhost.ListenerFromFD(cfg.FD)
-		return l, "", err
+		l, err = vhost.ListenerFromFD(cfg.FD)
+	} else if l, err = vhost.Listen(cfg.SocketPath, cfg.SocketGroup); err == nil {
+		if sock, err = vhost.OpenSocketFile(cfg.SocketPath); err != nil {
+			l.Close()
+			os.Remove(cfg.SocketPath)
+		}
 	}
-	l, err := vhost.Listen(cfg.SocketPath, cfg.SocketGroup)
-	return l, cfg.SocketPath, err
+	if err != nil {
+		return nil, nil, err
+	}
+	defer l.Close() // the file is a duplicate
+	f, err := l.File()
+	if err != nil {
+		sock.Remove()
+		return nil, nil, fmt.Errorf("the vhost-user socket: %w", err)
+	}
+	return f, sock, nil
 }
 
-func describeSocket(cfg *Config, path string) string {
-	if path == "" {
+func describeSocket(cfg *Config) string {
+	if cfg.SocketPath == "" {
 		return fmt.Sprintf("inherited fd %d", cfg.FD)
 	}
-	return path
+	return cfg.SocketPath
 }
 
-// removeSocketOnSignal removes the socket when the daemon is told to stop, so that the next start
-// finds no stale file.
-func removeSocketOnSignal(path string, lg *logger) {
+// removeSocketOnSignal removes the socket (sock: nil in a re-exec'ed child, whose original
+// process removes it) when the daemon is told to stop, so that the next start finds no stale file.
+func removeSocketOnSignal(sock *vhost.SocketFile, lg *logger) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		sig := <-ch
-		if path != "" {
-			os.Remove(path)
-		}
+		sock.Remove()
 		lg.infof("%v: exiting", sig)
 		os.Exit(0)
 	}()
