@@ -13,7 +13,7 @@ import (
 func TestDropCapabilitiesCgoWarning(t *testing.T) {
 	var stderr bytes.Buffer
 	cgo := func(trap, a1, a2, a3 uintptr) (uintptr, uintptr, syscall.Errno) { return 0, 0, syscall.ENOTSUP }
-	if err := dropCapabilitiesOrWarn(&stderr, 40, cgo); err != nil {
+	if err := dropCapabilitiesOrWarn(&stderr, 40, cgo, KeptCapabilities); err != nil {
 		t.Fatalf("cgo build: %v, want only a warning", err)
 	}
 	if !strings.Contains(stderr.String(), "CGO_ENABLED=0") {
@@ -36,14 +36,14 @@ func TestDropCapabilitiesCalls(t *testing.T) {
 		}
 		return 0, 0, 0
 	}
-	if err := dropCapabilities(40, fake); err != nil {
+	if err := dropCapabilities(40, fake, KeptCapabilities); err != nil {
 		t.Fatal(err)
 	}
 	if len(dropped) != 41-len(KeptCapabilities) {
 		t.Errorf("dropped %d capabilities from the bounding set, want %d", len(dropped), 41-len(KeptCapabilities))
 	}
 	for _, c := range dropped {
-		if keptMask()&(1<<c) != 0 {
+		if capMask(KeptCapabilities)&(1<<c) != 0 {
 			t.Errorf("dropped kept capability %d", c)
 		}
 	}
@@ -52,12 +52,12 @@ func TestDropCapabilitiesCalls(t *testing.T) {
 	if err := unix.Capget(&hdr, &cur[0]); err != nil {
 		t.Fatal(err)
 	}
-	want := (uint64(cur[1].Permitted)<<32 | uint64(cur[0].Permitted)) & keptMask()
+	want := (uint64(cur[1].Permitted)<<32 | uint64(cur[0].Permitted)) & capMask(KeptCapabilities)
 	if capsetEff != want || capsetPrm != want {
 		t.Errorf("capset effective %#x permitted %#x, want %#x", capsetEff, capsetPrm, want)
 	}
 	failing := func(trap, a1, a2, a3 uintptr) (uintptr, uintptr, syscall.Errno) { return 0, 0, syscall.EIO }
-	if err := dropCapabilities(40, failing); err == nil || !strings.Contains(err.Error(), "bounding set") {
+	if err := dropCapabilities(40, failing, KeptCapabilities); err == nil || !strings.Contains(err.Error(), "bounding set") {
 		t.Errorf("failing prctl: %v", err)
 	}
 }

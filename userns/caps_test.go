@@ -1,9 +1,12 @@
 package userns_test
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/uvfsd/uvfsd/userns"
 )
@@ -45,5 +48,24 @@ func TestDropCapabilities(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestModifiedCapabilities(t *testing.T) {
+	keep, err := userns.ModifiedCapabilities("+sys_admin:-chown:-MKNOD:+CAP_DAC_READ_SEARCH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(c int) bool { return slices.Contains(keep, c) }
+	if !has(unix.CAP_SYS_ADMIN) || !has(unix.CAP_DAC_READ_SEARCH) || has(unix.CAP_CHOWN) || has(unix.CAP_MKNOD) || !has(unix.CAP_SETUID) {
+		t.Errorf("ModifiedCapabilities = %v", keep)
+	}
+	if keep, err := userns.ModifiedCapabilities(""); err != nil || !slices.Equal(keep, userns.KeptCapabilities) {
+		t.Errorf("no modification: %v, %v", keep, err)
+	}
+	for _, bad := range []string{"sys_admin", "+", "+nope", "+chown:", "*chown"} {
+		if _, err := userns.ModifiedCapabilities(bad); err == nil {
+			t.Errorf("ModifiedCapabilities(%q) accepted", bad)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/pflag"
 
+	"github.com/uvfsd/uvfsd/userns"
 	"github.com/uvfsd/uvfsd/vhost"
 )
 
@@ -689,16 +690,12 @@ func checkIDs(fields []string) error {
 	return nil
 }
 
-// modcapsValue checks the shape of "+cap:-cap…"; the sandbox code resolves
-// the names.
+// modcapsValue takes "+cap:-cap…" with known capability names.
 type modcapsValue struct{ target *string }
 
 func (v *modcapsValue) Set(s string) error {
-	for _, item := range strings.Split(s, ":") {
-		name := strings.TrimLeft(item, "+-")
-		if len(item)-len(name) != 1 || name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789") != "" {
-			return fmt.Errorf("bad item %q: want +name or -name separated by ':', e.g. +sys_admin:-chown", item)
-		}
+	if _, err := userns.ModifiedCapabilities(s); err != nil {
+		return err
 	}
 	*v.target = s
 	return nil

@@ -143,11 +143,14 @@ func serve(cfg *Config, lg *logger) error {
 	}
 	raiseNofile(cfg.RlimitNofile, lg)
 	if os.Geteuid() == 0 {
-		var extra []int
-		if handles != passfs.FileHandlesNever {
-			extra = append(extra, unix.CAP_DAC_READ_SEARCH) // open_by_handle_at needs it
+		keep, err := userns.ModifiedCapabilities(cfg.Modcaps) // checked when parsed
+		if err != nil {
+			return err
 		}
-		if err := userns.DropCapabilities(extra...); err != nil {
+		if handles != passfs.FileHandlesNever {
+			keep = append(keep, unix.CAP_DAC_READ_SEARCH) // open_by_handle_at needs it
+		}
+		if err := userns.DropCapabilities(keep); err != nil {
 			lg.warnf("could not drop capabilities: %v", err)
 		}
 	}
