@@ -121,6 +121,22 @@ func TestBootReportsInitFailure(t *testing.T) {
 	}
 }
 
+// TestBootReportsQEMUQuit: QEMU exiting cleanly before the guest finished (here the script
+// powers off; interactively, the user's Ctrl-A x) is ErrQEMUQuit, which the launcher takes as
+// the user's quit.
+func TestBootReportsQEMUQuit(t *testing.T) {
+	k := requireBootTools(t)
+	rd := guest.Initramfs{Kernel: k, Script: "poweroff -f\n"}
+	initrd := filepath.Join(t.TempDir(), "initrd")
+	if err := rd.BuildFile(initrd); err != nil {
+		t.Fatal(err)
+	}
+	vm := guest.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 3 * time.Minute}
+	if _, err := vm.Run(context.Background()); !errors.Is(err, guest.ErrQEMUQuit) {
+		t.Fatalf("guest that powers off in its script: %v, want ErrQEMUQuit", err)
+	}
+}
+
 // TestBootTimeoutKillsQEMU checks that a guest that runs past the timeout
 // is killed promptly, and that cancelling the context stops a guest that
 // hangs in its script, with the console tail in the error.

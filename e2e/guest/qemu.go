@@ -65,6 +65,10 @@ var ErrPoweroffHang = errors.New("QEMU did not exit after guest poweroff")
 // ErrTimeout means the guest did not finish within VM.Timeout.
 var ErrTimeout = errors.New("guest timed out")
 
+// ErrQEMUQuit means QEMU exited cleanly before the guest printed its exit marker: the guest
+// panicked with -no-reboot, or the user quit QEMU from the console (Ctrl-A x).
+var ErrQEMUQuit = errors.New("QEMU exited before the guest finished")
+
 const consoleTailLines = 60
 
 // Args returns the QEMU command line (without the binary).
@@ -222,6 +226,8 @@ func (vm *VM) Run(ctx context.Context) (*Result, error) {
 		switch {
 		case res.InitError != "":
 			runErr = fmt.Errorf("guest init failed: %s", res.InitError)
+		case !res.Exited && waitErr == nil:
+			runErr = fmt.Errorf("%w: it never printed %s (kernel panic?)", ErrQEMUQuit, ExitMarker)
 		case !res.Exited:
 			runErr = fmt.Errorf("guest stopped without printing %s (kernel panic or QEMU error; QEMU: %v)", ExitMarker, waitErr)
 		case waitErr != nil:

@@ -124,6 +124,9 @@ func (l *launcher) boot(ctx context.Context) (int, error) {
 		}
 	}
 	res, err := vm.Run(ctx)
+	if err != nil && l.interactive() && errors.Is(err, guest.ErrQEMUQuit) {
+		return 0, nil // the user quit QEMU (Ctrl-A x), and saw the console
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%w\n--- daemon output ---\n%s", err, l.daemon.Output())
 	}
