@@ -16,9 +16,11 @@ const NoChange = 1<<32 - 1
 //     in the podman-unshare layout guest 0 is ns 0 (the invoking user)
 //     and guest 1000 is ns 1000 (a subordinate id). Without a namespace
 //     this is the identity.
-//   - an ns id that the namespace does not map falls back to the
-//     invoking user's ns id: files are created as the invoking user,
-//     never refused with EINVAL.
+//   - an unmatched guest id that the namespace does not map falls back
+//     to the invoking user's ns id: files are created as the invoking
+//     user, never refused with EINVAL. (A rule's host ids must be mapped:
+//     NewMapper refuses the rule otherwise, because falling back would
+//     turn, say, "squash guest root to nobody" into "guest root is you".)
 //
 // ns → guest (NSToGuest, for stat results):
 //   - an ns id the namespace does not map becomes OverflowID;
@@ -28,6 +30,10 @@ const NoChange = 1<<32 - 1
 //
 // So unmatched ids behave the same with and without a namespace, and
 // rules written for a daemon outside a namespace keep working inside.
+// Rules must cover the ids they are meant to keep apart: an unmatched
+// guest id lands on the ns id of the same number, which a host→guest
+// rule may show as another guest id (podman layout plus map:1000:1000:1:
+// guest 0 creates as ns 0, host 1000, which shows as guest 1000).
 type Mapper struct {
 	rules       *Translation
 	ns          NSMap
@@ -49,6 +55,9 @@ func NewMapper(rules *Translation, ns NSMap, hostID uint32) (*Mapper, error) {
 			return nil, fmt.Errorf("the invoking user's host id %d is not mapped in the user namespace (map: %q); map it with --uid-map or --gid-map, e.g. \":0:%d:1:\"", hostID, ns.String(), hostID)
 		}
 		m.fallbackNS = nsID
+		if err := rules.checkTargetsMapped(ns); err != nil {
+			return nil, err
+		}
 	}
 	m.identity = !m.inNamespace && rules.Empty()
 	return m, nil

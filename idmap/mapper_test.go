@@ -148,18 +148,40 @@ func TestMapperReadmeSquash(t *testing.T) {
 func TestMapperRulesInNamespace(t *testing.T) {
 	m := newMapper(t, []string{
 		"guest:2000:100005:3", // host subordinate ids: ns 6..8
-		"map:3000:5000:1",     // host 5000 is not in the namespace
+		"map:3000:1000:1",     // the invoking user, ns 0
 		"forbid-guest:10:5",
 		"squash-host:100000:7:1", // host 100000 is ns 1
 	}, podman, 1000)
 	checkMapper(t, m,
 		[]g2n{
 			{guest: 2000, ns: 6}, {guest: 2002, ns: 8},
-			{guest: 3000, ns: 0}, // rule target unmapped: invoking user
+			{guest: 3000, ns: 0},
 			{guest: 10, forbidden: true}, {guest: 14, forbidden: true},
 			{guest: 15, ns: 15}, // no rule: the number as an ns id
 		},
-		[]n2g{{1, 7}, {6, 6}, {0, 0}})
+		[]n2g{{1, 7}, {6, 6}, {0, 3000}})
+}
+
+// A rule whose host ids the namespace does not map is refused: falling back to the invoking user
+// would turn "squash guest root to nobody" into "guest root is the user who owns the share".
+func TestMapperRefusesRulesToUnmappedHostIDs(t *testing.T) {
+	for _, rule := range []string{"guest:0:65534:1", "squash-guest:0:65534:100", "map:3000:5000:1", "guest:0:165530:10"} {
+		tr, err := idmap.ParseTranslation([]string{rule})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := idmap.NewMapper(tr, mustNSMap(t, podman), 1000); err == nil || !strings.Contains(err.Error(), "not all mapped") {
+			t.Errorf("NewMapper with %q in the podman layout: %v, want a refusal", rule, err)
+		}
+		if _, err := idmap.NewMapper(tr, idmap.IdentityNSMap(), 1000); err != nil {
+			t.Errorf("NewMapper with %q and no namespace: %v", rule, err)
+		}
+	}
+	// Ranges that span two extents are fine.
+	tr, _ := idmap.ParseTranslation([]string{"guest:0:1000:1", "guest:1:100000:65536", "forbid-guest:70000:5"})
+	if _, err := idmap.NewMapper(tr, mustNSMap(t, podman), 1000); err != nil {
+		t.Errorf("rules within the map: %v", err)
+	}
 }
 
 func TestMapperRulesWithoutNamespace(t *testing.T) {

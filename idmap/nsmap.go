@@ -160,6 +160,24 @@ func (m NSMap) HostToNS(host uint32) (ns uint32, ok bool) {
 	return 0, false
 }
 
+// MapsHostRange reports whether every host id in [lo, hi] is mapped.
+func (m NSMap) MapsHostRange(lo, hi uint32) bool {
+	next := uint64(lo) // the first id not yet known to be mapped
+	for _, e := range m.byHost {
+		start, end := uint64(e.Host), uint64(e.Host)+uint64(e.Count)
+		if end <= next {
+			continue
+		}
+		if start > next {
+			return false
+		}
+		if next = end; next > uint64(hi) {
+			return true
+		}
+	}
+	return false
+}
+
 // String renders m in uid_map format, ready to write to /proc/PID/uid_map.
 func (m NSMap) String() string {
 	var b strings.Builder

@@ -139,3 +139,21 @@ func TestReadNSMap(t *testing.T) {
 		t.Errorf("ReadSelfGIDMap: %v", err)
 	}
 }
+
+func TestMapsHostRange(t *testing.T) {
+	m := mustNSMap(t, "0 1000 1\n1 1001 10\n20 5000 5\n") // host 1000-1010 in two extents, 5000-5004
+	for _, c := range []struct {
+		lo, hi uint32
+		want   bool
+	}{
+		{1000, 1000, true}, {1000, 1010, true}, {1005, 1010, true}, {5000, 5004, true},
+		{999, 1000, false}, {1000, 1011, false}, {1010, 5000, false}, {5004, 5005, false}, {0, 4294967295, false},
+	} {
+		if got := m.MapsHostRange(c.lo, c.hi); got != c.want {
+			t.Errorf("MapsHostRange(%d, %d) = %v, want %v", c.lo, c.hi, got, c.want)
+		}
+	}
+	if !idmap.IdentityNSMap().MapsHostRange(0, 4294967294) {
+		t.Error("the identity map does not map every id")
+	}
+}

@@ -109,9 +109,13 @@ func (r Rule) validate() error {
 	if uint64(r.From)+uint64(r.Count) > idSpace {
 		return fmt.Errorf("source range %d+%d runs past 4294967295; lower the count", r.From, r.Count)
 	}
+	// 4294967295 is no id: chown(2) reads it as "leave alone", and setfsuid(2) as "read only".
 	oneToOne := r.Kind == RuleGuest || r.Kind == RuleHost || r.Kind == RuleMap
-	if oneToOne && uint64(r.To)+uint64(r.Count) > idSpace {
-		return fmt.Errorf("target range %d+%d runs past 4294967295; lower the count", r.To, r.Count)
+	if oneToOne && uint64(r.To)+uint64(r.Count) > idSpace-1 {
+		return fmt.Errorf("target range %d+%d runs past 4294967294, the largest id; lower the count", r.To, r.Count)
+	}
+	if (r.Kind == RuleSquashGuest || r.Kind == RuleSquashHost) && r.To == NoChange {
+		return fmt.Errorf("target 4294967295 is no id (it means \"unchanged\"); squash to a real id such as 65534")
 	}
 	return nil
 }

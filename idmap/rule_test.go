@@ -22,7 +22,11 @@ func TestParseRule(t *testing.T) {
 		// A squash target is a single id, so only the source range counts;
 		// a range may end exactly at 2^32.
 		{in: "map:1:0:4294967295", want: idmap.Rule{Kind: idmap.RuleMap, From: 1, To: 0, Count: 4294967295}},
-		{in: "squash-guest:4294967294:4294967295:1", want: idmap.Rule{Kind: idmap.RuleSquashGuest, From: 4294967294, To: 4294967295, Count: 1}},
+		{in: "squash-guest:4294967294:4294967294:1", want: idmap.Rule{Kind: idmap.RuleSquashGuest, From: 4294967294, To: 4294967294, Count: 1}},
+		{in: "squash-guest:4294967294:4294967295:1", wantErr: "no id"},
+		{in: "squash-host:0:4294967295:5", wantErr: "no id"},
+		{in: "map:0:4294967295:1", wantErr: "target range"},
+		{in: "host:0:4294967294:2", wantErr: "target range"},
 		{in: "bogus:1:2:3", wantErr: "unknown type"},
 		{in: "", wantErr: "unknown type"},
 		{in: "guest:1:2", wantErr: "want 4 fields"},

@@ -25,8 +25,9 @@ func (r Range) String() string {
 func (r Range) end() uint64 { return uint64(r.Start) + uint64(r.Count) }
 
 // ParseSubIDs returns the ranges that /etc/subuid or /etc/subgid
-// content grants the user, named either by name or by numeric id
-// ("user:start:count"). Comments, blank lines and other users' lines
+// content grants the user, named either by name or by numeric uid
+// ("user:start:count"; in /etc/subgid too, as shadow reads it). Comments,
+// blank lines and other users' lines
 // are skipped; a malformed line of this user is an error, because
 // newuidmap would refuse the same data with a far vaguer message.
 func ParseSubIDs(r io.Reader, name string, id uint32) ([]Range, error) {

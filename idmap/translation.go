@@ -127,6 +127,28 @@ func ParseTranslation(flags []string) (*Translation, error) {
 	return NewTranslation(rules)
 }
 
+// checkTargetsMapped refuses guest→host rules whose host ids the user namespace does not map: the
+// daemon could not create files with them.
+func (t *Translation) checkTargetsMapped(ns NSMap) error {
+	if t == nil {
+		return nil
+	}
+	for _, s := range t.guestToHost {
+		if s.forbid {
+			continue
+		}
+		lo, hi := s.to, s.to
+		if !s.squash {
+			hi = s.to + (s.last - s.first)
+		}
+		if !ns.MapsHostRange(lo, hi) {
+			return fmt.Errorf("translate rule %q: host ids %d-%d are not all mapped in the user namespace (map: %q), so files could not be made with them; add them to /etc/subuid or /etc/subgid (or --uid-map/--gid-map), or choose mapped ids",
+				s.rule, lo, hi, ns.String())
+		}
+	}
+	return nil
+}
+
 // Empty reports whether there are no rules in either direction.
 func (t *Translation) Empty() bool {
 	return t == nil || (len(t.guestToHost) == 0 && len(t.hostToGuest) == 0)

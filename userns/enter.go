@@ -72,15 +72,15 @@ func planUserNamespace(o Options, p Paths) ([]mapPlan, error) {
 	}
 	uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
 	name := userName(p.Passwd, uid)
-	uidPlan, err := planMap("uid", o.UIDMap, p.SubUID, p.NewUIDMap, name, uid)
+	uidPlan, err := planMap("uid", o.UIDMap, p.SubUID, p.NewUIDMap, name, uid, uid)
 	if err != nil {
 		return nil, err
 	}
-	gidPlan, err := planMap("gid", o.GIDMap, p.SubGID, p.NewGIDMap, name, gid)
+	gidPlan, err := planMap("gid", o.GIDMap, p.SubGID, p.NewGIDMap, name, uid, gid)
 	if err != nil {
 		return nil, err
 	}
-	if note := ownOnlyNote(p, name, uid, uidPlan, gidPlan); note != "" {
+	for _, note := range []string{uidPlan.note, gidPlan.note, ownOnlyNote(p, name, uid, uidPlan, gidPlan)} {
 		io.WriteString(o.stderr(), note)
 	}
 	return []mapPlan{uidPlan, gidPlan}, nil

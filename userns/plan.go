@@ -18,12 +18,17 @@ type mapPlan struct {
 	helper  string // resolved newuidmap/newgidmap; "" writes the map directly
 	source  string // where the ranges came from and what to check, for errors
 	ownOnly bool   // no subordinate ranges were found
+	note    string // something to tell the user, or ""
 }
 
 // planMap chooses the map for one id kind: the explicit --uid-map or
 // --gid-map if given, else the podman-unshare layout of the cleaned
 // subordinate ranges, else the own id alone.
-func planMap(kind string, explicit idmap.NSMap, subPath, helperName, user string, own uint32) (mapPlan, error) {
+//
+// Lines of /etc/subuid and /etc/subgid alike belong to a user by name or by uid (as shadow's
+// newuidmap and newgidmap read them), so user and uid name the owner; own is the id to map at 0
+// (the uid or the gid).
+func planMap(kind string, explicit idmap.NSMap, subPath, helperName, user string, uid, own uint32) (mapPlan, error) {
 	pl := mapPlan{kind: kind}
 	if explicit.Len() > 0 {
 		if host, ok := explicit.NSToHost(0); !ok || host != own {
@@ -39,13 +44,17 @@ func planMap(kind string, explicit idmap.NSMap, subPath, helperName, user string
 			return pl, nil // the kernel lets us write our own id ourselves
 		}
 	} else {
-		ranges, err := idmap.ReadSubIDs(subPath, user, own)
+		ranges, err := idmap.ReadSubIDs(subPath, user, uid)
 		if err != nil {
 			return pl, fmt.Errorf("reading your subordinate %ss: %w", kind, err)
 		}
-		clean, _, err := idmap.CleanSubIDRanges(ranges, own)
+		clean, truncated, err := idmap.CleanSubIDRanges(ranges, own)
 		if err != nil {
 			return pl, fmt.Errorf("%s: %w", subPath, err)
+		}
+		if truncated {
+			pl.note = fmt.Sprintf("uvfsd: note: %s grants you more separate ranges than a user namespace's map holds (%d lines); the highest ones are left out\n",
+				subPath, idmap.MaxExtents)
 		}
 		if pl.m, err = idmap.PodmanLayout(own, clean); err != nil {
 			return pl, fmt.Errorf("%s: %w", subPath, err)

@@ -2,6 +2,7 @@ package userns
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,7 @@ func TestPlanMapSubordinateRanges(t *testing.T) {
 	// Duplicate and overlapping lines, and a range holding the own id:
 	// all of this makes the real newuidmap fail with EINVAL.
 	writeFile(t, p.SubUID, "alice:100000:65536\nalice:100000:65536\n1000:150000:20000\nalice:900:200\nbob:1:5\n", 0o644)
-	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000)
+	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,9 +39,23 @@ func TestPlanMapSubordinateRanges(t *testing.T) {
 	}
 }
 
+// shadow's newgidmap finds a user's /etc/subgid lines by name or by uid, never by gid.
+func TestPlanMapSubGIDLinesByUID(t *testing.T) {
+	p, _ := fakePaths(t)
+	setuidHelper(t, p.NewGIDMap)
+	writeFile(t, p.SubGID, "1001:200000:65536\n100:300000:65536\n", 0o644)
+	pl, err := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "alice", 1001, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0 100 1\n1 200000 65536\n"; pl.m.String() != want {
+		t.Errorf("gid map %q, want %q (alice's line is keyed by her uid 1001, not her gid 100)", pl.m.String(), want)
+	}
+}
+
 func TestPlanMapOwnIDOnly(t *testing.T) {
 	p, _ := fakePaths(t) // no subuid file, no helper: neither is needed
-	pl, err := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "alice", 1000)
+	pl, err := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "alice", 1000, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,19 +70,19 @@ func TestPlanMapExplicit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := planMap("uid", own, p.SubUID, p.NewUIDMap, "alice", 1000)
+	pl, err := planMap("uid", own, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
 	if err != nil || pl.helper != "" || pl.m.String() != "0 1000 1\n" {
 		t.Errorf("own id only: %+v, %v; want a direct write", pl, err)
 	}
 	// virtiofsd's README example leaves the own id out; uvfsd cannot.
 	readme, _ := idmap.ParseMapFlags([]string{":0:100000:65536:"})
-	_, err = planMap("uid", readme, p.SubUID, p.NewUIDMap, "alice", 1000)
+	_, err = planMap("uid", readme, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "--uid-map=:0:1000:1: --uid-map=:1:100000:65536:") {
 		t.Errorf("own id not at 0: error = %v", err)
 	}
 	ranges, _ := idmap.ParseMapFlags([]string{":0:1000:1:", ":1:100000:10:"})
-	_, err = planMap("uid", ranges, p.SubUID, p.NewUIDMap, "alice", 1000)
+	_, err = planMap("uid", ranges, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "newuidmap not found") {
 		t.Errorf("ranges without newuidmap: error = %v", err)
@@ -77,7 +92,7 @@ func TestPlanMapExplicit(t *testing.T) {
 func TestPlanMapBadSubUID(t *testing.T) {
 	p, _ := fakePaths(t)
 	writeFile(t, p.SubUID, "alice:4294967000:1000\n", 0o644)
-	_, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000)
+	_, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), p.SubUID) {
 		t.Errorf("error = %v, want one naming %s", err, p.SubUID)
@@ -89,8 +104,8 @@ func TestApplyDirect(t *testing.T) {
 	for _, f := range []string{"uid_map", "gid_map", "setgroups"} {
 		writeFile(t, filepath.Join(p.Proc, "42", f), "", 0o644)
 	}
-	uid, _ := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "", 1000)
-	gid, _ := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "", 100)
+	uid, _ := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "", 1000, 1000)
+	gid, _ := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "", 1000, 100)
 	for _, pl := range []mapPlan{uid, gid} {
 		if err := pl.apply(p, 42); err != nil {
 			t.Fatal(err)
@@ -153,5 +168,22 @@ func TestPlanUserNamespace(t *testing.T) {
 	writeFile(t, p.MaxUserNamespaces, "0", 0o644)
 	if _, err := planUserNamespace(Options{Paths: &p, Stderr: &stderr}, p); err == nil || !strings.Contains(err.Error(), "max_user_namespaces") {
 		t.Errorf("disabled namespaces: %v", err)
+	}
+}
+
+func TestPlanMapSaysWhenRangesAreLeftOut(t *testing.T) {
+	p, _ := fakePaths(t)
+	setuidHelper(t, p.NewUIDMap)
+	var lines strings.Builder
+	for i := range 400 { // separate ranges: more than a map's 340 lines
+		fmt.Fprintf(&lines, "alice:%d:10\n", 200000+100*i)
+	}
+	writeFile(t, p.SubUID, lines.String(), 0o644)
+	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(pl.note, "left out") || pl.m.Len() != idmap.MaxExtents {
+		t.Errorf("note %q with %d map lines; want a note and %d lines", pl.note, pl.m.Len(), idmap.MaxExtents)
 	}
 }
