@@ -25,6 +25,9 @@ import (
 // script, a test) can connect at once instead of meeting ECONNREFUSED between bind(2) and
 // listen(2), or EACCES before the chgrp.
 func Listen(path, group string) (*net.UnixListener, error) {
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("socket path %s is %d bytes long; a unix socket's path holds at most %d: choose a shorter --socket-path", path, len(path), maxSocketPath)
+	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
 	}

@@ -307,3 +307,10 @@ func TestServeListenerOutlivesInUseProbe(t *testing.T) {
 		t.Fatalf("ServeListener: %v", err)
 	}
 }
+
+func TestListenExplainsATooLongPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), strings.Repeat("s", 120)+".sock")
+	if _, err := vhost.Listen(path, ""); err == nil || !strings.Contains(err.Error(), "holds at most 107") {
+		t.Fatalf("Listen(%d-byte path): %v, want an error naming the limit", len(path), err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -184,7 +185,7 @@ func newFlagParser() *flagParser {
 	fs.StringVar(&c.SocketPath, "socket-path", c.SocketPath, "listen for QEMU on the vhost-user unix socket at `PATH`")
 	fs.StringVar(&c.SocketPath, "socket", c.SocketPath, "deprecated alias of --socket-path")
 	fs.Lookup("socket").Hidden = true
-	fs.Var(&idValue{&c.FD, maxFD}, "fd", "listen on the already listening (not yet connected) socket `FD` instead of --socket-path")
+	fs.Var(&idValue{target: &c.FD, max: maxFD}, "fd", "listen on the already listening (not yet connected) socket `FD` instead of --socket-path")
 	fs.StringVar(&c.SocketGroup, "socket-group", c.SocketGroup, "`GROUP` that owns the vhost-user socket")
 	fs.StringVar(&c.Tag, "tag", c.Tag, "`TAG` the virtio-fs device advertises (QEMU 7.2 ignores it; use -device …,tag=)")
 
@@ -200,11 +201,11 @@ func newFlagParser() *flagParser {
 	fs.Lookup("daemonize").Hidden = true
 
 	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", c.ThreadPoolSize, "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline, so a request that blocks still holds up the ones after it); 0 or 1: one per queue")
-	fs.Var(&idValue{&c.PollUS, 1000}, "poll-us", "after a request queue runs dry, watch it up to `N` µs (0 to 1000) for the next request before sleeping (adapts to the guest; 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM) and a core is spare (default 50 with 4 or more CPUs, else 0: on 2 cores the spinning takes CPU from the guest)")
+	fs.Var(&idValue{target: &c.PollUS, max: 1000, auto: true}, "poll-us", "after a request queue runs dry, watch it up to `N` µs (0 to 1000) for the next request before sleeping (adapts to the guest; 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM) and a core is spare (default 50 with 4 or more CPUs, else 0: on 2 cores the spinning takes CPU from the guest)")
 	fs.IntVar(&c.HiprioGatherUS, "forget-gather-us", c.HiprioGatherUS, "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0, the default, serves at once: no gain measured under TCG)")
 	fs.IntVar(&c.HiprioLingerUS, "forget-linger-us", c.HiprioLingerUS, "while the guest keeps sending FORGETs, serve them every `N` µs without asking it to kick for each one, and interrupt it once per quarter ring or when they stop instead of once per FORGET (0: serve on kicks, one interrupt per batch served)")
 	fs.IntVar(&c.HotWaitMS, "hot-wait-ms", c.HotWaitMS, "for `N` ms after the guest's last request, a queue's worker waits in a system call that the Go runtime does not see, which spares the runtime's monitor thread a wake-up per request (0 to 10000; 0: always wait through the runtime)")
-	fs.Var(&idValue{&c.RlimitNofile, 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
+	fs.Var(&idValue{target: &c.RlimitNofile, max: 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
 	fs.IntVar(&c.RequestQueues, "num-request-queues", c.RequestQueues, "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
 
 	fs.BoolVar(&c.AllowDirectIO, "allow-direct-io", c.AllowDirectIO, "honor O_DIRECT from guest applications")
@@ -234,8 +235,8 @@ func newFlagParser() *flagParser {
 	fs.Var(&listValue{&c.TranslateGID, checkTranslation}, "translate-gid", "translate gids, `KIND:a:b:count` as for --translate-uid (repeatable)")
 
 	fs.Var(newEnum(&c.Profile, []string{"home", "none"}, nil), "profile", "`NAME` of a preset: home = share your $HOME: every guest uid/gid creates files as you; your files appear in the guest as --home-uid/--home-gid (default: your host ids); enables --xattr")
-	fs.Var(&idValue{&c.HomeUID, maxID}, "home-uid", "with --profile=home: guest `UID` of your files")
-	fs.Var(&idValue{&c.HomeGID, maxID}, "home-gid", "with --profile=home: guest `GID` of your files")
+	fs.Var(&idValue{target: &c.HomeUID, max: maxID}, "home-uid", "with --profile=home: guest `UID` of your files")
+	fs.Var(&idValue{target: &c.HomeGID, max: maxID}, "home-gid", "with --profile=home: guest `GID` of your files")
 
 	fs.Var(newEnum(&p.migrationMode, []string{"find-paths", "file-handles"}, nil), "migration-mode", "not supported: uvfsd cannot migrate, so `MODE` must stay find-paths")
 	fs.Var(newEnum(&p.migrationOnError, []string{"abort", "guest-error"}, nil), "migration-on-error", "not supported: uvfsd cannot migrate, so `ACTION` must stay abort")
@@ -256,12 +257,24 @@ func (p *flagParser) parseArgs(args []string) error {
 		return errHelp
 	}
 	if p.fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: uvfsd takes only flags, e.g. --shared-dir=%s (see uvfsd --help)", p.fs.Arg(0), p.fs.Arg(0))
+		return p.unexpectedArgument(args, p.fs.Arg(0))
 	}
 	if p.daemonize {
 		return errors.New("--daemonize is not supported: uvfsd stays in the foreground; background it from your shell or service manager")
 	}
 	return nil
+}
+
+// unexpectedArgument explains a positional argument: most likely the value of a flag whose value is
+// optional (--inode-file-handles never), which must then follow an '=', or a shared directory
+// given without --shared-dir.
+func (p *flagParser) unexpectedArgument(args []string, arg string) error {
+	if i := slices.Index(args, arg); i > 0 && strings.HasPrefix(args[i-1], "--") {
+		if f := p.fs.Lookup(strings.TrimPrefix(args[i-1], "--")); f != nil && f.NoOptDefVal != "" {
+			return fmt.Errorf("unexpected argument %q: %s takes its value after '=': %s=%s (see uvfsd --help)", arg, args[i-1], args[i-1], arg)
+		}
+	}
+	return fmt.Errorf("unexpected argument %q: uvfsd takes only flags, e.g. --shared-dir=%s (see uvfsd --help)", arg, arg)
 }
 
 // finish applies implications and checks the combined settings.
@@ -530,6 +543,9 @@ func legacyOptionNames() []string {
 	for name := range legacySwitches {
 		names = append(names, name)
 	}
+	for name := range legacyIgnoredSwitches {
+		names = append(names, name)
+	}
 	sort.Strings(names)
 	return names
 }
@@ -578,11 +594,19 @@ func (e *enumValue) Type() string   { return "string" }
 type idValue struct {
 	target *int
 	max    int64
+	auto   bool // -1 is accepted too: the default, uvfsd's choice
 }
 
 func (v *idValue) Set(s string) error {
 	n, err := strconv.ParseInt(s, 10, 64)
+	if v.auto && err == nil && n == -1 {
+		*v.target = -1
+		return nil
+	}
 	if err != nil || n < 0 || n > v.max {
+		if v.auto {
+			return fmt.Errorf("want a number from 0 to %d, or -1 for uvfsd's choice", v.max)
+		}
 		return fmt.Errorf("want a number from 0 to %d", v.max)
 	}
 	*v.target = int(n)
@@ -709,6 +733,7 @@ func (v *modcapsValue) Type() string   { return "string" }
 var legacyValued = map[string]string{
 	"source": "shared-dir", "cache": "cache", "log_level": "log-level",
 	"sandbox": "sandbox", "xattrmap": "xattrmap", "modcaps": "modcaps",
+	"vhost_user_socket": "socket-path", // the C virtiofsd's old spelling of --socket-path
 }
 
 // legacySwitches maps "-o name" to a bool flag and the value it sets.
@@ -740,6 +765,11 @@ var legacySwitches = map[string]struct{ flag, value string }{
 var legacyIgnored = map[string]string{
 	"timeout":          "uvfsd derives cache timeouts from --cache",
 	"max_idle_threads": "uvfsd sizes its workers with --thread-pool-size",
+}
+
+// legacyIgnoredSwitches are "-o name" options that uvfsd accepts with a warning.
+var legacyIgnoredSwitches = map[string]string{
+	"norace": "uvfsd has no racy fallback to turn off",
 }
 
 type legacyOptionValue struct{ p *flagParser }
@@ -797,6 +827,10 @@ func (p *flagParser) applyLegacyOption(opt string) error {
 			return fmt.Errorf("%s takes no value; write -o %s", name, name)
 		}
 		return p.setFlag(name, sw.flag, sw.value)
+	}
+	if why, ok := legacyIgnoredSwitches[name]; ok && !hasValue {
+		p.cfg.warnings = append(p.cfg.warnings, fmt.Sprintf("ignoring -o %s: %s", opt, why))
+		return nil
 	}
 	if why, ok := legacyIgnored[name]; ok {
 		if n, err := strconv.ParseFloat(value, 64); !hasValue || err != nil || n < 0 {

@@ -133,6 +133,7 @@ var flagCases = []flagCase{
 	{flag: "forget-linger-us", args: []string{"--forget-linger-us=0"}, toml: `forget-linger-us = 0`, want: func(c *Config) { c.HiprioLingerUS = 0 }},
 	{flag: "hot-wait-ms", args: []string{"--hot-wait-ms=0"}, toml: `hot-wait-ms = 0`, want: func(c *Config) { c.HotWaitMS = 0 }},
 	{flag: "poll-us", args: []string{"--poll-us=0"}, toml: `poll-us = 0`, want: func(c *Config) { c.PollUS = 0 }},
+	{flag: "poll-us", args: []string{"--poll-us=-1"}, toml: `poll-us = -1`, want: func(c *Config) { c.PollUS = -1 }},
 	{flag: "rlimit-nofile", args: []string{"--rlimit-nofile=4096"}, toml: `rlimit-nofile = 4096`, want: func(c *Config) { c.RlimitNofile = 4096 }},
 	{flag: "rlimit-nofile", args: []string{"--rlimit-nofile=0"}, toml: `rlimit-nofile = 0`, want: func(c *Config) { c.RlimitNofile = 0 }},
 	{flag: "num-request-queues", args: []string{"--num-request-queues=4"}, toml: `num-request-queues = 4`, want: func(c *Config) { c.RequestQueues = 4 }},
@@ -262,6 +263,8 @@ var legacyCases = []struct {
 	{"modcaps=+sys_admin:-chown", func(c *Config) { c.Modcaps = "+sys_admin:-chown" }},
 	{"timeout=0.5", func(c *Config) {}},
 	{"max_idle_threads=10", func(c *Config) {}},
+	{"norace", func(c *Config) {}},
+	{"vhost_user_socket=/other.sock", func(c *Config) { c.SocketPath = "/other.sock" }},
 	{"debug", func(c *Config) { c.LogLevel = "debug" }},
 	{"xattr", func(c *Config) { c.Xattr = true }},
 	{"xattr,no_xattr", func(c *Config) {}},
@@ -309,7 +312,7 @@ func TestEveryLegacyOptionIsCovered(t *testing.T) {
 			covered[name] = true
 		}
 	}
-	for _, m := range []map[string]string{legacyValued, legacyIgnored} {
+	for _, m := range []map[string]string{legacyValued, legacyIgnored, legacyIgnoredSwitches} {
 		for name := range m {
 			if !covered[name] {
 				t.Errorf("-o %s has no test case", name)
@@ -391,7 +394,7 @@ var errorCases = []errorCase{
 	{flag: "seccomp", args: append([]string{"--seccomp=errno"}, baseArgs...), wantErr: "must be one of none, kill, log, trap"},
 	{flag: "log-level", args: append([]string{"--log-level=loud"}, baseArgs...), wantErr: "must be one of error, warn, info, debug, trace, off"},
 	{flag: "inode-file-handles", args: append([]string{"--inode-file-handles=always"}, baseArgs...), wantErr: "must be one of never, prefer, mandatory"},
-	{flag: "inode-file-handles", args: append([]string{"--inode-file-handles", "mandatory"}, baseArgs...), wantErr: `unexpected argument "mandatory"`},
+	{flag: "inode-file-handles", args: append([]string{"--inode-file-handles", "mandatory"}, baseArgs...), wantErr: `--inode-file-handles takes its value after '=': --inode-file-handles=mandatory`},
 	{flag: "profile", args: append([]string{"--profile=work"}, baseArgs...), wantErr: "must be one of home, none"},
 	{flag: "home-uid", args: append([]string{"--home-uid=1000"}, baseArgs...), wantErr: "only apply to --profile=home"},
 	{flag: "home-gid", args: append([]string{"--home-gid=1000"}, baseArgs...), wantErr: "only apply to --profile=home"},

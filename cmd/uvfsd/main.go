@@ -53,6 +53,9 @@ func run(args []string) int {
 	}
 	if err := serve(cfg, logger); err != nil {
 		logger.errorf("%v", err)
+		if cfg.Syslog || logger.level < 0 {
+			fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
+		}
 		return 1
 	}
 	return 0
@@ -432,8 +435,10 @@ func newLogger(cfg *Config) (*logger, error) {
 		}
 		lg.l = log.New(w, "", 0)
 	}
-	for _, w := range cfg.Warnings() {
-		lg.warnf("%s", w)
+	if !userns.InChild() { // the process the user started already said them
+		for _, w := range cfg.Warnings() {
+			lg.warnf("%s", w)
+		}
 	}
 	return lg, nil
 }

@@ -100,6 +100,9 @@ func (l *launcher) boot(ctx context.Context) (int, error) {
 	if err := rd.BuildFile(initrd); err != nil {
 		return 0, err
 	}
+	if l.o.kvm && !guest.KVMUsable() {
+		fmt.Fprintln(os.Stderr, "uvfs-vm: note: /dev/kvm is not usable here; running under TCG (slower)")
+	}
 	vm := guest.VM{
 		Kernel:   bootKernel,
 		Initrd:   initrd,
