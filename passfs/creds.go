@@ -43,6 +43,15 @@ func setThreadGroups(groups []uint32) fuse.Errno {
 	return e
 }
 
+// canSetGroups reports whether this process may change its supplementary groups: not in a user
+// namespace whose gid_map was written without newgidmap (setgroups is denied there, and the
+// daemon's groups, which it cannot drop, stay with every request).
+func canSetGroups(groups []uint32) bool {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return setThreadGroups(groups) == 0 // the same groups: a no-op when allowed
+}
+
 // callerCreds is the state needed to undo a credential switch.
 type callerCreds struct {
 	prevUID, prevGID uint32
@@ -90,7 +99,7 @@ func (fs *FS) switchCreds(ctx *fuse.Context, uid, gid uint32) (callerCreds, fuse
 			groups = append(groups, g)
 		}
 	}
-	if len(groups) > 0 || len(fs.groups) > 0 {
+	if fs.setGroupsOK && (len(groups) > 0 || len(fs.groups) > 0) {
 		if e := setThreadGroups(groups); e != 0 {
 			return c, e
 		}

@@ -22,6 +22,8 @@ type FS struct {
 	uids, gids IDMapper
 	timeout    uint64 // entry and attribute timeout in seconds
 	groups     []uint32
+	// setGroupsOK: requests may get exactly their own supplementary groups (creds.go).
+	setGroupsOK bool
 
 	inodes  *inodeTable
 	handles *handleTable
@@ -87,6 +89,7 @@ func New(o Options) (*FS, error) {
 	for _, g := range groups {
 		fs.groups = append(fs.groups, uint32(g))
 	}
+	fs.setGroupsOK = o.SetCreds && canSetGroups(fs.groups)
 	if fs.procSelfFD < 0 {
 		fd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {

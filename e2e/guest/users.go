@@ -31,7 +31,9 @@ func (u HostUser) Credential() *syscall.Credential {
 	if u.Current {
 		return nil
 	}
-	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{}}
+	// The primary group among the supplementary ones too, as a login's initgroups(3) leaves it:
+	// a daemon with supplementary groups must work (setgroups may be denied in its namespace).
+	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{u.GID}}
 }
 
 // OwnsSubIDLine reports whether an /etc/subuid-style line is u's: its

@@ -96,8 +96,8 @@ func TestCredential(t *testing.T) {
 		t.Errorf("current user: credential %+v, want nil (no switch)", c)
 	}
 	c := HostUser{UID: 5, GID: 6}.Credential()
-	if c == nil || c.Uid != 5 || c.Gid != 6 || len(c.Groups) != 0 {
-		t.Errorf("credential %+v: want uid 5, gid 6 and no supplementary groups", c)
+	if c == nil || c.Uid != 5 || c.Gid != 6 || len(c.Groups) != 1 || c.Groups[0] != 6 {
+		t.Errorf("credential %+v: want uid 5, gid 6 and 6 as the only supplementary group (as after a login)", c)
 	}
 }
 
