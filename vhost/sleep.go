@@ -19,9 +19,12 @@ import (
 // So a worker that expects the guest back soon waits hot: ppoll(2) as a raw system call, which the
 // runtime does not see. The worker keeps its P meanwhile (it adds a P to the process for its
 // lifetime, see hotPs), and it yields the P every yieldEvery, before sysmon would preempt it after
-// 10 ms (with a signal, which would cut the wait short). Once Config.HotWait has passed since it
-// last woke up, it sleeps cold, in poll(2) through the runtime, which frees the P: an idle daemon
-// costs no CPU.
+// 10 ms (with a signal, which would cut the wait short). When a sleep has lasted Config.HotWait,
+// it goes on cold, in poll(2) through the runtime, which frees the P: an idle daemon costs no CPU.
+//
+// Every sleep starts hot, however long the worker was busy before it: a worker that drained or
+// lingered (FORGETs) for longer than HotWait must not go straight to the cold wait, whose wake-up
+// is what this avoids (a timestamp of the last wake-up did that, and lost most of rm -rf's gain).
 const yieldEvery = 4 * time.Millisecond
 
 // DefaultHotWait is uvfsd's Config.HotWait.
@@ -63,13 +66,12 @@ func removeHotWorker() {
 	}
 }
 
-// sleep waits until the kick or the control fd (fds) is readable: hot until HotWait has passed
-// since the worker last woke up, then cold.
+// sleep waits until the kick or the control fd (fds) is readable: hot for up to HotWait, then
+// cold.
 func (w *worker) sleep(fds []unix.PollFd) error {
-	if hot := w.hotWait - time.Since(w.woke); hot > 0 {
-		readable, err := w.wait(fds, hot)
+	if w.hotWait > 0 {
+		readable, err := w.wait(fds, w.hotWait)
 		if err != nil || readable {
-			w.woke = time.Now()
 			return err
 		}
 	}
@@ -77,7 +79,6 @@ func (w *worker) sleep(fds []unix.PollFd) error {
 		clearRevents(fds)
 		_, err := unix.Poll(fds, -1)
 		if err != unix.EINTR {
-			w.woke = time.Now()
 			return err
 		}
 	}

@@ -177,6 +177,39 @@ func TestHotWorkerGoesColdWhenTheGuestIsIdle(t *testing.T) {
 }
 
 // coldWorkers counts the worker goroutines blocked in the runtime-visible poll.
+// slowEcho is echo, but a request that says "slow" is served in a second: the worker is busy that
+// long.
+type slowEcho struct{ echo }
+
+func (s *slowEcho) Serve(queue int, r *vhost.Request) {
+	if len(r.In) > 0 && string(r.In[0]) == "slow" {
+		time.Sleep(time.Second)
+	}
+	s.echo.Serve(queue, r)
+}
+
+// A worker that was busy for longer than HotWait still starts its next sleep hot: HotWait counts
+// from the start of the sleep, not from the last wake-up (a long drain, or a hiprio worker
+// lingering through a flood of FORGETs, would otherwise go cold at once and pay the wake-up hot
+// waits avoid).
+func TestEverySleepStartsHot(t *testing.T) {
+	hs := start(t, vhost.Config{HotWait: 500 * time.Millisecond}, &slowEcho{}, frontend.Options{EventIdx: true, QueueSize: 64})
+	// The hiprio worker, idle from the start, goes cold after HotWait: one cold worker.
+	deadline := time.Now().Add(20 * time.Second)
+	for coldWorkers() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle hiprio worker is not cold 20 s after the start (HotWait 500 ms)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hs.mustEcho(1, "slow") // the request worker is busy for 1 s, twice HotWait
+	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if n := coldWorkers(); n > 1 {
+			t.Fatalf("%d workers sleep cold right after a request that kept its worker busy past HotWait; want only the idle hiprio one", n)
+		}
+	}
+}
+
 func coldWorkers() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]

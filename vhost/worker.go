@@ -40,14 +40,13 @@ type worker struct {
 	// notifications held back (the hiprio queue: Config.HiprioLinger).
 	linger time.Duration
 
-	// hotWait is Config.HotWait; woke is when the worker last woke up from a sleep, yielded when
-	// it last yielded its P in a hot wait (see sleep.go).
-	hotWait       time.Duration
-	woke, yielded time.Time
+	// hotWait is Config.HotWait; yielded is when the worker last yielded its P in a hot wait (see
+	// sleep.go).
+	hotWait time.Duration
+	yielded time.Time
 }
 
 func (w *worker) run() {
-	w.woke = time.Now() // a new worker starts hot
 	if w.hotWait > 0 {
 		addHotWorker()
 		defer removeHotWorker() // after done closes: pause need not wait for a stop-the-world
