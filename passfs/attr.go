@@ -60,7 +60,7 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 		}
 	}
 	if in.Valid&fuse.FattrSize != 0 {
-		if e := fs.truncate(n, h, &name, in.Size); e != 0 {
+		if e := fs.truncate(n, h, in.Size); e != 0 {
 			return e
 		}
 	}
@@ -116,7 +116,7 @@ func (fs *FS) chown(n *inode, in *fuse.SetattrIn) fuse.Errno {
 	return e
 }
 
-func (fs *FS) truncate(n *inode, h *handle, name *fdName, size uint64) fuse.Errno {
+func (fs *FS) truncate(n *inode, h *handle, size uint64) fuse.Errno {
 	if size > 1<<63-1 {
 		return syscall.EINVAL
 	}
@@ -131,7 +131,7 @@ func (fs *FS) truncate(n *inode, h *handle, name *fdName, size uint64) fuse.Errn
 	default:
 		return syscall.EINVAL
 	}
-	fd, e := fs.openat(fs.procSelfFD, name.of(n.fd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	fd, e := fs.reopenFD(n.fd, unix.O_WRONLY)
 	if e != 0 {
 		return e
 	}
@@ -288,8 +288,6 @@ func (fs *FS) openNode(n *inode, flags int) (int, fuse.Errno) {
 	if !n.openable() {
 		return -1, syscall.EBADF
 	}
-	var name fdName
 	// O_NOFOLLOW would refuse the magic link itself; O_CREAT/O_EXCL make no sense on an existing fd.
-	flags &^= unix.O_NOFOLLOW | unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
-	return fs.openat(fs.procSelfFD, name.of(n.fd), flags|unix.O_CLOEXEC, 0)
+	return fs.reopenFD(n.fd, flags&^(unix.O_NOFOLLOW|unix.O_CREAT|unix.O_EXCL|unix.O_NOCTTY))
 }

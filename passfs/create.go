@@ -270,8 +270,7 @@ func (fs *FS) answerOpen(nodeID uint64, fd, flags int, open *fuse.OpenOut) {
 // the O_PATH fd is opened from the data fd through /proc/self/fd, not by name again. name is
 // where it was created in parent (nil for O_TMPFILE).
 func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, out *fuse.EntryOut) fuse.Errno {
-	var fdn fdName
-	pfd, e := fs.openat(fs.procSelfFD, fdn.of(fd), unix.O_PATH|unix.O_CLOEXEC, 0)
+	pfd, e := fs.reopenFD(fd, unix.O_PATH)
 	if e != 0 {
 		return e
 	}

@@ -45,8 +45,7 @@ func (fs *FS) mountFD(mnt uint64, nodeFD int, fileType uint32) (int, fuse.Errno)
 	if fileType != unix.S_IFDIR && fileType != unix.S_IFREG {
 		return -1, syscall.EOPNOTSUPP
 	}
-	var name fdName
-	fd, e := fs.openat(fs.procSelfFD, name.of(nodeFD), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, e := fs.reopenFD(nodeFD, unix.O_RDONLY|unix.O_NONBLOCK)
 	if e != 0 {
 		return -1, e
 	}

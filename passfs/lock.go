@@ -50,16 +50,15 @@ func (t *lockTable) get(fs *FS, key lockKey, h *handle, create bool) (*lockFD, f
 	if len(t.fds) >= maxLockOwners {
 		return nil, syscall.ENOLCK
 	}
-	var name fdName
 	// Read-write, so that one fd serves both lock types; a file only readable gets the
 	// handle's own access mode.
-	fd, e := fs.openat(fs.procSelfFD, name.of(h.fd), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	fd, e := fs.reopenFD(h.fd, unix.O_RDWR)
 	if e != 0 {
 		flags, err := unix.FcntlInt(uintptr(h.fd), unix.F_GETFL, 0)
 		if err != nil {
 			return nil, errnoOf(err)
 		}
-		if fd, e = fs.openat(fs.procSelfFD, name.of(h.fd), flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0); e != 0 {
+		if fd, e = fs.reopenFD(h.fd, flags&unix.O_ACCMODE); e != 0 {
 			return nil, e
 		}
 	}

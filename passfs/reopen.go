@@ -98,6 +98,13 @@ func sameInode(fd int, n *inode) bool {
 	return fstatx(fd, &st) == 0 && keyOf(&st) == n.key
 }
 
+// reopenFD opens fd's file anew through /proc/self/fd (a new open file description, with flags and
+// O_CLOEXEC), as every data fd of a node and every fd of a handle's file is made.
+func (fs *FS) reopenFD(fd, flags int) (int, fuse.Errno) {
+	var name fdName
+	return fs.openat(fs.procSelfFD, name.of(fd), flags|unix.O_CLOEXEC, 0)
+}
+
 // openat is the raw openat for every fd the daemon opens: on EMFILE or ENFILE it closes some
 // inode fds and tries once more.
 func (fs *FS) openat(dirfd int, name *byte, flags int, mode uint32) (int, fuse.Errno) {
