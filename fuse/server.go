@@ -284,7 +284,6 @@ func (s *Server) dispatch(r *request) {
 		s.served[op].Add(1)
 	}
 	row := &opTable[op]
-	r.noReply = row.noReply
 	if len(r.args) < row.inSize {
 		r.errno = syscall.EINVAL
 		return

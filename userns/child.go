@@ -64,7 +64,7 @@ func enterStage2(p Paths) (*State, error) {
 			inherited = append(inherited, os.NewFile(uintptr(fd), "inherited"))
 		}
 	}
-	for _, k := range []string{envStage, envPipes, envParent, envFiles} {
+	for _, k := range markers {
 		os.Unsetenv(k)
 	}
 	defer in.Close()

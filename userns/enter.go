@@ -18,6 +18,9 @@ const (
 	envFiles  = "_UVFSD_USERNS_FILES"  // fds of Options.Files in the child, comma separated
 )
 
+// markers are all of them: a child's environment gets fresh ones, and stage 2 removes them.
+var markers = []string{envStage, envPipes, envParent, envFiles}
+
 // InChild reports whether this process is a re-exec'ed stage (Enter has not returned yet there:
 // call it before Enter).
 func InChild() bool { return os.Getenv(envStage) != "" }

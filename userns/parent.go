@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,8 +113,7 @@ func childCommand(userNS bool, files []*os.File, toChild, fromChild *os.File) *e
 func withoutMarkers(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, envStage+"=") && !strings.HasPrefix(kv, envPipes+"=") &&
-			!strings.HasPrefix(kv, envParent+"=") && !strings.HasPrefix(kv, envFiles+"=") {
+		if name, _, ok := strings.Cut(kv, "="); !ok || !slices.Contains(markers, name) {
 			out = append(out, kv)
 		}
 	}

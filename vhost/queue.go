@@ -170,6 +170,14 @@ func (q *queue) pause() {
 	q.mu.Unlock()
 }
 
+// wakeDrainedLocked wakes waitIdle: inflight reached 0.
+func (q *queue) wakeDrainedLocked() {
+	if q.drained != nil {
+		close(q.drained)
+		q.drained = nil
+	}
+}
+
 // waitIdle waits until every popped request was completed, at most the stop timeout.
 func (q *queue) waitIdle() {
 	q.mu.Lock()
@@ -252,10 +260,7 @@ func (q *queue) stopRing() uint16 {
 	// Requests still in flight (a handler blocked past the stop timeout) no longer count: they
 	// would throttle the next ring, and every later hand-back would wait for them again.
 	q.inflight, q.throttled = 0, false
-	if q.drained != nil {
-		close(q.drained)
-		q.drained = nil
-	}
+	q.wakeDrainedLocked()
 	closeFD(&q.kickFD)
 	closeFD(&q.callFD)
 	return q.lastAvail

@@ -60,10 +60,8 @@ func (q *queue) retireLocked(r *Request, written uint32) {
 			}
 			q.pushUsedLocked(r.head, written)
 		}
-		q.inflight--
-		if q.inflight == 0 && q.drained != nil {
-			close(q.drained)
-			q.drained = nil
+		if q.inflight--; q.inflight == 0 {
+			q.wakeDrainedLocked()
 		}
 		if q.throttled {
 			q.throttled = false

@@ -334,7 +334,6 @@ func checkSharedDir(dir string) error {
 	return nil
 }
 
-// listen opens the vhost-user socket (or adopts the inherited one).
 // listen returns the listening socket as a file (to pass to a re-exec'ed child or to listen on),
 // and, when this process made it (--socket-path), the socket's name for its removal.
 func listen(cfg *Config) (*os.File, *vhost.SocketFile, error) {
