@@ -1,10 +1,12 @@
 // Command bench compares uvfsd with QEMU's C virtiofsd and virtio-9p from
 // inside a real guest. Each round boots the same busybox guest once per
-// system (in rotating order, so slow drift hits every system alike) and
-// times create/stat/read of small files, ls -lR, find and cp -a of a
-// host-made tree, a sequential write and read and rm -rf, in the guest. It
-// prints every sample as it arrives and, at the end, the median per workload
-// with the ratios uvfsd/C and uvfsd/9p.
+// system, all at once, and lets the guests take turns step by step (in an
+// order that rotates, so slow drift hits every system alike; lockstep.go);
+// --sequential boots them one after the other instead. It times
+// create/stat/read of small files, ls -lR, find and cp -a of a host-made
+// tree, a sequential write and read and rm -rf, in the guest. It prints
+// every sample as it arrives and, at the end, the median per workload with
+// the ratios uvfsd/C and uvfsd/9p.
 //
 //	go run ./e2e/bench [--rounds 3] [--quick] [--uvfsd-args "--cache=always"]
 //
@@ -42,6 +44,9 @@ type bench struct {
 	memoryMB  int
 	cpus      int
 	verbose   bool
+	// sequential boots one system at a time and runs all its steps (the guest script has no
+	// gates); otherwise every round runs in lockstep.
+	sequential bool
 
 	rootless  guest.HostUser
 	work      string // binaries and initramfs images
@@ -86,6 +91,7 @@ func run() error {
 	pflag.BoolVarP(&b.verbose, "verbose", "v", false, "copy the guest console to stderr")
 	pflag.DurationVar(&b.timeout, "boot-timeout", 15*time.Minute, "give up on one boot after this long")
 	variants := pflag.StringArray("variant", nil, `also run uvfsd as system NAME with these flags: "NAME=FLAGS" (repeatable; e.g. "nopoll=--poll-us=0")`)
+	pflag.BoolVar(&b.sequential, "sequential", false, "boot one system at a time and run all its steps, instead of all systems at once taking turns step by step")
 	pflag.BoolVar(&b.countRequests, "count-requests", false, "instead of timing, count each daemon's FUSE requests per workload (one boot each, no 9p)")
 	only := pflag.String("workloads", "", "run only these workloads, comma separated (create,stat,read,ls-lR,find,cp-a,write-seq,read-seq,rm-rf); stat and read need create, read-seq needs write-seq")
 	pflag.Parse()
@@ -120,7 +126,8 @@ func run() error {
 		*systems += "," + v.Name
 	}
 	if b.countRequests {
-		b.rounds, b.counts = 1, map[string]stepCounts{}
+		// Counting follows one daemon's log per boot, step by step: one guest at a time.
+		b.rounds, b.counts, b.sequential = 1, map[string]stepCounts{}, true
 		var keep []string
 		for _, sys := range strings.Split(*systems, ",") {
 			if strings.TrimSpace(sys) != sys9p {
@@ -159,7 +166,36 @@ func run() error {
 	all := samples{}
 	var failures []string
 	start := time.Now()
+	report := func(round int, system string, steps map[string]time.Duration) {
+		all.add(system, steps)
+		for _, w := range workloads {
+			fmt.Printf("RESULT round=%d system=%s workload=%s ns=%d\n", round, system, w.Name, steps[w.Name].Nanoseconds())
+		}
+	}
+	fail := func(round int, system string, err error) {
+		failures = append(failures, fmt.Sprintf("round %d %s: %v", round, system, err))
+		fmt.Fprintf(os.Stderr, "round %d %s FAILED: %v\n", round, system, err)
+	}
 	for round := 1; round <= b.rounds; round++ {
+		if !b.sequential {
+			var systems []string
+			for _, s := range b.systems {
+				if s != sys9p || round <= b.rounds9p {
+					systems = append(systems, s)
+				}
+			}
+			roundStart := time.Now()
+			steps, failed := b.runLockstep(round, systems)
+			for _, system := range systems {
+				if err := failed[system]; err != nil {
+					fail(round, system, err)
+				} else {
+					report(round, system, steps[system])
+				}
+			}
+			fmt.Printf("round %d: %v in lockstep\n", round, time.Since(roundStart).Round(time.Millisecond))
+			continue
+		}
 		for i := range b.systems {
 			// Rotate the order so no system always runs first (cold host caches) or last.
 			system := b.systems[(i+round-1)%len(b.systems)]
@@ -168,14 +204,10 @@ func run() error {
 			}
 			steps, dur, err := b.runOnce(system)
 			if err != nil {
-				failures = append(failures, fmt.Sprintf("round %d %s: %v", round, system, err))
-				fmt.Fprintf(os.Stderr, "round %d %s FAILED: %v\n", round, system, err)
+				fail(round, system, err)
 				continue
 			}
-			all.add(system, steps)
-			for _, w := range workloads {
-				fmt.Printf("RESULT round=%d system=%s workload=%s ns=%d\n", round, system, w.Name, steps[w.Name].Nanoseconds())
-			}
+			report(round, system, steps)
 			fmt.Printf("round %d %s: boot+script %v\n", round, system, dur.Round(time.Millisecond))
 		}
 	}
@@ -231,7 +263,7 @@ func (b *bench) prepare(kernelPath string) error {
 	if err != nil {
 		return err
 	}
-	script := guestScript(b.sizes)
+	script := guestScript(b.sizes, !b.sequential)
 	for _, img := range []struct {
 		path  *string
 		name  string

@@ -148,7 +148,7 @@ func TestMakeTreeCreatesTheRequestedFiles(t *testing.T) {
 }
 
 func TestGuestScriptTimesEveryWorkload(t *testing.T) {
-	script := guestScript(sizes{SmallFiles: 7, TreeFiles: 1, BigMiB: 3})
+	script := guestScript(sizes{SmallFiles: 7, TreeFiles: 1, BigMiB: 3}, false)
 	for _, w := range workloads {
 		if !strings.Contains(script, "step "+w.Name+" ") {
 			t.Errorf("script does not time %q", w.Name)
@@ -180,7 +180,7 @@ func TestSelectWorkloadsKeepsTheGuestOrder(t *testing.T) {
 	if len(workloads) != 2 || workloads[0].Name != "create" || workloads[1].Name != "rm-rf" {
 		t.Fatalf("selected %v, want create then rm-rf", workloads)
 	}
-	if script := guestScript(sizes{SmallFiles: 1, TreeFiles: 1, BigMiB: 1}); !strings.Contains(script, `W=" create rm-rf "`) {
+	if script := guestScript(sizes{SmallFiles: 1, TreeFiles: 1, BigMiB: 1}, true); !strings.Contains(script, `W=" create rm-rf "`) {
 		t.Fatalf("script does not limit the steps to the selection:\n%s", script)
 	}
 	if err := selectWorkloads("tar"); err == nil {

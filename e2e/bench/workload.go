@@ -56,9 +56,13 @@ func selectWorkloads(names string) error {
 // are dropped before each step marked cold, so the daemon is asked again.
 // Steps not in workloads are skipped (a step may need the files an earlier
 // one makes: stat and cat those of create, the dd read that of the dd write).
-func guestScript(s sizes) string {
+//
+// With gated set, each step first prints "BENCH-WAIT name" and waits for a
+// line on the console: the host lets one guest at a time run a step (see
+// lockstep.go). The caches are dropped after the gate, just before the step.
+func guestScript(s sizes, gated bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "N=%d\nMIB=%d\n", s.SmallFiles, s.BigMiB)
+	fmt.Fprintf(&b, "N=%d\nMIB=%d\nGATED=%v\n", s.SmallFiles, s.BigMiB, gated)
 	b.WriteString("W=\"")
 	for _, w := range workloads {
 		b.WriteString(" " + w.Name)
@@ -66,19 +70,26 @@ func guestScript(s sizes) string {
 	b.WriteString(` "
 fail=0
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-step() { case "$W" in *" $1 "*) /bin/benchstep "$@" || fail=1;; esac; }
-want() { case "$W" in *" $1 "*) return 0;; esac; return 1; }
+gate() { [ "$GATED" = true ] || return 0; echo "BENCH-WAIT $1"; read -r _ </dev/console; }
+# step NAME warm|cold COMMAND...
+step() {
+	name=$1 cold=$2; shift 2
+	case "$W" in *" $name "*) ;; *) return 0;; esac
+	gate "$name"
+	[ "$cold" = cold ] && drop
+	/bin/benchstep "$name" "$@" || fail=1
+}
 [ -d tree ] || { echo "BENCH-FAIL setup: no host tree in $(pwd)"; exit 1; }
 mkdir small || exit 1
-step create @create small $N
-want stat && drop; step stat @stat small $N
-step read cat small/*
-want ls-lR && drop; step ls-lR ls -lR tree
-want find && drop; step find find tree
-want cp-a && drop; step cp-a cp -a tree tree2
-step write-seq dd if=/dev/zero of=big bs=1M count=$MIB conv=fsync
-want read-seq && drop; step read-seq dd if=big of=/dev/null bs=1M
-step rm-rf rm -rf small tree tree2 big
+step create warm @create small $N
+step stat cold @stat small $N
+step read warm cat small/*
+step ls-lR cold ls -lR tree
+step find cold find tree
+step cp-a cold cp -a tree tree2
+step write-seq warm dd if=/dev/zero of=big bs=1M count=$MIB conv=fsync
+step read-seq cold dd if=big of=/dev/null bs=1M
+step rm-rf warm rm -rf small tree tree2 big
 exit $fail
 `)
 	return b.String()

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uvfsd/uvfsd/e2e/guest"
+)
+
+// A lockstep round boots every system's guest at once and lets one guest at a time run each
+// step, the systems taking turns in an order that rotates from step to step. This machine slows
+// down for minutes at a time (steal time from the hypervisor's other guests); with one boot per
+// system such a phase falls on one system's whole run, while in lockstep the systems' runs of a
+// step are seconds apart and share it. The waiting guests sit idle at a gate (gated guestScript).
+
+// gatedGuest is one system's guest in a lockstep round.
+type gatedGuest struct {
+	system string
+	bt     *boot
+	gate   *io.PipeWriter // a line on the guest's console opens its next gate
+	lines  lineSink       // the guest script's output
+	done   chan struct{}  // closed when the boot ended; res and err are set before
+	res    *guest.Result
+	err    error
+	broken error // why the round stopped driving this guest
+}
+
+// lineSink passes the guest script's lines to the round. It never blocks the console reader:
+// the script prints a few dozen lines, far below the buffer.
+type lineSink chan string
+
+func (s lineSink) Write(p []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		select {
+		case s <- l:
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+// await reads the guest's lines until one satisfies match, the guest ends or limit passes.
+func (g *gatedGuest) await(what string, match func(string) bool, limit time.Duration) error {
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		select {
+		case l := <-g.lines:
+			if match(l) {
+				return nil
+			}
+		case <-g.done:
+			for {
+				select {
+				case l := <-g.lines:
+					if match(l) {
+						return nil
+					}
+				default:
+					return fmt.Errorf("the guest ended before %s", what)
+				}
+			}
+		case <-timer.C:
+			return fmt.Errorf("no %s within %v", what, limit)
+		}
+	}
+}
+
+// runLockstep runs one round of systems in lockstep and returns each system's step times or
+// why it failed.
+func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]time.Duration, map[string]error) {
+	steps := map[string]map[string]time.Duration{}
+	failed := map[string]error{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var guests []*gatedGuest
+	for _, system := range systems {
+		bt, err := b.setUp(system)
+		if err != nil {
+			failed[system] = err
+			continue
+		}
+		guests = append(guests, &gatedGuest{system: system, bt: bt, lines: make(lineSink, 4096), done: make(chan struct{})})
+	}
+	syscall.Sync() // what setUp and the last round left dirty, before any step runs
+	for _, g := range guests {
+		b.bootCount++
+		stdin, gate := io.Pipe()
+		g.gate = gate
+		vm := guest.VM{
+			Kernel:       b.kernel,
+			Initrd:       g.bt.initrd,
+			MemoryMB:     b.memoryMB,
+			CPUs:         b.cpus,
+			FS:           g.bt.fs,
+			ExtraArgs:    g.bt.extra,
+			ConsoleLog:   filepath.Join(b.work, fmt.Sprintf("console-%d-%s.log", b.bootCount, g.system)),
+			ScriptOutput: g.lines,
+			Stdin:        stdin,
+			// Each guest waits while the others run their steps.
+			Timeout: b.timeout * time.Duration(len(guests)),
+		}
+		if b.verbose {
+			vm.Console = prefixWriter(g.system)
+		}
+		go func() {
+			defer close(g.done)
+			g.res, g.err = vm.Run(ctx)
+		}()
+	}
+	for i, w := range workloads {
+		for j := range guests {
+			g := guests[(i+j+round-1)%len(guests)]
+			if g.broken != nil {
+				continue
+			}
+			if g.broken = g.await("BENCH-WAIT "+w.Name, func(l string) bool {
+				return strings.HasSuffix(l, "BENCH-WAIT "+w.Name)
+			}, b.timeout); g.broken != nil {
+				continue
+			}
+			syscall.Sync() // the host's writeback of the step before must not run in this one
+			if _, err := io.WriteString(g.gate, "\n"); err != nil {
+				g.broken = fmt.Errorf("open the gate of %s: %w", w.Name, err)
+				continue
+			}
+			g.broken = g.await("the time of "+w.Name, func(l string) bool {
+				return strings.Contains(l, "BENCH "+w.Name+" ") || strings.Contains(l, "BENCH-FAIL ")
+			}, b.timeout)
+		}
+	}
+	for _, g := range guests {
+		// QEMU's exit waits for its standard input to end (exec copies it from the pipe).
+		g.gate.Close()
+		if g.broken != nil {
+			cancel() // a guest stuck at a gate would wait for its whole timeout
+		}
+	}
+	for _, g := range guests {
+		<-g.done
+		err := g.err
+		if err == nil {
+			var s map[string]time.Duration
+			if s, err = parseSteps(g.res.Output); err == nil && g.res.ExitStatus != 0 {
+				err = fmt.Errorf("guest script exited with %d", g.res.ExitStatus)
+			}
+			if err != nil {
+				err = fmt.Errorf("%w\n--- guest output ---\n%s", err, strings.Join(g.res.Output, "\n"))
+			}
+			steps[g.system] = s
+		}
+		if err == nil && g.broken != nil {
+			err = g.broken
+		}
+		if err != nil {
+			g.bt.close()
+			if g.bt.daemon != nil {
+				err = fmt.Errorf("%w\n--- daemon output ---\n%s", err, g.bt.daemon.Output())
+			}
+			failed[g.system] = err
+			continue
+		}
+		if err := g.bt.finish(); err != nil {
+			failed[g.system] = err
+		}
+	}
+	return steps, failed
+}
+
+// prefixWriter copies a guest's console to stderr with the system's name before each line.
+func prefixWriter(system string) io.Writer {
+	var s guest.LineSplitter
+	s.Line = func(l string) { fmt.Fprintf(os.Stderr, "[%s] %s\n", system, l) }
+	return &s
+}
