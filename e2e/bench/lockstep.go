@@ -133,11 +133,15 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 			g.broken = g.await("the time of "+w.Name, func(l string) bool {
 				return strings.Contains(l, "BENCH "+w.Name+" ") || strings.Contains(l, "BENCH-FAIL ")
 			}, b.timeout)
+			if i == len(workloads)-1 {
+				// QEMU's exit waits for its standard input to end (exec copies it from the
+				// pipe), and the guest powers off now, maybe long before the others finish.
+				g.gate.Close()
+			}
 		}
 	}
 	for _, g := range guests {
-		// QEMU's exit waits for its standard input to end (exec copies it from the pipe).
-		g.gate.Close()
+		g.gate.Close() // those that broke before their last step
 		if g.broken != nil {
 			cancel() // a guest stuck at a gate would wait for its whole timeout
 		}
