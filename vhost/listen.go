@@ -17,8 +17,9 @@ import (
 
 // Listen creates a unix listening socket at path (OpenSocketFile then records it for removal). It
 // refuses to touch a socket a live daemon is listening on, replaces a stale socket file left by a
-// crashed one, and refuses to delete anything that is not a socket. With a non-empty group the socket is chgrp'ed to it and made mode 0660 so
-// members of the group (e.g. the user running QEMU) can connect.
+// crashed one, and refuses to delete anything that is not a socket. With a non-empty group the
+// socket is chgrp'ed to it and made mode 0660 so members of the group (e.g. the user running
+// QEMU) can connect.
 //
 // path appears only once the socket listens and has its group: it is bound under a temporary name
 // in the same directory and renamed into place, so whoever waits for path to appear (a launcher

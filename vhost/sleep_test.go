@@ -176,7 +176,6 @@ func TestHotWorkerGoesColdWhenTheGuestIsIdle(t *testing.T) {
 	}
 }
 
-// coldWorkers counts the worker goroutines blocked in the runtime-visible poll.
 // slowEcho is echo, but a request that says "slow" is served in a second: the worker is busy that
 // long.
 type slowEcho struct{ echo }
@@ -210,6 +209,7 @@ func TestEverySleepStartsHot(t *testing.T) {
 	}
 }
 
+// coldWorkers counts the worker goroutines blocked in the runtime-visible poll.
 func coldWorkers() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
