@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -90,22 +89,11 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 	}
 	syscall.Sync() // what setUp and the last round left dirty, before any step runs
 	for _, g := range guests {
-		b.bootCount++
 		stdin, gate := io.Pipe()
 		g.gate = gate
-		vm := guest.VM{
-			Kernel:       b.kernel,
-			Initrd:       g.bt.initrd,
-			MemoryMB:     b.memoryMB,
-			CPUs:         b.cpus,
-			FS:           g.bt.fs,
-			ExtraArgs:    g.bt.extra,
-			ConsoleLog:   filepath.Join(b.work, fmt.Sprintf("console-%d-%s.log", b.bootCount, g.system)),
-			ScriptOutput: g.lines,
-			Stdin:        stdin,
-			// Each guest waits while the others run their steps.
-			Timeout: b.timeout * time.Duration(len(guests)),
-		}
+		vm := b.vm(g.bt, g.system)
+		vm.ScriptOutput, vm.Stdin = g.lines, stdin
+		vm.Timeout *= time.Duration(len(guests)) // each guest waits while the others run their steps
 		if b.verbose {
 			vm.Console = prefixWriter(g.system)
 		}
@@ -148,31 +136,15 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 	}
 	for _, g := range guests {
 		<-g.done
-		err := g.err
+		s, err := g.bt.stepsOf(g.res, g.err)
 		if err == nil {
-			var s map[string]time.Duration
-			if s, err = parseSteps(g.res.Output); err == nil && g.res.ExitStatus != 0 {
-				err = fmt.Errorf("guest script exited with %d", g.res.ExitStatus)
-			}
-			if err != nil {
-				err = fmt.Errorf("%w\n--- guest output ---\n%s", err, strings.Join(g.res.Output, "\n"))
-			}
-			steps[g.system] = s
-		}
-		if err == nil && g.broken != nil {
 			err = g.broken
 		}
 		if err != nil {
-			g.bt.close()
-			if g.bt.daemon != nil {
-				err = fmt.Errorf("%w\n--- daemon output ---\n%s", err, g.bt.daemon.Output())
-			}
 			failed[g.system] = err
 			continue
 		}
-		if err := g.bt.finish(); err != nil {
-			failed[g.system] = err
-		}
+		steps[g.system] = s
 	}
 	return steps, failed
 }

@@ -294,17 +294,7 @@ func (b *bench) runOnce(system string) (map[string]time.Duration, time.Duration,
 	if err != nil {
 		return nil, 0, err
 	}
-	b.bootCount++
-	vm := guest.VM{
-		Kernel:     b.kernel,
-		Initrd:     bt.initrd,
-		MemoryMB:   b.memoryMB,
-		CPUs:       b.cpus,
-		FS:         bt.fs,
-		ExtraArgs:  bt.extra,
-		ConsoleLog: filepath.Join(b.work, fmt.Sprintf("console-%d-%s.log", b.bootCount, system)),
-		Timeout:    b.timeout,
-	}
+	vm := b.vm(bt, system)
 	if b.verbose {
 		vm.Console = os.Stderr
 	}
@@ -324,22 +314,44 @@ func (b *bench) runOnce(system string) (map[string]time.Duration, time.Duration,
 	// deletions) now, so that the host's writeback does not run in the middle of this round.
 	syscall.Sync()
 	res, err := vm.Run(context.Background())
-	if err != nil {
+	steps, err := bt.stepsOf(res, err)
+	return steps, res.Duration, err // Run fills res even when it fails
+}
+
+// vm is the guest that boots against bt for system, with its own console log.
+func (b *bench) vm(bt *boot, system string) guest.VM {
+	b.bootCount++
+	return guest.VM{
+		Kernel:     b.kernel,
+		Initrd:     bt.initrd,
+		MemoryMB:   b.memoryMB,
+		CPUs:       b.cpus,
+		FS:         bt.fs,
+		ExtraArgs:  bt.extra,
+		ConsoleLog: filepath.Join(b.work, fmt.Sprintf("console-%d-%s.log", b.bootCount, system)),
+		Timeout:    b.timeout,
+	}
+}
+
+// stepsOf turns a finished boot (vm.Run's result) into its step times, or says why there are
+// none with the daemon's or the guest's output, and stops the daemon.
+func (bt *boot) stepsOf(res *guest.Result, runErr error) (map[string]time.Duration, error) {
+	if runErr != nil {
 		bt.close()
 		if bt.daemon != nil {
-			err = fmt.Errorf("%w\n--- daemon output ---\n%s", err, bt.daemon.Output())
+			runErr = fmt.Errorf("%w\n--- daemon output ---\n%s", runErr, bt.daemon.Output())
 		}
-		return nil, 0, err
+		return nil, runErr
 	}
-	steps, perr := parseSteps(res.Output)
-	if perr == nil && res.ExitStatus != 0 {
-		perr = fmt.Errorf("guest script exited with %d", res.ExitStatus)
+	steps, err := parseSteps(res.Output)
+	if err == nil && res.ExitStatus != 0 {
+		err = fmt.Errorf("guest script exited with %d", res.ExitStatus)
 	}
-	if perr != nil {
-		perr = fmt.Errorf("%w\n--- guest output ---\n%s", perr, strings.Join(res.Output, "\n"))
+	if err != nil {
+		err = fmt.Errorf("%w\n--- guest output ---\n%s", err, strings.Join(res.Output, "\n"))
 	}
-	if ferr := bt.finish(); perr == nil {
-		perr = ferr
+	if ferr := bt.finish(); err == nil {
+		err = ferr
 	}
-	return steps, res.Duration, perr
+	return steps, err
 }
