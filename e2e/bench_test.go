@@ -15,7 +15,7 @@ import (
 // TestBenchmarkRunsInLockstep runs the in-guest benchmark program (docs/benchmarks.md) at a tiny
 // size: each round boots every system's guest at once and the guests take turns step by step
 // (e2e/bench/lockstep.go). Two rounds, so that the second runs without 9p (--rounds-9p 1) and the
-// turns rotate. As root the C virtiofsd takes part too.
+// turns rotate; --cpu adds each step's CPU time. As root the C virtiofsd takes part too.
 func TestBenchmarkRunsInLockstep(t *testing.T) {
 	requireGuestTools(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -25,7 +25,7 @@ func TestBenchmarkRunsInLockstep(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := exec.CommandContext(ctx, bin, "--files", "3", "--tree-files", "20", "--mib", "1",
-		"--rounds", "2", "--rounds-9p", "1").CombinedOutput()
+		"--rounds", "2", "--rounds-9p", "1", "--cpu").CombinedOutput()
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
@@ -46,5 +46,8 @@ func TestBenchmarkRunsInLockstep(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "rm -rf all") || !strings.Contains(string(out), "total") {
 		t.Errorf("no results table\n%s", out)
+	}
+	if !strings.Contains(string(out), "CPU time per step") {
+		t.Errorf("no CPU table (--cpu)\n%s", out)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,14 +21,31 @@ import (
 
 // gatedGuest is one system's guest in a lockstep round.
 type gatedGuest struct {
-	system string
-	bt     *boot
-	gate   *io.PipeWriter // a line on the guest's console opens its next gate
-	lines  lineSink       // the guest script's output
-	done   chan struct{}  // closed when the boot ended; res and err are set before
-	res    *guest.Result
-	err    error
-	broken error // why the round stopped driving this guest
+	system  string
+	bt      *boot
+	gate    *io.PipeWriter // a line on the guest's console opens its next gate
+	lines   lineSink       // the guest script's output
+	done    chan struct{}  // closed when the boot ended; res and err are set before
+	res     *guest.Result
+	err     error
+	broken  error // why the round stopped driving this guest
+	qemuPid atomic.Int64
+	cpu     map[string]stepCPU // with --cpu: per step
+}
+
+// cpuNow is the CPU time the guest's daemon and QEMU have used so far.
+func (g *gatedGuest) cpuNow() (stepCPU, error) {
+	var c stepCPU
+	var err error
+	if g.bt.daemon != nil {
+		if c.daemon, err = treeCPU(g.bt.daemon.Pid()); err != nil {
+			return c, fmt.Errorf("the daemon's CPU time: %w", err)
+		}
+	}
+	if c.qemu, err = treeCPU(int(g.qemuPid.Load())); err != nil {
+		return c, fmt.Errorf("QEMU's CPU time: %w", err)
+	}
+	return c, nil
 }
 
 // lineSink passes the guest script's lines to the round. It never blocks the console reader:
@@ -73,8 +91,9 @@ func (g *gatedGuest) await(what string, match func(string) bool, limit time.Dura
 
 // runLockstep runs one round of systems in lockstep and returns each system's step times or
 // why it failed.
-func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]time.Duration, map[string]error) {
+func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]time.Duration, map[string]map[string]stepCPU, map[string]error) {
 	steps := map[string]map[string]time.Duration{}
+	cpu := map[string]map[string]stepCPU{}
 	failed := map[string]error{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -85,7 +104,7 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 			failed[system] = err
 			continue
 		}
-		guests = append(guests, &gatedGuest{system: system, bt: bt, lines: make(lineSink, 4096), done: make(chan struct{})})
+		guests = append(guests, &gatedGuest{system: system, bt: bt, lines: make(lineSink, 4096), done: make(chan struct{}), cpu: map[string]stepCPU{}})
 	}
 	syscall.Sync() // what setUp and the last round left dirty, before any step runs
 	for _, g := range guests {
@@ -93,6 +112,7 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 		g.gate = gate
 		vm := b.vm(g.bt, g.system)
 		vm.ScriptOutput, vm.Stdin = g.lines, stdin
+		vm.Started = func(pid int) { g.qemuPid.Store(int64(pid)) }
 		vm.Timeout *= time.Duration(len(guests)) // each guest waits while the others run their steps
 		if b.verbose {
 			vm.Console = prefixWriter(g.system)
@@ -114,6 +134,12 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 				continue
 			}
 			syscall.Sync() // the host's writeback of the step before must not run in this one
+			var before stepCPU
+			if b.measureCPU {
+				if before, g.broken = g.cpuNow(); g.broken != nil {
+					continue
+				}
+			}
 			if _, err := io.WriteString(g.gate, "\n"); err != nil {
 				g.broken = fmt.Errorf("open the gate of %s: %w", w.Name, err)
 				continue
@@ -121,6 +147,11 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 			g.broken = g.await("the time of "+w.Name, func(l string) bool {
 				return strings.Contains(l, "BENCH "+w.Name+" ") || strings.Contains(l, "BENCH-FAIL ")
 			}, b.timeout)
+			if b.measureCPU && g.broken == nil {
+				var after stepCPU
+				after, g.broken = g.cpuNow()
+				g.cpu[w.Name] = stepCPU{daemon: after.daemon - before.daemon, qemu: after.qemu - before.qemu}
+			}
 			if i == len(workloads)-1 {
 				// QEMU's exit waits for its standard input to end (exec copies it from the
 				// pipe), and the guest powers off now, maybe long before the others finish.
@@ -145,8 +176,9 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 			continue
 		}
 		steps[g.system] = s
+		cpu[g.system] = g.cpu
 	}
-	return steps, failed
+	return steps, cpu, failed
 }
 
 // prefixWriter copies a guest's console to stderr with the system's name before each line.

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -47,6 +48,8 @@ type bench struct {
 	// sequential boots one system at a time and runs all its steps (the guest script has no
 	// gates); otherwise every round runs in lockstep.
 	sequential bool
+	// measureCPU records each step's daemon and QEMU CPU time (lockstep only).
+	measureCPU bool
 
 	rootless  guest.HostUser
 	work      string // binaries and initramfs images
@@ -92,6 +95,7 @@ func run() error {
 	pflag.DurationVar(&b.timeout, "boot-timeout", 15*time.Minute, "give up on one boot after this long")
 	variants := pflag.StringArray("variant", nil, `also run uvfsd as system NAME with these flags: "NAME=FLAGS" (repeatable; e.g. "nopoll=--poll-us=0")`)
 	pflag.BoolVar(&b.sequential, "sequential", false, "boot one system at a time and run all its steps, instead of all systems at once taking turns step by step")
+	pflag.BoolVar(&b.measureCPU, "cpu", false, "also report the CPU time each daemon and QEMU used per step (not with --sequential)")
 	pflag.BoolVar(&b.countRequests, "count-requests", false, "instead of timing, count each daemon's FUSE requests per workload (one boot each, no 9p)")
 	only := pflag.String("workloads", "", "run only these workloads, comma separated (create,stat,read,ls-lR,find,cp-a,write-seq,read-seq,rm-rf); stat and read need create, read-seq needs write-seq")
 	pflag.Parse()
@@ -163,11 +167,20 @@ func run() error {
 
 	fmt.Printf("guest: %d CPUs, %d MiB, TCG; %d small files, %d-file tree, %d MiB; uvfsd as %s with flags %q\n",
 		b.cpus, b.memoryMB, b.sizes.SmallFiles, b.sizes.TreeFiles, b.sizes.BigMiB, b.rootless.Name, b.uvfsdArgs)
+	if b.measureCPU && b.sequential {
+		return fmt.Errorf("--cpu measures steps in lockstep: it does not go with --sequential or --count-requests")
+	}
 	all := samples{}
+	allCPU := cpuSamples{}
+	byRound := make(roundSamples, b.rounds+1)
 	var failures []string
 	start := time.Now()
 	report := func(round int, system string, steps map[string]time.Duration) {
 		all.add(system, steps)
+		if byRound[round] == nil {
+			byRound[round] = map[string]map[string]time.Duration{}
+		}
+		byRound[round][system] = steps
 		for _, w := range workloads {
 			fmt.Printf("RESULT round=%d system=%s workload=%s ns=%d\n", round, system, w.Name, steps[w.Name].Nanoseconds())
 		}
@@ -185,12 +198,13 @@ func run() error {
 				}
 			}
 			roundStart := time.Now()
-			steps, failed := b.runLockstep(round, systems)
+			steps, cpu, failed := b.runLockstep(round, systems)
 			for _, system := range systems {
 				if err := failed[system]; err != nil {
 					fail(round, system, err)
 				} else {
 					report(round, system, steps[system])
+					allCPU.add(system, cpu[system])
 				}
 			}
 			fmt.Printf("round %d: %v in lockstep\n", round, time.Since(roundStart).Round(time.Millisecond))
@@ -216,6 +230,14 @@ func run() error {
 	writeTable(os.Stdout, all, b.sizes, b.systems)
 	fmt.Println()
 	writeSpread(os.Stdout, all, b.sizes, b.systems)
+	if slices.Contains(b.systems, sysC) && b.rounds > 1 {
+		fmt.Println()
+		writePaired(os.Stdout, byRound, b.sizes, b.systems)
+	}
+	if b.measureCPU {
+		fmt.Println()
+		writeCPU(os.Stdout, allCPU, b.sizes, b.systems)
+	}
 	if b.countRequests {
 		fmt.Println("\n(times above are not comparable: the C virtiofsd logged every request)")
 		writeCounts(os.Stdout, b.counts, b.systems, b.sizes)

@@ -168,3 +168,49 @@ func writeSpread(w io.Writer, s samples, sz sizes, systems []string) {
 	}
 	tw.Flush()
 }
+
+// roundSamples holds each round's times apart (round -> system -> workload), for ratios taken
+// within a round: in lockstep the systems ran each step seconds apart, so a slow phase of the
+// machine weighs on both sides of such a ratio alike.
+type roundSamples []map[string]map[string]time.Duration
+
+// writePaired prints, per workload, the median over rounds of each uvfsd system's time divided
+// by the C virtiofsd's in the same round, and in how many of those rounds it was faster.
+func writePaired(w io.Writer, rs roundSamples, sz sizes, systems []string) {
+	var uvfsds []string
+	for _, sys := range systems {
+		if sys != sysC && sys != sys9p {
+			uvfsds = append(uvfsds, sys)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := "workload (ratio within a round)\t"
+	for _, sys := range uvfsds {
+		header += sys + "/C median\tfaster in\t"
+	}
+	fmt.Fprintln(tw, header)
+	for _, wl := range workloads {
+		row := wl.Label(sz) + "\t"
+		for _, sys := range uvfsds {
+			var ratios []time.Duration // fixed point: ratio * 1e6, so median() applies
+			faster := 0
+			for _, r := range rs {
+				u, c := r[sys][wl.Name], r[sysC][wl.Name]
+				if u <= 0 || c <= 0 {
+					continue
+				}
+				ratios = append(ratios, time.Duration(float64(u)/float64(c)*1e6))
+				if u < c {
+					faster++
+				}
+			}
+			if len(ratios) == 0 {
+				row += "-\t-\t"
+				continue
+			}
+			row += fmt.Sprintf("%.2fx\t%d of %d\t", float64(median(ratios))/1e6, faster, len(ratios))
+		}
+		fmt.Fprintln(tw, row)
+	}
+	tw.Flush()
+}

@@ -187,3 +187,25 @@ func TestSelectWorkloadsKeepsTheGuestOrder(t *testing.T) {
 		t.Fatal("an unknown workload was accepted")
 	}
 }
+
+func TestWritePairedTakesRatiosWithinRounds(t *testing.T) {
+	// Round 2 is slow for both systems: the medians of the times say 1.50x, the rounds say that
+	// uvfsd was 0.80x and 0.90x of the C virtiofsd's time each time.
+	rs := roundSamples{
+		nil,
+		{sysUvfsd: {"find": 800 * time.Millisecond}, sysC: {"find": 1000 * time.Millisecond}},
+		{sysUvfsd: {"find": 2700 * time.Millisecond}, sysC: {"find": 3000 * time.Millisecond}},
+		{sysUvfsd: {"find": 900 * time.Millisecond}}, // the C virtiofsd failed this round
+	}
+	var out strings.Builder
+	writePaired(&out, rs, sizes{TreeFiles: 6000}, []string{sysUvfsd, sysC})
+	row := ""
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, "find 6000") {
+			row = l
+		}
+	}
+	if !strings.Contains(row, "0.85x") || !strings.Contains(row, "2 of 2") {
+		t.Errorf("find row %q, want the median ratio 0.85x faster in 2 of 2\n%s", row, out.String())
+	}
+}

@@ -43,6 +43,10 @@ type VM struct {
 	// QEMU monitor is multiplexed on it, Ctrl-A x quits).
 	Stdin io.Reader
 
+	// Started, when set, is called with QEMU's process id once it runs (a benchmark reads the
+	// process's CPU time).
+	Started func(pid int)
+
 	Timeout         time.Duration // whole boot; 5 min when zero, none when negative
 	PoweroffTimeout time.Duration // from exit marker to QEMU exit; 30 s when zero
 }
@@ -175,6 +179,9 @@ func (vm *VM) Run(ctx context.Context) (*Result, error) {
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return &Result{}, fmt.Errorf("start %s (install qemu-system-x86): %w", qemu, err)
+	}
+	if vm.Started != nil {
+		vm.Started(cmd.Process.Pid)
 	}
 	copied := make(chan struct{})
 	go func() {

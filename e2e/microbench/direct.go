@@ -127,6 +127,52 @@ func directReaddirplus(d *directFixture, _ int) (opFunc, error) {
 	}, nil
 }
 
+// directReaddirplusCold: list a directory and open and stat each entry, the host work of a
+// READDIRPLUS whose entries are new to the daemon (which keeps the O_PATH fds until FORGET).
+func directReaddirplusCold(d *directFixture, _ int) (opFunc, error) {
+	var fds []int
+	for i := range coldDirs {
+		fd, err := openat(d.base, cstr(coldDir+"/"+coldName(i)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		fds = append(fds, fd)
+	}
+	buf := make([]byte, readdirSize)
+	var st unix.Stat_t
+	return func() error {
+		fd := fds[coldSeq.Add(1)%coldDirs]
+		if _, err := unix.Seek(fd, 0, 0); err != nil {
+			return err
+		}
+		seen := 0
+		for {
+			n, err := unix.Getdents(fd, buf)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+			for off := 0; off < n; {
+				reclen := int(*(*uint16)(unsafe.Pointer(&buf[off+16])))
+				name := buf[off+19 : off+reclen]
+				if !(name[0] == '.' && (name[1] == 0 || name[1] == '.' && name[2] == 0)) {
+					if err := openStatClose(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0, &st); err != nil {
+						return err
+					}
+					seen++
+				}
+				off += reclen
+			}
+		}
+		if seen < dirEntries {
+			return fmt.Errorf("getdents64 returned %d entries, want %d", seen, dirEntries)
+		}
+		return nil
+	}, nil
+}
+
 // directCreate: create, stat (CREATE replies with attributes), close.
 func directCreate(d *directFixture, worker int) (opFunc, error) {
 	name := make([]byte, 0, 32)

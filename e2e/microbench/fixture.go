@@ -14,6 +14,8 @@ const (
 	writeFile     = "wfile" // 1 MiB, overwritten by WRITE
 	listDir       = "dir"   // dirEntries small files: READDIRPLUS
 	createDir     = "new"   // CREATE makes files here
+	coldDir       = "cold"  // coldDirs directories of dirEntries files: READDIRPLUS cold
+	coldDirs      = 64      // listed in turn; a directory's entries are forgotten after each listing
 	dirEntries    = 20      // fit one 4 KiB READDIRPLUS reply (~160 bytes each)
 	readdirSize   = 4096    // the guest asks for a page per READDIRPLUS
 	largeIOSize   = 1 << 20 // the guest's max_write / max read
@@ -37,7 +39,11 @@ func makeFixture(share string, chown bool, uid, gid int) error {
 		paths = append(paths, p)
 		return nil
 	}
-	for _, d := range []string{base, filepath.Join(base, listDir), filepath.Join(base, createDir)} {
+	dirs := []string{base, filepath.Join(base, listDir), filepath.Join(base, createDir), filepath.Join(base, coldDir)}
+	for i := range coldDirs {
+		dirs = append(dirs, filepath.Join(base, coldDir, coldName(i)))
+	}
+	for _, d := range dirs {
 		if err := add(d, os.Mkdir(d, fixtureMode)); err != nil {
 			return err
 		}
@@ -48,10 +54,12 @@ func makeFixture(share string, chown bool, uid, gid int) error {
 			return err
 		}
 	}
-	for i := range dirEntries {
-		p := filepath.Join(base, listDir, fmt.Sprintf("entry-%02d", i))
-		if err := add(p, os.WriteFile(p, data[:100], 0o644)); err != nil {
-			return err
+	for _, dir := range append([]string{filepath.Join(base, listDir)}, dirs[4:]...) {
+		for i := range dirEntries {
+			p := filepath.Join(dir, fmt.Sprintf("entry-%02d", i))
+			if err := add(p, os.WriteFile(p, data[:100], 0o644)); err != nil {
+				return err
+			}
 		}
 	}
 	if chown {
@@ -63,3 +71,6 @@ func makeFixture(share string, chown bool, uid, gid int) error {
 	}
 	return nil
 }
+
+// coldName is the name of cold directory i under coldDir.
+func coldName(i int) string { return fmt.Sprintf("d%02d", i) }

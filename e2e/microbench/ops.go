@@ -27,15 +27,20 @@ type session struct {
 	f                               *frontend.Frontend
 	c, hiprio                       *fusetest.Client
 	base, file, wfile, list, newdir uint64
+	cold                            []coldListing // READDIRPLUS cold lists these in turn
 
-	// FORGETs go out without waiting for their completion, as the guest sends them.
-	forgets   sync.WaitGroup
-	forgetErr atomic.Pointer[error]
+	// FORGETs go out without waiting for their completion, as the guest sends them, as long as
+	// the hiprio queue has room: like the guest, forget waits for a free slot when it has none.
+	forgets     sync.WaitGroup
+	forgetSlots chan struct{}
+	forgetErr   atomic.Pointer[error]
 }
 
 // forget sends a FORGET in the background and reports the first one that failed so far.
 func (s *session) forget(node uint64) error {
+	s.forgetSlots <- struct{}{}
 	s.forgets.Go(func() {
+		defer func() { <-s.forgetSlots }()
 		if _, err := s.hiprio.Do(fuse.OpForget, node, 0, fusetest.Bytes(&fuse.ForgetIn{Nlookup: 1})); err != nil {
 			s.forgetErr.CompareAndSwap(nil, &err)
 		}
@@ -46,11 +51,32 @@ func (s *session) forget(node uint64) error {
 	return nil
 }
 
+// batchForget sends one BATCH_FORGET in the background, like forget.
+func (s *session) batchForget(forgets []fuse.ForgetOne) error {
+	body := fusetest.Bytes(&fuse.BatchForgetIn{Count: uint32(len(forgets))})
+	for i := range forgets {
+		body = append(body, fusetest.Bytes(&forgets[i])...)
+	}
+	s.forgetSlots <- struct{}{}
+	s.forgets.Go(func() {
+		defer func() { <-s.forgetSlots }()
+		if _, err := s.hiprio.Do(fuse.OpBatchForget, 0, 0, body); err != nil {
+			s.forgetErr.CompareAndSwap(nil, &err)
+		}
+	})
+	if p := s.forgetErr.Load(); p != nil {
+		return fmt.Errorf("BATCH_FORGET: %w", *p)
+	}
+	return nil
+}
+
 func newSession(f *frontend.Frontend, uid, gid uint32) (*session, error) {
 	s := &session{
 		f:      f,
 		c:      &fusetest.Client{T: frontend.Transport{F: f, Queue: requestQueue}, UID: uid, GID: gid, PID: 1},
 		hiprio: &fusetest.Client{T: frontend.Transport{F: f, Queue: hiprioQueue, NoReply: true}, UID: uid, GID: gid, PID: 1},
+		// A FORGET takes one descriptor, but a chain's buffers may need two.
+		forgetSlots: make(chan struct{}, frontOptions.QueueSize/2),
 	}
 	if _, err := s.c.Init(0); err != nil {
 		return nil, fmt.Errorf("INIT: %w", err)
@@ -70,7 +96,28 @@ func newSession(f *frontend.Frontend, uid, gid uint32) (*session, error) {
 		}
 		*n.id = e.NodeID
 	}
+	coldBase, err := s.c.Lookup(s.base, coldDir)
+	if err != nil {
+		return nil, fmt.Errorf("LOOKUP %s: %w", coldDir, err)
+	}
+	for i := range coldDirs {
+		e, err := s.c.Lookup(coldBase.NodeID, coldName(i))
+		if err != nil {
+			return nil, fmt.Errorf("LOOKUP %s: %w", coldName(i), err)
+		}
+		fh, err := s.open(fuse.OpOpendir, e.NodeID, syscall.O_RDONLY)
+		if err != nil {
+			return nil, err
+		}
+		s.cold = append(s.cold, coldListing{e.NodeID, fusetest.Bytes(&fuse.ReadIn{Fh: fh, Size: readdirSize})})
+	}
 	return s, nil
+}
+
+// coldListing is one directory of READDIRPLUS cold and its READDIRPLUS request body.
+type coldListing struct {
+	node uint64
+	in   []byte
 }
 
 // opFunc performs one operation; each worker goroutine gets its own.
@@ -116,6 +163,7 @@ var benchOps = []benchOp{
 	{"LOOKUP", fuseLookup, directLookup, pipeLookup},
 	{"GETATTR", fuseGetattr, directGetattr, pipeGetattr},
 	{"READDIRPLUS", fuseReaddirplus, directReaddirplus, pipeReaddirplus},
+	{"READDIRPLUS cold", fuseReaddirplusCold, directReaddirplusCold, nil},
 	{"CREATE+RELEASE+FORGET", fuseCreate, directCreate, nil},
 	{"READ 4 KiB", fuseRead(smallIOSize), directRead(smallIOSize), pipeRead(smallIOSize)},
 	{"READ 1 MiB", fuseRead(largeIOSize), directRead(largeIOSize), pipeRead(largeIOSize)},
@@ -181,6 +229,38 @@ func fuseReaddirplus(s *session, _ int) (opFunc, error) {
 		return err
 	}, nil
 }
+
+// coldSeq takes the cold directories in turn across workers and measurements.
+var coldSeq atomic.Uint64
+
+// fuseReaddirplusCold lists a directory whose entries the daemon does not know, as the guest's
+// find or ls -lR do after drop_caches: it forgets the reply's entries (in the background, in one
+// BATCH_FORGET so that the front-end's cost of many FORGETs does not dominate) and comes back to
+// the directory only after coldDirs-1 other listings.
+func fuseReaddirplusCold(s *session, _ int) (opFunc, error) {
+	return func() error {
+		d := s.cold[coldSeq.Add(1)%coldDirs]
+		p, err := s.c.Do(fuse.OpReaddirplus, d.node, readdirSize, d.in)
+		if err != nil {
+			return err
+		}
+		var forgets []fuse.ForgetOne
+		for off := 0; off+entryOutSize+direntSize <= len(p); {
+			e := (*fuse.EntryOut)(unsafe.Pointer(&p[off]))
+			de := (*fuse.Dirent)(unsafe.Pointer(&p[off+entryOutSize]))
+			if e.NodeID != 0 { // "." and ".." come with node 0: no lookup to forget
+				forgets = append(forgets, fuse.ForgetOne{NodeID: e.NodeID, Nlookup: 1})
+			}
+			off += entryOutSize + (direntSize+int(de.Namelen)+7)&^7
+		}
+		if len(forgets) < dirEntries {
+			return fmt.Errorf("READDIRPLUS returned %d entries with a node, want %d", len(forgets), dirEntries)
+		}
+		return s.batchForget(forgets)
+	}, nil
+}
+
+var direntSize = int(unsafe.Sizeof(fuse.Dirent{}))
 
 func fuseCreate(s *session, worker int) (opFunc, error) {
 	in := fusetest.Bytes(&fuse.CreateIn{Flags: syscall.O_RDWR | syscall.O_CREAT | syscall.O_EXCL, Mode: syscall.S_IFREG | 0o644, Umask: 0o022})
