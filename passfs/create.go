@@ -279,7 +279,7 @@ func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, out *fus
 		closeFD(pfd)
 		return e
 	}
-	n, e := fs.addNode(pfd, &st, parent, name)
+	n, _, e := fs.addNode(pfd, &st, parent, name)
 	if e != 0 {
 		return e
 	}

@@ -32,3 +32,6 @@ func SimulateFileHandleProbe(t interface{ Cleanup(func()) }, err error) {
 	probeFileHandles = func(int, int) error { return err }
 	t.Cleanup(func() { probeFileHandles = saved })
 }
+
+// LookupsExpectNew reports whether the next lookup opens the name first (lookupIn).
+func (fs *FS) LookupsExpectNew() bool { return fs.lookupsNew.Load() }

@@ -25,9 +25,12 @@ type FS struct {
 	// setGroupsOK: requests may get exactly their own supplementary groups (creds.go).
 	setGroupsOK bool
 
-	inodes  *inodeTable
-	handles *handleTable
-	locks   lockTable // POSIX locks' fds, one per (node, lock owner)
+	inodes *inodeTable
+	// lookupsNew: the last lookup that found an inode made a new node, so the next one opens
+	// the name before it looks in the table (lookupIn).
+	lookupsNew atomic.Bool
+	handles    *handleTable
+	locks      lockTable // POSIX locks' fds, one per (node, lock owner)
 
 	useHandles bool     // nodes get file handles (filehandles.go); fixed after New
 	mounts     mountFDs // mount fds for open_by_handle_at

@@ -44,43 +44,59 @@ func (fs *FS) lookupAt(parent *inode, name fuse.CString, out *fuse.EntryOut) fus
 
 // lookupIn is lookupAt with the directory given as dirfd, an fd of parent (READDIRPLUS uses the
 // open directory's fd).
+//
+// A node the guest already knows costs one statx by name; a new one needs an O_PATH fd, and a
+// statx of the fd (the name may be replaced meanwhile, and the key must describe the inode the fd
+// holds). Which comes first follows the last lookup that found an inode: a walk after the guest
+// dropped its caches (find, ls -lR, stat of many files) meets new inodes one after another, and
+// opening first saves the statx by name for each, while revalidations meet known ones.
 func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
 	var st unix.Statx_t
-	if e := statx(dirfd, name.Ptr(), unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, &st); e != 0 {
-		return e
-	}
-	if n := fs.inodes.refByKey(keyOf(&st)); n != nil {
-		n.noteName(parent, name)
-		fs.fillEntry(n, &st, out)
-		return 0
+	if !fs.lookupsNew.Load() {
+		if e := statx(dirfd, name.Ptr(), unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, &st); e != 0 {
+			return e
+		}
+		if n := fs.inodes.refByKey(keyOf(&st)); n != nil {
+			n.noteName(parent, name)
+			fs.fillEntry(n, &st, out)
+			return 0
+		}
 	}
 	fd, e := fs.openat(dirfd, name.Ptr(), pathFlags, 0)
 	if e != 0 {
 		return e
 	}
-	// Stat the fd, not the name again: the name may have been replaced meanwhile, and the key must
-	// describe the inode the fd holds.
 	if e := fstatx(fd, &st); e != 0 {
 		closeFD(fd)
 		return e
 	}
-	n, e := fs.addNode(fd, &st, parent, name)
-	if e != 0 {
-		return e
+	n := fs.inodes.refByKey(keyOf(&st)) // known after all (opened first), or added meanwhile
+	isNew := n == nil
+	if isNew {
+		if n, isNew, e = fs.addNode(fd, &st, parent, name); e != 0 {
+			return e
+		}
+	} else {
+		closeFD(fd)
+		n.noteName(parent, name)
+	}
+	if fs.lookupsNew.Load() != isNew {
+		fs.lookupsNew.Store(isNew)
 	}
 	fs.fillEntry(n, &st, out)
 	return 0
 }
 
-// addNode makes a node for the O_PATH fd (which it takes over) of a new inode st found as name in
-// parent (name nil: it has none, an O_TMPFILE file), or finds the node another request added
-// meanwhile. It counts one lookup and may close other nodes' fds to stay within the budget.
-func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString) (*inode, fuse.Errno) {
+// addNode makes a node for the O_PATH fd (which it takes over) of an inode st found as name in
+// parent (name nil: it has none, an O_TMPFILE file), or finds the node that has it already (isNew
+// false; fd is closed). It counts one lookup and may close other nodes' fds to stay within the
+// budget.
+func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString) (n *inode, isNew bool, e fuse.Errno) {
 	fileType := uint32(st.Mode) & unix.S_IFMT
 	fh, e := fs.takeHandle(fd, fileType)
 	if e != 0 {
 		closeFD(fd)
-		return nil, e
+		return nil, false, e
 	}
 	cand := &inode{fd: fd, key: keyOf(st), fileType: fileType, handle: fh, parent: parent, clockIdx: -1,
 		submount: fileType == unix.S_IFDIR && st.Mnt_id != parent.key.mnt}
@@ -89,7 +105,7 @@ func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString
 	} else {
 		cand.keepOpen = true // no name to reopen it from
 	}
-	n := fs.inodes.insert(cand)
+	n = fs.inodes.insert(cand)
 	if n != cand && name != nil {
 		n.noteName(parent, name)
 	}
@@ -97,7 +113,7 @@ func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString
 		fs.warnUnannouncedSubmount(name)
 	}
 	fs.inodes.fds.trim()
-	return n, 0
+	return n, n == cand, 0
 }
 
 // lookupSelf answers "." with the directory itself.

@@ -218,3 +218,49 @@ func TestUnknownNodesAndHandles(t *testing.T) {
 	e.release(fh)
 	wantErrno(t, "second release", e.fs.Release(e.ctx(0), &fuse.ReleaseIn{Fh: fh}), syscall.EBADF)
 }
+
+// After a lookup that made a node the next one opens the name first; one that then finds a
+// known inode must give the same node, count the lookup, close the fd it opened and switch back.
+func TestLookupOrderFollowsTheLastLookup(t *testing.T) {
+	e := newEnv(t, nil)
+	e.writeHost("a", "x")
+	e.writeHost("b", "y")
+	a := e.lookup(fuse.RootID, "a")
+	if !e.fs.LookupsExpectNew() {
+		t.Fatal("a lookup that made a node did not make the next one open first")
+	}
+	nodes, fds, procFDs := e.fs.NodeCount(), e.fs.OpenNodeFDs(), countProcFDs(t)
+	again := e.lookup(fuse.RootID, "a") // opened first, then found in the table
+	if again.NodeID != a.NodeID || e.fs.NodeLookups(a.NodeID) != 2 {
+		t.Fatalf("second lookup: node %d (want %d) with %d lookups (want 2)", again.NodeID, a.NodeID, e.fs.NodeLookups(a.NodeID))
+	}
+	if e.fs.NodeCount() != nodes || e.fs.OpenNodeFDs() != fds || countProcFDs(t) != procFDs {
+		t.Fatalf("a known inode opened first left nodes %d->%d, node fds %d->%d, process fds %d->%d",
+			nodes, e.fs.NodeCount(), fds, e.fs.OpenNodeFDs(), procFDs, countProcFDs(t))
+	}
+	if e.fs.LookupsExpectNew() {
+		t.Fatal("a lookup that found a known inode left the next one opening first")
+	}
+	third := e.lookup(fuse.RootID, "a") // statx by name first
+	if third.NodeID != a.NodeID || e.fs.NodeLookups(a.NodeID) != 3 {
+		t.Fatalf("third lookup: node %d with %d lookups", third.NodeID, e.fs.NodeLookups(a.NodeID))
+	}
+	b := e.lookup(fuse.RootID, "b")
+	if b.NodeID == a.NodeID || !e.fs.LookupsExpectNew() {
+		t.Fatalf("b: node %d (a is %d), expect new %v", b.NodeID, a.NodeID, e.fs.LookupsExpectNew())
+	}
+	// A miss while opening first is the same negative entry as by statx.
+	var miss fuse.EntryOut
+	if errno := e.fs.Lookup(e.ctx(fuse.RootID), cs("missing"), &miss); errno != 0 || miss.NodeID != 0 {
+		t.Fatalf("miss while opening first: %v, %+v", errno, miss)
+	}
+}
+
+func countProcFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
