@@ -63,6 +63,9 @@ type Config struct {
 	KillprivV2, NoReaddirplus, PreserveNoatime, Readonly                                   bool
 	// NoOpen lets the guest open regular files without OPEN and RELEASE (FUSE_NO_OPEN_SUPPORT).
 	NoOpen bool
+	// NoOpendir lets the guest list directories without OPENDIR and RELEASEDIR
+	// (FUSE_NO_OPENDIR_SUPPORT); the guest then caches listings.
+	NoOpendir bool
 
 	Xattrmap         string // rules as in virtiofsd; a non-empty map implies Xattr
 	InodeFileHandles string // never|prefer|mandatory (default prefer)
@@ -115,6 +118,7 @@ func defaultConfig() *Config {
 		HotWaitMS:        int(vhost.DefaultHotWait / time.Millisecond),
 		KillprivV2:       true,
 		NoOpen:           true,
+		NoOpendir:        true,
 	}
 }
 
@@ -218,6 +222,7 @@ func newFlagParser() *flagParser {
 	fs.BoolVar(&c.KillprivV2, "killpriv-v2", c.KillprivV2, "let uvfsd clear set-id bits on write, truncate and chown (FUSE_HANDLE_KILLPRIV_V2; the default), which spares the guest a GETATTR before every chown")
 	fs.Var(&negatedBool{&c.KillprivV2}, "no-killpriv-v2", "disable FUSE_HANDLE_KILLPRIV_V2: the guest refreshes the mode before every chown and clears set-id bits itself")
 	fs.BoolVar(&c.NoOpen, "no-open", c.NoOpen, "let the guest open and close regular files without OPEN and RELEASE round trips (FUSE_NO_OPEN_SUPPORT; only with --cache=auto or always, not with --posix-lock or --flock); a host change to a cached file then shows within the attribute timeout rather than at the next open; --no-open=false restores them")
+	fs.BoolVar(&c.NoOpendir, "no-opendir", c.NoOpendir, "let the guest list directories without OPENDIR and RELEASEDIR round trips (FUSE_NO_OPENDIR_SUPPORT; not with --cache=never); the guest then caches a listing until the directory's attributes time out and show a change; --no-opendir=false restores them")
 	fs.Lookup("no-killpriv-v2").NoOptDefVal = "true"
 	fs.BoolVar(&c.NoReaddirplus, "no-readdirplus", c.NoReaddirplus, "disable READDIRPLUS")
 	fs.BoolVar(&c.PreserveNoatime, "preserve-noatime", c.PreserveNoatime, "keep O_NOATIME from the guest instead of clearing it")

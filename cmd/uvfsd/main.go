@@ -258,7 +258,7 @@ func pollWindow(us, cpus int) time.Duration {
 // wantedCapabilities turns flags into the FUSE capabilities offered at INIT.
 func wantedCapabilities(cfg *Config) uint64 {
 	want := fuse.DefaultWant
-	if cfg.Cache != "never" {
+	if cfg.Cache != "never" && cfg.NoOpendir {
 		// Directories are listed without OPENDIR/RELEASEDIR round trips (passfs.Opendir).
 		want |= fuse.CapNoOpendirSupport
 	}

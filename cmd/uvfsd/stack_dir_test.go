@@ -247,14 +247,15 @@ func TestStackNoOpendir(t *testing.T) {
 }
 
 // cache=never promises the guest caches nothing, so it keeps OPENDIR handles (no-opendir mode
-// would make the guest cache listings).
+// would make the guest cache listings); --no-opendir=false keeps them too.
 func TestStackCacheNeverKeepsOpendir(t *testing.T) {
-	s := newStack(t, withGuestFlags(linux61Flags), withFlags("--cache=never"))
-	if uint64(s.init.Flags)&fuse.CapNoOpendirSupport != 0 {
-		t.Errorf("INIT flags %#x: NO_OPENDIR_SUPPORT agreed with cache=never", s.init.Flags)
-	}
-	fh := s.opendir(fuse.RootID)
-	if fh == 0 {
-		t.Fatal("OPENDIR with cache=never gave no handle")
+	for _, flag := range []string{"--cache=never", "--no-opendir=false"} {
+		s := newStack(t, withGuestFlags(linux61Flags), withFlags(flag))
+		if uint64(s.init.Flags)&fuse.CapNoOpendirSupport != 0 {
+			t.Errorf("%s: INIT flags %#x: NO_OPENDIR_SUPPORT agreed", flag, s.init.Flags)
+		}
+		if fh := s.opendir(fuse.RootID); fh == 0 {
+			t.Errorf("OPENDIR with %s gave no handle", flag)
+		}
 	}
 }
