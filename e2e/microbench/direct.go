@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +19,20 @@ import (
 type directFixture struct {
 	base, newdir int
 	root         string
+
+	mu   sync.Mutex
+	kept []int // fds the workers' operations opened, closed with the fixture
+}
+
+// open opens name under the fixture for a worker's operation; close closes it.
+func (d *directFixture) open(name string, flags int) (int, error) {
+	fd, err := openat(d.base, cstr(name), flags|unix.O_CLOEXEC, 0)
+	if err == nil {
+		d.mu.Lock()
+		d.kept = append(d.kept, fd)
+		d.mu.Unlock()
+	}
+	return fd, err
 }
 
 func openDirectFixture(share string) (*directFixture, error) {
@@ -35,6 +50,9 @@ func openDirectFixture(share string) (*directFixture, error) {
 func (d *directFixture) close() {
 	unix.Close(d.base)
 	unix.Close(d.newdir)
+	for _, fd := range d.kept {
+		unix.Close(fd)
+	}
 }
 
 func cstr(s string) []byte { return append([]byte(s), 0) }
@@ -80,7 +98,7 @@ func directLookup(d *directFixture, _ int) (opFunc, error) {
 }
 
 func directGetattr(d *directFixture, _ int) (opFunc, error) {
-	fd, err := openat(d.base, cstr(readFile), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := d.open(readFile, unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +108,7 @@ func directGetattr(d *directFixture, _ int) (opFunc, error) {
 
 // directReaddirplus: rewind, read the entries a page at a time, stat each one.
 func directReaddirplus(d *directFixture, _ int) (opFunc, error) {
-	fd, err := openat(d.base, cstr(listDir), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := d.open(listDir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +150,7 @@ func directReaddirplus(d *directFixture, _ int) (opFunc, error) {
 func directReaddirplusCold(d *directFixture, _ int) (opFunc, error) {
 	var fds []int
 	for i := range coldDirs {
-		fd, err := openat(d.base, cstr(coldDir+"/"+coldName(i)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := d.open(coldDir+"/"+coldName(i), unix.O_RDONLY|unix.O_DIRECTORY)
 		if err != nil {
 			return nil, err
 		}
@@ -189,7 +207,7 @@ func directCreate(d *directFixture, worker int) (opFunc, error) {
 // formats the error for a partial transfer from size and the count moved.
 func directIO(file string, flags int, transfer func(fd int, p []byte, off int64) (int, error), short string, size int) func(d *directFixture, _ int) (opFunc, error) {
 	return func(d *directFixture, _ int) (opFunc, error) {
-		fd, err := openat(d.base, cstr(file), flags|unix.O_CLOEXEC, 0)
+		fd, err := d.open(file, flags)
 		if err != nil {
 			return nil, err
 		}

@@ -84,11 +84,18 @@ func TestDirectOpsOnFixture(t *testing.T) {
 	if err := makeFixture(share, false, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	fdsBefore := countFDs(t)
 	d, err := openDirectFixture(share)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.close()
+	defer func() {
+		// The operations' fds close with the fixture: a run opens them per worker, depth and round.
+		d.close()
+		if n := countFDs(t); n != fdsBefore {
+			t.Errorf("%d fds open after the fixture closed, %d before", n, fdsBefore)
+		}
+	}()
 	for _, op := range benchOps {
 		fn, err := op.direct(d, 3)
 		if err != nil {
@@ -184,4 +191,13 @@ func TestPipeOpsInProcess(t *testing.T) {
 	if st, err := measurePipe(s.f, 2, 20*time.Millisecond, 0, bad); err == nil {
 		t.Fatalf("GETATTR of an unknown node: %d ops counted, no error", st.ops)
 	}
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
 }
