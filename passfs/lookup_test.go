@@ -229,14 +229,14 @@ func TestLookupOrderFollowsTheLastLookup(t *testing.T) {
 	if !e.fs.LookupsExpectNew() {
 		t.Fatal("a lookup that made a node did not make the next one open first")
 	}
-	nodes, fds, procFDs := e.fs.NodeCount(), e.fs.OpenNodeFDs(), countProcFDs(t)
+	nodes, fds, procFDs := e.fs.NodeCount(), e.fs.OpenNodeFDs(), openFDs(t)
 	again := e.lookup(fuse.RootID, "a") // opened first, then found in the table
 	if again.NodeID != a.NodeID || e.fs.NodeLookups(a.NodeID) != 2 {
 		t.Fatalf("second lookup: node %d (want %d) with %d lookups (want 2)", again.NodeID, a.NodeID, e.fs.NodeLookups(a.NodeID))
 	}
-	if e.fs.NodeCount() != nodes || e.fs.OpenNodeFDs() != fds || countProcFDs(t) != procFDs {
+	if e.fs.NodeCount() != nodes || e.fs.OpenNodeFDs() != fds || openFDs(t) != procFDs {
 		t.Fatalf("a known inode opened first left nodes %d->%d, node fds %d->%d, process fds %d->%d",
-			nodes, e.fs.NodeCount(), fds, e.fs.OpenNodeFDs(), procFDs, countProcFDs(t))
+			nodes, e.fs.NodeCount(), fds, e.fs.OpenNodeFDs(), procFDs, openFDs(t))
 	}
 	if e.fs.LookupsExpectNew() {
 		t.Fatal("a lookup that found a known inode left the next one opening first")
@@ -254,13 +254,4 @@ func TestLookupOrderFollowsTheLastLookup(t *testing.T) {
 	if errno := e.fs.Lookup(e.ctx(fuse.RootID), cs("missing"), &miss); errno != 0 || miss.NodeID != 0 {
 		t.Fatalf("miss while opening first: %v, %+v", errno, miss)
 	}
-}
-
-func countProcFDs(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(fds)
 }

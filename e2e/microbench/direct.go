@@ -112,37 +112,9 @@ func directReaddirplus(d *directFixture, _ int) (opFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, readdirSize)
 	var st unix.Stat_t
-	return func() error {
-		if _, err := unix.Seek(fd, 0, 0); err != nil {
-			return err
-		}
-		seen := 0
-		// getdents64 may return fewer entries than fit (ext4 hashed directories do): read to the end.
-		for {
-			n, err := unix.Getdents(fd, buf)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				break
-			}
-			// struct linux_dirent64: ino 8, off 8, reclen 2, type 1, NUL-terminated name.
-			for off := 0; off < n; {
-				reclen := int(*(*uint16)(unsafe.Pointer(&buf[off+16])))
-				if err := fstatat(fd, &buf[off+19], &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-					return err
-				}
-				seen++
-				off += reclen
-			}
-		}
-		if seen < dirEntries {
-			return fmt.Errorf("getdents64 returned %d entries, want %d", seen, dirEntries)
-		}
-		return nil
-	}, nil
+	list := newLister(func(dirfd int, name []byte) error { return fstatat(dirfd, &name[0], &st, unix.AT_SYMLINK_NOFOLLOW) })
+	return func() error { return list.run(fd, false) }, nil
 }
 
 // directReaddirplusCold: list a directory and open and stat each entry, the host work of a
@@ -156,39 +128,57 @@ func directReaddirplusCold(d *directFixture, _ int) (opFunc, error) {
 		}
 		fds = append(fds, fd)
 	}
-	buf := make([]byte, readdirSize)
 	var st unix.Stat_t
-	return func() error {
-		fd := fds[coldSeq.Add(1)%coldDirs]
-		if _, err := unix.Seek(fd, 0, 0); err != nil {
+	list := newLister(func(dirfd int, name []byte) error {
+		return openStatClose(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0, &st)
+	})
+	return func() error { return list.run(fds[coldSeq.Add(1)%coldDirs], true) }, nil
+}
+
+// lister reads a whole directory a page at a time and calls entry for each name (NUL-terminated
+// in place). Made once per worker, so a listing allocates nothing.
+type lister struct {
+	buf   []byte
+	entry func(dirfd int, name []byte) error
+}
+
+func newLister(entry func(dirfd int, name []byte) error) *lister {
+	return &lister{buf: make([]byte, readdirSize), entry: entry}
+}
+
+// run rewinds fd and lists it; skipDots leaves out "." and "..".
+func (l *lister) run(fd int, skipDots bool) error {
+	if _, err := unix.Seek(fd, 0, 0); err != nil {
+		return err
+	}
+	seen := 0
+	// getdents64 may return fewer entries than fit (ext4 hashed directories do): read to the end.
+	for {
+		n, err := unix.Getdents(fd, l.buf)
+		if err != nil {
 			return err
 		}
-		seen := 0
-		for {
-			n, err := unix.Getdents(fd, buf)
-			if err != nil {
+		if n == 0 {
+			break
+		}
+		// struct linux_dirent64: ino 8, off 8, reclen 2, type 1, NUL-terminated name.
+		for off := 0; off < n; {
+			reclen := int(*(*uint16)(unsafe.Pointer(&l.buf[off+16])))
+			name := l.buf[off+19 : off+reclen]
+			off += reclen
+			if skipDots && name[0] == '.' && (name[1] == 0 || name[1] == '.' && name[2] == 0) {
+				continue
+			}
+			if err := l.entry(fd, name); err != nil {
 				return err
 			}
-			if n == 0 {
-				break
-			}
-			for off := 0; off < n; {
-				reclen := int(*(*uint16)(unsafe.Pointer(&buf[off+16])))
-				name := buf[off+19 : off+reclen]
-				if !(name[0] == '.' && (name[1] == 0 || name[1] == '.' && name[2] == 0)) {
-					if err := openStatClose(fd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0, &st); err != nil {
-						return err
-					}
-					seen++
-				}
-				off += reclen
-			}
+			seen++
 		}
-		if seen < dirEntries {
-			return fmt.Errorf("getdents64 returned %d entries, want %d", seen, dirEntries)
-		}
-		return nil
-	}, nil
+	}
+	if seen < dirEntries {
+		return fmt.Errorf("getdents64 returned %d entries, want %d", seen, dirEntries)
+	}
+	return nil
 }
 
 // directCreate: create, stat (CREATE replies with attributes), close.
