@@ -50,7 +50,7 @@ func parseSteps(lines []string) (map[string]time.Duration, error) {
 
 // median of the samples (the mean of the middle two for an even count); 0
 // for none.
-func median(samples []time.Duration) time.Duration {
+func median[T ~int64 | ~float64](samples []T) T {
 	if len(samples) == 0 {
 		return 0
 	}
@@ -192,14 +192,14 @@ func writePaired(w io.Writer, rs roundSamples, sz sizes, systems []string) {
 	for _, wl := range workloads {
 		row := wl.Label(sz) + "\t"
 		for _, sys := range uvfsds {
-			var ratios []time.Duration // fixed point: ratio * 1e6, so median() applies
+			var ratios []float64
 			faster := 0
 			for _, r := range rs {
 				u, c := r[sys][wl.Name], r[sysC][wl.Name]
 				if u <= 0 || c <= 0 {
 					continue
 				}
-				ratios = append(ratios, time.Duration(float64(u)/float64(c)*1e6))
+				ratios = append(ratios, float64(u)/float64(c))
 				if u < c {
 					faster++
 				}
@@ -208,7 +208,7 @@ func writePaired(w io.Writer, rs roundSamples, sz sizes, systems []string) {
 				row += "-\t-\t"
 				continue
 			}
-			row += fmt.Sprintf("%.2fx\t%d of %d\t", float64(median(ratios))/1e6, faster, len(ratios))
+			row += fmt.Sprintf("%.2fx\t%d of %d\t", median(ratios), faster, len(ratios))
 		}
 		fmt.Fprintln(tw, row)
 	}

@@ -38,17 +38,7 @@ type session struct {
 
 // forget sends a FORGET in the background and reports the first one that failed so far.
 func (s *session) forget(node uint64) error {
-	s.forgetSlots <- struct{}{}
-	s.forgets.Go(func() {
-		defer func() { <-s.forgetSlots }()
-		if _, err := s.hiprio.Do(fuse.OpForget, node, 0, fusetest.Bytes(&fuse.ForgetIn{Nlookup: 1})); err != nil {
-			s.forgetErr.CompareAndSwap(nil, &err)
-		}
-	})
-	if p := s.forgetErr.Load(); p != nil {
-		return fmt.Errorf("FORGET: %w", *p)
-	}
-	return nil
+	return s.sendForget(fuse.OpForget, node, fusetest.Bytes(&fuse.ForgetIn{Nlookup: 1}))
 }
 
 // batchForget sends one BATCH_FORGET in the background, like forget.
@@ -57,15 +47,21 @@ func (s *session) batchForget(forgets []fuse.ForgetOne) error {
 	for i := range forgets {
 		body = append(body, fusetest.Bytes(&forgets[i])...)
 	}
+	return s.sendForget(fuse.OpBatchForget, 0, body)
+}
+
+// sendForget sends a FORGET or BATCH_FORGET on the hiprio queue once it has a free slot, without
+// waiting for the completion, and reports the first one that failed so far.
+func (s *session) sendForget(op fuse.Opcode, node uint64, body []byte) error {
 	s.forgetSlots <- struct{}{}
 	s.forgets.Go(func() {
 		defer func() { <-s.forgetSlots }()
-		if _, err := s.hiprio.Do(fuse.OpBatchForget, 0, 0, body); err != nil {
+		if _, err := s.hiprio.Do(op, node, 0, body); err != nil {
 			s.forgetErr.CompareAndSwap(nil, &err)
 		}
 	})
 	if p := s.forgetErr.Load(); p != nil {
-		return fmt.Errorf("BATCH_FORGET: %w", *p)
+		return fmt.Errorf("%s: %w", fuse.OpName(op), *p)
 	}
 	return nil
 }
