@@ -52,7 +52,8 @@ func (fs *FS) lookupAt(parent *inode, name fuse.CString, out *fuse.EntryOut) fus
 // opening first saves the statx by name for each, while revalidations meet known ones.
 func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
 	var st unix.Statx_t
-	if !fs.lookupsNew.Load() {
+	openFirst := fs.lookupsNew.Load()
+	if !openFirst {
 		if e := statx(dirfd, name.Ptr(), unix.AT_SYMLINK_NOFOLLOW|unix.AT_NO_AUTOMOUNT, &st); e != 0 {
 			return e
 		}
@@ -70,7 +71,13 @@ func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.En
 		closeFD(fd)
 		return e
 	}
-	n := fs.inodes.refByKey(keyOf(&st)) // known after all (opened first), or added meanwhile
+	// Opened first, the inode may be known after all: then the fd goes, before addNode would get
+	// a file handle and allocate a node for nothing. (After a statx miss, addNode finds a node
+	// added meanwhile itself.)
+	var n *inode
+	if openFirst {
+		n = fs.inodes.refByKey(keyOf(&st))
+	}
 	isNew := n == nil
 	if isNew {
 		if n, isNew, e = fs.addNode(fd, &st, parent, name); e != 0 {
@@ -80,7 +87,7 @@ func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.En
 		closeFD(fd)
 		n.noteName(parent, name)
 	}
-	if fs.lookupsNew.Load() != isNew {
+	if openFirst != isNew {
 		fs.lookupsNew.Store(isNew)
 	}
 	fs.fillEntry(n, &st, out)
