@@ -152,15 +152,21 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 				after, g.broken = g.cpuNow()
 				g.cpu[w.Name] = stepCPU{daemon: after.daemon - before.daemon, qemu: after.qemu - before.qemu}
 			}
-			if i == len(workloads)-1 {
-				// QEMU's exit waits for its standard input to end (exec copies it from the
-				// pipe), and the guest powers off now, maybe long before the others finish.
-				g.gate.Close()
-			}
+		}
+	}
+	// Every guest waits at the final gate until all have run their steps: a guest that powered
+	// off at once would take the CPU from the steps still to run.
+	for _, g := range guests {
+		if g.broken == nil {
+			g.broken = g.await("BENCH-WAIT end", func(l string) bool { return strings.HasSuffix(l, "BENCH-WAIT end") }, b.timeout)
 		}
 	}
 	for _, g := range guests {
-		g.gate.Close() // those that broke before their last step
+		if g.broken == nil {
+			io.WriteString(g.gate, "\n")
+		}
+		// QEMU's exit waits for its standard input to end (exec copies it from the pipe).
+		g.gate.Close()
 		if g.broken != nil {
 			cancel() // a guest stuck at a gate would wait for its whole timeout
 		}

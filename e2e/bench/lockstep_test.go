@@ -34,6 +34,9 @@ func TestGatedScriptDropsCachesAfterTheGate(t *testing.T) {
 	if !strings.Contains(script, "GATED=true\n") || gate < 0 || drop < gate {
 		t.Fatalf("the gated script must wait at the gate before it drops the caches:\n%s", script)
 	}
+	if last, end := strings.Index(script, "step rm-rf"), strings.Index(script, "\ngate end\n"); end < last {
+		t.Fatalf("the gated script must wait at a final gate after its last step:\n%s", script)
+	}
 	if !strings.Contains(guestScript(sizes{SmallFiles: 1, TreeFiles: 1, BigMiB: 1}, false), "GATED=false\n") {
 		t.Fatal("the sequential script waits at gates")
 	}

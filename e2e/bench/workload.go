@@ -60,6 +60,9 @@ func selectWorkloads(names string) error {
 // With gated set, each step first prints "BENCH-WAIT name" and waits for a
 // line on the console: the host lets one guest at a time run a step (see
 // lockstep.go). The caches are dropped after the gate, just before the step.
+// After the last step the guest waits at a final gate, "BENCH-WAIT end", so
+// that its power-off (seconds of guest CPU under TCG) does not overlap
+// another guest's step.
 func guestScript(s sizes, gated bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "N=%d\nMIB=%d\nGATED=%v\n", s.SmallFiles, s.BigMiB, gated)
@@ -90,6 +93,7 @@ step cp-a cold cp -a tree tree2
 step write-seq warm dd if=/dev/zero of=big bs=1M count=$MIB conv=fsync
 step read-seq cold dd if=big of=/dev/null bs=1M
 step rm-rf warm rm -rf small tree tree2 big
+gate end
 exit $fail
 `)
 	return b.String()
