@@ -147,7 +147,13 @@ func (fs *FS) unlink(ctx *fuse.Context, name fuse.CString, flags int) fuse.Errno
 	}
 	defer parent.unpin()
 	victim := fs.knownNodeAt(parent, name)
+	if flags&unix.AT_REMOVEDIR != 0 {
+		fs.inodes.evicting.Lock() // see inodeTable.evicting
+	}
 	_, _, e = unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(flags))
+	if flags&unix.AT_REMOVEDIR != 0 {
+		fs.inodes.evicting.Unlock()
+	}
 	if victim != nil {
 		if e == 0 {
 			victim.keepOpenIfNamed(parent, name)

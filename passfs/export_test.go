@@ -35,3 +35,11 @@ func SimulateFileHandleProbe(t interface{ Cleanup(func()) }, err error) {
 
 // LookupsExpectNew reports whether the next lookup opens the name first (lookupIn).
 func (fs *FS) LookupsExpectNew() bool { return fs.lookupsNew.Load() }
+
+// HoldNodeFDCloses and HoldRmdirs take the lock that keeps RMDIR and node fd closes apart
+// (inodeTable.evicting), as a closer and as RMDIR do, and return its release.
+func (fs *FS) HoldNodeFDCloses() func() {
+	fs.inodes.evicting.RLock()
+	return fs.inodes.evicting.RUnlock
+}
+func (fs *FS) HoldRmdirs() func() { fs.inodes.evicting.Lock(); return fs.inodes.evicting.Unlock }
