@@ -147,8 +147,10 @@ func (fs *FS) unlink(ctx *fuse.Context, name fuse.CString, flags int) fuse.Errno
 	}
 	defer parent.unpin()
 	victim := fs.knownNodeAt(parent, name)
+	// Held around the system call alone (see inodeTable.evicting): victim.unpin below may close
+	// fds, which takes the lock shared.
 	if flags&unix.AT_REMOVEDIR != 0 {
-		fs.inodes.evicting.Lock() // see inodeTable.evicting
+		fs.inodes.evicting.Lock()
 	}
 	_, _, e = unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(flags))
 	if flags&unix.AT_REMOVEDIR != 0 {
