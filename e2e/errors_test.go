@@ -64,6 +64,13 @@ func TestUvfsdErrorMessages(t *testing.T) {
 	}
 	u.chown(t, plainFile)
 	socket := filepath.Join(sockDir, "vhost.sock")
+	// A directory of root's that the user cannot read, and one below it that
+	// the user cannot reach.
+	unreadable := makeDir(t, "uvfs-e2e-noread-", 0o700, currentUser(t))
+	unreachable := filepath.Join(unreadable, "below")
+	if err := os.Mkdir(unreachable, 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	cases := []struct {
 		name string
@@ -78,6 +85,12 @@ func TestUvfsdErrorMessages(t *testing.T) {
 			[]string{"socket path " + plainFile + " exists and is not a socket", "remove it or choose another --socket-path"}},
 		{"socket directory missing", []string{"--socket-path=" + sockDir + "/missing/vhost.sock", "--shared-dir=" + shared},
 			[]string{"creating vhost-user socket " + sockDir + "/missing/vhost.sock", "check that the directory exists and is writable"}},
+		{"shared dir unreadable", []string{"--socket-path=" + socket, "--shared-dir=" + unreadable},
+			[]string{fmt.Sprintf("shared directory %q cannot be read by uid %d", unreadable, u.UID), "chmod u+rx " + unreadable}},
+		{"shared dir unreadable, no namespace", []string{"--socket-path=" + socket, "--shared-dir=" + unreadable, "--sandbox=none"},
+			[]string{fmt.Sprintf("shared directory %q cannot be read by uid %d", unreadable, u.UID), "chmod u+rx " + unreadable}},
+		{"shared dir unreachable", []string{"--socket-path=" + socket, "--shared-dir=" + unreachable},
+			[]string{fmt.Sprintf("shared directory %q: a directory on its path cannot be searched by uid %d", unreachable, u.UID), "chmod u+x"}},
 		{"uid map without own id", []string{"--socket-path=" + socket, "--shared-dir=" + shared, "--uid-map=:0:100000:65536:"},
 			[]string{fmt.Sprintf("--uid-map must map your own uid %d to 0", u.UID), "--uid-map=:0:"}},
 	}

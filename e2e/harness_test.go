@@ -23,6 +23,8 @@ type daemonSpec struct {
 	// setup, if set, prepares the share before the daemon starts (e.g. a
 	// tree for the daemon to serve).
 	setup func(t *testing.T, shared string)
+	// env is added to the daemon's environment.
+	env []string
 }
 
 // makeDir creates a directory the daemon's user can reach: under /tmp
@@ -70,6 +72,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	d := &guest.Daemon{
 		Path:       spec.path,
 		Args:       spec.args(socket, shared),
+		Env:        spec.env,
 		Socket:     socket,
 		Credential: spec.user.Credential(),
 	}
@@ -125,7 +128,7 @@ func readWorkout(t *testing.T) string {
 
 // runWorkout runs testdata/workout.sh against the daemon and verifies the
 // results from the host side.
-func runWorkout(t *testing.T, spec daemonSpec) {
+func runWorkout(t *testing.T, spec daemonSpec) bootResult {
 	t.Helper()
 	env := []string{}
 	if spec.xattrs {
@@ -144,4 +147,5 @@ func runWorkout(t *testing.T, spec daemonSpec) {
 		t.Errorf("workout exited with status %d", b.res.ExitStatus)
 	}
 	verifyWorkoutOnHost(t, filepath.Join(b.shared, "work"), b.res.Output, spec.user)
+	return b
 }

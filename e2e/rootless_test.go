@@ -33,6 +33,9 @@ type servedShare struct {
 	dir   string   // host directory, populated before the boot
 	user  testUser // runs uvfsd
 	flags []string // uvfsd flags besides --socket-path and --shared-dir
+	// launcher, if set, runs uvfsd: "launcher uvfsd ARGS..." (e.g. the
+	// nouserns launcher of a container-like profile).
+	launcher string
 }
 
 // bootUvfsdShares starts one uvfsd per share, boots one guest that mounts
@@ -54,6 +57,9 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 			Args:       append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, s.flags...),
 			Socket:     socket,
 			Credential: s.user.Credential(),
+		}
+		if s.launcher != "" {
+			d.Path, d.Args = s.launcher, append([]string{bin}, d.Args...)
 		}
 		if err := d.Start(); err != nil {
 			t.Fatalf("share %s: %v", s.tag, err)
@@ -175,6 +181,26 @@ for tag in $SHARES; do
 done
 `
 
+// ownershipShare prepares a share for ownershipScript, owned by u: a
+// hostfile and a pub/ directory everyone may write.
+func ownershipShare(t *testing.T, tag string, u testUser, flags ...string) servedShare {
+	t.Helper()
+	dir := makeDir(t, "uvfs-e2e-own-", 0o755, u)
+	if err := os.WriteFile(filepath.Join(dir, "hostfile"), []byte("host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.chown(t, filepath.Join(dir, "hostfile"))
+	pub := filepath.Join(dir, "pub")
+	if err := os.Mkdir(pub, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pub, 0o777); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	u.chown(t, pub)
+	return servedShare{tag: tag, dir: dir, user: u, flags: flags}
+}
+
 // TestOwnershipRootless boots one guest with four shares, each served by
 // an unprivileged uvfsd with different id flags, creates files as guest
 // root and guest uid 1000, and checks who owns them on the host and what
@@ -188,20 +214,7 @@ func TestOwnershipRootless(t *testing.T) {
 	subGID, nGID := subIDRange(t, "/etc/subgid", with)
 
 	share := func(tag string, u testUser, flags ...string) servedShare {
-		dir := makeDir(t, "uvfs-e2e-own-", 0o755, u)
-		if err := os.WriteFile(filepath.Join(dir, "hostfile"), []byte("host\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		u.chown(t, filepath.Join(dir, "hostfile"))
-		pub := filepath.Join(dir, "pub")
-		if err := os.Mkdir(pub, 0o777); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chmod(pub, 0o777); err != nil { // past the umask
-			t.Fatal(err)
-		}
-		u.chown(t, pub)
-		return servedShare{tag: tag, dir: dir, user: u, flags: flags}
+		return ownershipShare(t, tag, u, flags...)
 	}
 	shares := []servedShare{
 		share("home", with, "--profile=home"),
@@ -335,23 +348,23 @@ func userGoCache(t *testing.T, u testUser) string {
 	return dir
 }
 
-// TestLauncherUnprivileged runs scripts/uvfs-vm as the unprivileged user:
-// the command runs in the guest as that user, in its home, its file lands
-// on the host owned by the user, and the exit status comes back.
-func TestLauncherUnprivileged(t *testing.T) {
-	requireGuestTools(t)
-	buildUvfsd(t) // skips (outside CI) while cmd/uvfsd has no main package
-	u := e2eUser(t, userWithSubIDs)
+// uvfsVMRunner prepares a fresh home for u and returns a function that
+// runs scripts/uvfs-vm there as u, through the command prefix wrap (e.g.
+// the nouserns launcher) when it is given, and returns what it printed and
+// its exit status.
+func uvfsVMRunner(t *testing.T, u testUser, wrap ...string) (home, runDir string, run func(args ...string) (stdout, stderr string, code int)) {
+	t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", "scripts", "uvfs-vm"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	home, runDir, env := launcherEnv(t, u)
-	runLauncher := func(args ...string) (stdout, stderr string, code int) {
+	run = func(args ...string) (stdout, stderr string, code int) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, script, append([]string{"--timeout=5m", "--mem=512", "--"}, args...)...)
+		argv := append(append(append([]string{}, wrap...), script, "--timeout=5m", "--mem=512", "--"), args...)
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Dir, cmd.Env = home, env
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential(), Setpgid: true}
 		// On timeout kill the whole group: the script, the launcher, QEMU and uvfsd.
@@ -360,14 +373,20 @@ func TestLauncherUnprivileged(t *testing.T) {
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		start := time.Now()
 		err := cmd.Run()
-		t.Logf("uvfs-vm -- %s: %v in %v", strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond))
+		t.Logf("%s uvfs-vm -- %s: %v in %v", strings.Join(wrap, " "), strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond))
 		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() < 0 {
 			t.Fatalf("uvfs-vm did not exit: %v\nstderr:\n%s", err, errOut.String())
 		}
 		return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
 	}
+	return home, runDir, run
+}
 
-	stdout, stderr, code := runLauncher("sh", "-c", "id; touch ~/x")
+// checkLauncherIDTouch runs "id; touch ~/x" through uvfs-vm and checks that
+// it ran as u in the guest and that ~/x belongs to u on the host.
+func checkLauncherIDTouch(t *testing.T, u testUser, home string, run func(args ...string) (string, string, int)) (stderr string) {
+	t.Helper()
+	stdout, stderr, code := run("sh", "-c", "id; touch ~/x")
 	if code != 0 {
 		t.Fatalf("uvfs-vm -- sh -c 'id; touch ~/x' exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -378,6 +397,18 @@ func TestLauncherUnprivileged(t *testing.T) {
 	if uid, gid := ownerOf(t, filepath.Join(home, "x")); uid != u.UID || gid != u.GID {
 		t.Errorf("host ~/x owned by %d:%d, want %s %d:%d", uid, gid, u.Name, u.UID, u.GID)
 	}
+	return stderr
+}
+
+// TestLauncherUnprivileged runs scripts/uvfs-vm as the unprivileged user:
+// the command runs in the guest as that user, in its home, its file lands
+// on the host owned by the user, and the exit status comes back.
+func TestLauncherUnprivileged(t *testing.T) {
+	requireGuestTools(t)
+	buildUvfsd(t) // skips (outside CI) while cmd/uvfsd has no main package
+	u := e2eUser(t, userWithSubIDs)
+	home, runDir, runLauncher := uvfsVMRunner(t, u)
+	checkLauncherIDTouch(t, u, home, runLauncher)
 
 	if _, stderr, code := runLauncher("sh", "-c", "exit 7"); code != 7 {
 		t.Errorf("uvfs-vm -- sh -c 'exit 7' exited %d, want 7\nstderr:\n%s", code, stderr)

@@ -69,7 +69,7 @@ func ModifiedCapabilities(modcaps string) ([]int, error) {
 type allThreadsFunc func(trap, a1, a2, a3 uintptr) (r1, r2 uintptr, err syscall.Errno)
 
 // errCgo: AllThreadsSyscall refuses to run in a binary linked with cgo.
-var errCgo = errors.New("capabilities are per thread and this binary was built with cgo, which cannot change them on all threads")
+var errCgo = errors.New("capabilities, no_new_privs and Landlock are per thread, and this binary was built with cgo, which cannot change them on all threads")
 
 // DropCapabilities reduces the bounding, ambient, permitted, effective
 // and inheritable sets of every thread to keep (usually KeptCapabilities,

@@ -2,6 +2,7 @@ package userns
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -46,7 +47,7 @@ func runStage1() error {
 	return fmt.Errorf("re-executing /proc/self/exe in the namespace: %w", err)
 }
 
-// enterStage2 finishes setup in the namespaced child and tells the
+// enterStage2 finishes setup in the re-exec'ed child and tells the
 // parent whether it succeeded.
 func enterStage2(p Paths) (*State, error) {
 	in, out, err := handshakeFiles()
@@ -64,23 +65,34 @@ func enterStage2(p Paths) (*State, error) {
 			inherited = append(inherited, os.NewFile(uintptr(fd), "inherited"))
 		}
 	}
+	mountNS, userNS := os.Getenv(envMountNS) == "1", os.Getenv(envUserNS) == "1"
+	fallback := os.Getenv(envFallbackOf)
 	for _, k := range markers {
 		os.Unsetenv(k)
 	}
 	defer in.Close()
 	defer out.Close()
-	st, err := setupStage2(p, parent)
+	st, err := setupStage2(p, parent, mountNS)
 	if err != nil {
+		if userNS && (errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) {
+			// The namespace exists but grants nothing (AppArmor):
+			// the parent falls back or reports it, so say nothing here.
+			send(out, message{Step: stepChildFailed, Error: err.Error(), Unusable: true,
+				Reason: "uvfsd has no capabilities in its user namespace (" + capabilityDenier(p) + ")"})
+			os.Exit(125)
+		}
 		send(out, message{Step: stepChildFailed, Error: err.Error()})
 		return nil, err
 	}
+	st.Fallback = fallback
+	st.Reexeced = true
 	if err := send(out, message{Step: stepChildReady}); err != nil {
 		return nil, err
 	}
 	return st, nil
 }
 
-func setupStage2(p Paths, parent int) (*State, error) {
+func setupStage2(p Paths, parent int, mountNS bool) (*State, error) {
 	// Gaining capabilities by exec cleared the parent-death signal set
 	// at fork; set it again, then make sure the parent did not die
 	// before it was set.
@@ -93,20 +105,31 @@ func setupStage2(p Paths, parent int) (*State, error) {
 	if os.Getppid() != parent {
 		return nil, fmt.Errorf("the parent uvfsd process (pid %d) exited during start-up", parent)
 	}
-	// The mount namespace is a copy of the parent's; keep mounts made
-	// here (the sandbox) from propagating out. This is also the first
-	// privileged operation, so it shows early whether we have
-	// capabilities at all.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return nil, fmt.Errorf("making mounts private in the new mount namespace: %w", explainNamespaceEPERM(p, err))
+	if mountNS {
+		// The mount namespace is a copy of the parent's; keep mounts
+		// made here (the sandbox) from propagating out. This is also
+		// the first privileged operation, so it shows early whether we
+		// have capabilities at all.
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return nil, fmt.Errorf("making mounts private in the new mount namespace: %w", explainNamespaceEPERM(p, err))
+		}
 	}
 	st, err := currentState(p)
 	if err != nil {
 		return nil, err
 	}
-	st.MountNamespace = true
-	mountNamespaceReady = true
+	st.MountNamespace = mountNS
+	mountNamespaceReady = mountNS
 	return st, nil
+}
+
+// capabilityDenier names what likely strips a new user namespace of its
+// capabilities.
+func capabilityDenier(p Paths) string {
+	if readSysctl(p.AppArmorRestrict) == "1" {
+		return "AppArmor restricts unprivileged user namespaces: " + p.AppArmorRestrict + " is 1"
+	}
+	return "a security module or container forbids them"
 }
 
 // mountNamespaceReady records that this process has a private mount

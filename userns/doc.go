@@ -21,6 +21,14 @@
 // a mount namespace (--sandbox=namespace), because unshare(CLONE_NEWNS)
 // in Go would move only the calling thread.
 //
+// Where the user namespace cannot be made or is useless (a seccomp
+// profile refuses CLONE_NEWUSER, no_new_privs stops newuidmap, AppArmor
+// denies capabilities inside it), Enter falls back to a plain re-exec
+// without one, unless Options.NoFallback, and State.Fallback says why;
+// Options.NoUserNamespace (--sandbox=none) asks for that from the start.
+// Such a daemon cannot chroot: Confine restricts it to the shared
+// directory with Landlock and no_new_privs instead.
+//
 // Then Sandbox confines the process to the shared directory and
 // DropCapabilities keeps only what a file server needs.
 //

@@ -170,3 +170,41 @@ func TestEnterAsRootWithMountNamespace(t *testing.T) {
 		t.Errorf("state = %+v", rep.State)
 	}
 }
+
+// TestEnterFallsBackWithoutUserNamespaces: where user namespaces are
+// disabled, Enter serves from a plain child as the invoking user and
+// says why in State.Fallback; with NoFallback it fails and names the cause.
+func TestEnterFallsBackWithoutUserNamespaces(t *testing.T) {
+	u := unprivilegedUser(t, true)
+	disabled := fmt.Sprintf("%s/max_user_namespaces-%d", testBinaryDir(t), time.Now().UnixNano())
+	if err := os.WriteFile(disabled, []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, stderr := runRoleAs(t, u, "state", 6, maxUserNSEv+"="+disabled, mountNSEnv+"=1", exitEnv+"=6")
+	st := rep.State
+	if rep.UID != int(u.uid) || st.InNamespace || st.MountNamespace || !st.Reexeced || st.SubordinateRanges {
+		t.Errorf("uid %d, state %+v: want the invoking user's uid %d in a plain re-exec'ed child", rep.UID, st, u.uid)
+	}
+	if !strings.Contains(st.Fallback, "max_user_namespaces") {
+		t.Errorf("State.Fallback = %q, want the disabled sysctl named", st.Fallback)
+	}
+	if strings.Contains(stderr, "usermod") || strings.Contains(stderr, "note") {
+		t.Errorf("notes about namespace maps printed although no namespace was made: %s", stderr)
+	}
+
+	r := startRole(t, u, "state", maxUserNSEv+"="+disabled, noFallbackE+"=1")
+	if code := r.wait(t); code == 0 || !strings.Contains(r.stderr.String(), "max_user_namespaces") || !strings.Contains(r.stderr.String(), "--no-fallback") {
+		t.Errorf("with NoFallback: exit %d, stderr %q; want a failure naming the sysctl and --no-fallback", code, r.stderr.String())
+	}
+}
+
+// TestEnterNoUserNamespace: --sandbox=none serves as the invoking user,
+// from a child (Reexec) so that the parent can clean up after it.
+func TestEnterNoUserNamespace(t *testing.T) {
+	u := unprivilegedUser(t, true)
+	rep, _ := runRoleAs(t, u, "state", 0, noUserNSEnv+"=1")
+	st := rep.State
+	if rep.UID != int(u.uid) || st.InNamespace || st.MountNamespace || !st.Reexeced || st.Fallback != "" {
+		t.Errorf("uid %d, state %+v: want the invoking user, no namespace, no fallback", rep.UID, st)
+	}
+}

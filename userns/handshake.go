@@ -22,6 +22,11 @@ const (
 type message struct {
 	Step  step   `json:"step"`
 	Error string `json:"error,omitempty"`
+	// Unusable marks a child-failed that means the user namespace gave
+	// no capabilities (AppArmor); Reason is the short form for the
+	// fallback warning.
+	Unusable bool   `json:"unusable,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // errPeerDied is what EOF on the pipe means.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -21,12 +22,16 @@ import (
 // exactly as main does, so the re-exec'd stages land here too.
 const (
 	roleEnv     = "UVFSD_TEST_ROLE"
-	exitEnv     = "UVFSD_TEST_EXIT"     // exit code of the state role
-	mountNSEnv  = "UVFSD_TEST_MOUNTNS"  // "1": Options.MountNamespace
-	uidMapEnv   = "UVFSD_TEST_UIDMAP"   // comma-separated --uid-map values
-	pidFileEnv  = "UVFSD_TEST_PIDFILE"  // where the wait role writes its pid
-	sandboxEnv  = "UVFSD_TEST_SANDBOX"  // mode for the sandbox role
-	sharedDirEv = "UVFSD_TEST_SHAREDIR" // shared dir for the sandbox role
+	exitEnv     = "UVFSD_TEST_EXIT"       // exit code of the state role
+	mountNSEnv  = "UVFSD_TEST_MOUNTNS"    // "1": Options.MountNamespace
+	uidMapEnv   = "UVFSD_TEST_UIDMAP"     // comma-separated --uid-map values
+	pidFileEnv  = "UVFSD_TEST_PIDFILE"    // where the wait role writes its pid
+	sandboxEnv  = "UVFSD_TEST_SANDBOX"    // mode for the sandbox role
+	sharedDirEv = "UVFSD_TEST_SHAREDIR"   // shared dir for the sandbox and confine roles
+	outsideEnv  = "UVFSD_TEST_OUTSIDE"    // a file beside the share, for the confine role
+	maxUserNSEv = "UVFSD_TEST_MAXUSERNS"  // a fake max_user_namespaces file
+	noUserNSEnv = "UVFSD_TEST_NOUSERNS"   // "1": Options.NoUserNamespace and Reexec
+	noFallbackE = "UVFSD_TEST_NOFALLBACK" // "1": Options.NoFallback
 )
 
 // report is what a role prints on stdout for the test to check.
@@ -39,7 +44,16 @@ type report struct {
 	CapEff   string
 	Tasks    []taskCaps
 	Sandbox  *sandboxReport
+	Confine  *confineReport
 	Error    string
+}
+
+// confineReport is what a confined process could still do: "ok" or the error.
+type confineReport struct {
+	Confinement                          userns.Confinement
+	ReadInside, CreateInside             string
+	ReadOutside, ReopenOutside           string
+	CreateOutside, ListParent, ExecShell string
 }
 
 type taskCaps struct{ Eff, Prm, Bnd, Amb string }
@@ -53,6 +67,14 @@ type sandboxReport struct {
 func runRole(role string) {
 	var opts userns.Options
 	opts.MountNamespace = os.Getenv(mountNSEnv) == "1"
+	opts.NoUserNamespace = os.Getenv(noUserNSEnv) == "1"
+	opts.Reexec = opts.NoUserNamespace
+	opts.NoFallback = os.Getenv(noFallbackE) == "1"
+	if v := os.Getenv(maxUserNSEv); v != "" {
+		p := userns.DefaultPaths()
+		p.MaxUserNamespaces = v
+		opts.Paths = &p
+	}
 	if v := os.Getenv(uidMapEnv); v != "" {
 		m, err := idmap.ParseMapFlags(strings.Split(v, ","))
 		if err != nil {
@@ -73,6 +95,8 @@ func runRole(role string) {
 		waitForSignal()
 	case "sandbox":
 		rep.Sandbox = sandboxChecks()
+	case "confine":
+		rep.Confine = confineChecks()
 	case "caps":
 		if err := userns.DropCapabilities(userns.KeptCapabilities); err != nil {
 			fail(err)
@@ -141,6 +165,51 @@ func sandboxChecks() *sandboxReport {
 	unix.Stat("/", &root)
 	unix.Stat("/../..", &up)
 	r.DotDotIsRoot = root.Ino == up.Ino && root.Dev == up.Dev
+	return r
+}
+
+// confineChecks confines this process to the shared directory and
+// then tries, as a bug in uvfsd might, to reach files outside it.
+func confineChecks() *confineReport {
+	dir, outside := os.Getenv(sharedDirEv), os.Getenv(outsideEnv)
+	jail, err := userns.Sandbox(userns.SandboxNone, dir)
+	if err != nil {
+		fail(err)
+	}
+	c, err := userns.Confine(jail.RootFD)
+	if err != nil {
+		fail(err)
+	}
+	result := func(err error) string {
+		if err != nil {
+			return err.Error()
+		}
+		return "ok"
+	}
+	r := &confineReport{Confinement: c}
+	_, err = os.ReadFile(filepath.Join(dir, "marker"))
+	r.ReadInside = result(err)
+	r.CreateInside = result(os.WriteFile(filepath.Join(dir, "new"), nil, 0o644))
+	_, err = os.ReadFile(outside)
+	r.ReadOutside = result(err)
+	// O_PATH opens are not checked; reading through /proc/self/fd is.
+	if fd, err := unix.Open(outside, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+		r.ReopenOutside = "O_PATH: " + err.Error()
+	} else {
+		rfd, err := unix.Openat(jail.ProcSelfFD, strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(rfd)
+		}
+		r.ReopenOutside = result(err)
+	}
+	r.CreateOutside = result(os.WriteFile(outside+".new", nil, 0o644))
+	if fd, err := unix.Openat(jail.RootFD, "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		r.ListParent = result(err)
+	} else {
+		unix.Close(fd)
+		r.ListParent = "ok"
+	}
+	r.ExecShell = result(exec.Command("/bin/true").Run())
 	return r
 }
 

@@ -27,8 +27,9 @@ type mapPlan struct {
 //
 // Lines of /etc/subuid and /etc/subgid alike belong to a user by name or by uid (as shadow's
 // newuidmap and newgidmap read them), so user and uid name the owner; own is the id to map at 0
-// (the uid or the gid).
-func planMap(kind string, explicit idmap.NSMap, subPath, helperName, user string, uid, own uint32) (mapPlan, error) {
+// (the uid or the gid). noHelpers says that newuidmap and newgidmap cannot work here
+// (no_new_privs): the own id alone is mapped then.
+func planMap(kind string, explicit idmap.NSMap, subPath, helperName, user string, uid, own uint32, noHelpers bool) (mapPlan, error) {
 	pl := mapPlan{kind: kind}
 	if explicit.Len() > 0 {
 		if host, ok := explicit.NSToHost(0); !ok || host != own {
@@ -43,6 +44,18 @@ func planMap(kind string, explicit idmap.NSMap, subPath, helperName, user string
 		if ext := explicit.Extents(); len(ext) == 1 && ext[0].Host == own && ext[0].Count == 1 {
 			return pl, nil // the kernel lets us write our own id ourselves
 		}
+		if noHelpers {
+			return pl, fmt.Errorf("--%s-map needs new%smap, which cannot work under no_new_privs (set on this process by a container or service manager): "+
+				"drop --%s-map to map only your own id", kind, kind, kind)
+		}
+	} else if noHelpers {
+		// newuidmap's setuid bit does nothing under no_new_privs.
+		m, err := idmap.PodmanLayout(own, nil)
+		if err != nil {
+			return pl, err
+		}
+		pl.m, pl.ownOnly = m, true
+		return pl, nil
 	} else {
 		ranges, err := idmap.ReadSubIDs(subPath, user, uid)
 		if err != nil {
@@ -88,8 +101,8 @@ func (pl mapPlan) apply(p Paths, pid int) error {
 		args := pl.m.HelperArgs(pid)
 		out, err := exec.Command(pl.helper, args...).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("%s %s failed: %w: %s; %s",
-				pl.helper, strings.Join(args, " "), err, strings.TrimSpace(string(out)), pl.source)
+			return mapWriteUnusable(pl.kind, fmt.Errorf("%s %s failed: %w: %s; %s",
+				pl.helper, strings.Join(args, " "), err, strings.TrimSpace(string(out)), pl.source))
 		}
 		return nil
 	}
@@ -97,19 +110,19 @@ func (pl mapPlan) apply(p Paths, pid int) error {
 	if pl.kind == "gid" {
 		// Unprivileged writers must give up setgroups before gid_map.
 		if err := os.WriteFile(filepath.Join(dir, "setgroups"), []byte("deny"), 0); err != nil {
-			return fmt.Errorf("writing %s/setgroups: %w", dir, explainNamespaceEPERM(p, err))
+			return mapWriteUnusable(pl.kind, fmt.Errorf("writing %s/setgroups: %w", dir, explainNamespaceEPERM(p, err)))
 		}
 	}
 	file := filepath.Join(dir, pl.kind+"_map")
 	if err := os.WriteFile(file, []byte(pl.m.String()), 0); err != nil {
-		return fmt.Errorf("writing %q to %s: %w", pl.m.String(), file, explainNamespaceEPERM(p, err))
+		return mapWriteUnusable(pl.kind, fmt.Errorf("writing %q to %s: %w", pl.m.String(), file, explainNamespaceEPERM(p, err)))
 	}
 	return nil
 }
 
 // ownOnlyNote tells the user, once, why only their own ids are mapped
 // and how to get more.
-func ownOnlyNote(p Paths, user string, uid uint32, uidPlan, gidPlan mapPlan) string {
+func ownOnlyNote(p Paths, user string, uid uint32, uidPlan, gidPlan mapPlan, noHelpers bool) string {
 	var missing []string
 	if uidPlan.ownOnly {
 		missing = append(missing, p.SubUID)
@@ -119,6 +132,10 @@ func ownOnlyNote(p Paths, user string, uid uint32, uidPlan, gidPlan mapPlan) str
 	}
 	if len(missing) == 0 {
 		return ""
+	}
+	if noHelpers {
+		return "uvfsd: note: no_new_privs is set on this process (by a container or service manager), so newuidmap and newgidmap cannot map " +
+			"your subordinate ids; only your own id is mapped (as 0 in the namespace), so files the guest creates as other users will belong to you.\n"
 	}
 	who := user
 	if who == "" {

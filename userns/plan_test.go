@@ -26,7 +26,7 @@ func TestPlanMapSubordinateRanges(t *testing.T) {
 	// Duplicate and overlapping lines, and a range holding the own id:
 	// all of this makes the real newuidmap fail with EINVAL.
 	writeFile(t, p.SubUID, "alice:100000:65536\nalice:100000:65536\n1000:150000:20000\nalice:900:200\nbob:1:5\n", 0o644)
-	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
+	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestPlanMapSubGIDLinesByUID(t *testing.T) {
 	p, _ := fakePaths(t)
 	setuidHelper(t, p.NewGIDMap)
 	writeFile(t, p.SubGID, "1001:200000:65536\n100:300000:65536\n", 0o644)
-	pl, err := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "alice", 1001, 100)
+	pl, err := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "alice", 1001, 100, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestPlanMapSubGIDLinesByUID(t *testing.T) {
 
 func TestPlanMapOwnIDOnly(t *testing.T) {
 	p, _ := fakePaths(t) // no subuid file, no helper: neither is needed
-	pl, err := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "alice", 1000, 1000)
+	pl, err := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "alice", 1000, 1000, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,19 +70,19 @@ func TestPlanMapExplicit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl, err := planMap("uid", own, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
+	pl, err := planMap("uid", own, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, false)
 	if err != nil || pl.helper != "" || pl.m.String() != "0 1000 1\n" {
 		t.Errorf("own id only: %+v, %v; want a direct write", pl, err)
 	}
 	// virtiofsd's README example leaves the own id out; uvfsd cannot.
 	readme, _ := idmap.ParseMapFlags([]string{":0:100000:65536:"})
-	_, err = planMap("uid", readme, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
+	_, err = planMap("uid", readme, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, false)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "--uid-map=:0:1000:1: --uid-map=:1:100000:65536:") {
 		t.Errorf("own id not at 0: error = %v", err)
 	}
 	ranges, _ := idmap.ParseMapFlags([]string{":0:1000:1:", ":1:100000:10:"})
-	_, err = planMap("uid", ranges, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
+	_, err = planMap("uid", ranges, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, false)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "newuidmap not found") {
 		t.Errorf("ranges without newuidmap: error = %v", err)
@@ -92,7 +92,7 @@ func TestPlanMapExplicit(t *testing.T) {
 func TestPlanMapBadSubUID(t *testing.T) {
 	p, _ := fakePaths(t)
 	writeFile(t, p.SubUID, "alice:4294967000:1000\n", 0o644)
-	_, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
+	_, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, false)
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), p.SubUID) {
 		t.Errorf("error = %v, want one naming %s", err, p.SubUID)
@@ -104,8 +104,8 @@ func TestApplyDirect(t *testing.T) {
 	for _, f := range []string{"uid_map", "gid_map", "setgroups"} {
 		writeFile(t, filepath.Join(p.Proc, "42", f), "", 0o644)
 	}
-	uid, _ := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "", 1000, 1000)
-	gid, _ := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "", 1000, 100)
+	uid, _ := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "", 1000, 1000, false)
+	gid, _ := planMap("gid", idmap.NSMap{}, p.SubGID, p.NewGIDMap, "", 1000, 100, false)
 	for _, pl := range []mapPlan{uid, gid} {
 		if err := pl.apply(p, 42); err != nil {
 			t.Fatal(err)
@@ -141,16 +141,16 @@ func TestApplyHelperFailure(t *testing.T) {
 func TestOwnOnlyNote(t *testing.T) {
 	p, _ := fakePaths(t)
 	own := mapPlan{ownOnly: true}
-	note := ownOnlyNote(p, "alice", 1000, own, own)
+	note := ownOnlyNote(p, "alice", 1000, own, own, false)
 	t.Log(note)
 	if !strings.Contains(note, "usermod --add-subuids 100000-165535 --add-subgids 100000-165535 alice") ||
 		!strings.Contains(note, p.SubUID+" and "+p.SubGID) {
 		t.Errorf("note %q lacks the usermod command or the files", note)
 	}
-	if note := ownOnlyNote(p, "", 1000, mapPlan{}, own); !strings.Contains(note, "for 1000 in "+p.SubGID+";") {
+	if note := ownOnlyNote(p, "", 1000, mapPlan{}, own, false); !strings.Contains(note, "for 1000 in "+p.SubGID+";") {
 		t.Errorf("nameless user, gid only: %q", note)
 	}
-	if note := ownOnlyNote(p, "alice", 1000, mapPlan{}, mapPlan{}); note != "" {
+	if note := ownOnlyNote(p, "alice", 1000, mapPlan{}, mapPlan{}, false); note != "" {
 		t.Errorf("ranges present, note %q", note)
 	}
 }
@@ -158,16 +158,42 @@ func TestOwnOnlyNote(t *testing.T) {
 func TestPlanUserNamespace(t *testing.T) {
 	p, _ := fakePaths(t)
 	var stderr bytes.Buffer
-	plans, err := planUserNamespace(Options{Paths: &p, Stderr: &stderr}, p)
-	if err != nil || len(plans) != 2 {
-		t.Fatalf("plans %v, %v", plans, err)
+	spec, err := planUserNamespace(Options{Paths: &p, Stderr: &stderr}, p)
+	if err != nil || len(spec.plans) != 2 || !spec.userNS {
+		t.Fatalf("spec %+v, %v", spec, err)
 	}
-	if strings.Count(stderr.String(), "usermod --add-subuids") != 1 {
-		t.Errorf("note printed %d times: %q", strings.Count(stderr.String(), "usermod"), stderr.String())
+	// The note waits until the child runs: a namespace that then turns
+	// out unusable must not leave a note about its maps behind.
+	if stderr.Len() != 0 || strings.Count(spec.notes, "usermod --add-subuids") != 1 {
+		t.Errorf("stderr %q, notes %q: want the usermod note once, in the notes only", stderr.String(), spec.notes)
 	}
 	writeFile(t, p.MaxUserNamespaces, "0", 0o644)
-	if _, err := planUserNamespace(Options{Paths: &p, Stderr: &stderr}, p); err == nil || !strings.Contains(err.Error(), "max_user_namespaces") {
-		t.Errorf("disabled namespaces: %v", err)
+	_, err = planUserNamespace(Options{Paths: &p, Stderr: &stderr}, p)
+	if err == nil || !strings.Contains(err.Error(), "max_user_namespaces") || !isUnusable(err) {
+		t.Errorf("disabled namespaces: %v (unusable: %v)", err, isUnusable(err))
+	}
+}
+
+// TestPlanUnderNoNewPrivs: newuidmap cannot work under no_new_privs, so
+// the own ids alone are mapped, with a note that says why.
+func TestPlanUnderNoNewPrivs(t *testing.T) {
+	p, _ := fakePaths(t)
+	writeFile(t, p.SubUID, "alice:100000:65536\n", 0o644)
+	writeFile(t, p.SubGID, "alice:100000:65536\n", 0o644)
+	writeFile(t, filepath.Join(p.Proc, "self/status"), "Name:\tuvfsd\nNoNewPrivs:\t1\nSeccomp:\t2\n", 0o644)
+	if !noNewPrivs(p) {
+		t.Fatal("NoNewPrivs: 1 not seen")
+	}
+	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, true)
+	if err != nil || !pl.ownOnly || pl.helper != "" || pl.m.String() != "0 1000 1\n" {
+		t.Fatalf("plan %+v (map %q), %v: want the own id alone, written without a helper", pl, pl.m.String(), err)
+	}
+	if note := ownOnlyNote(p, "alice", 1000, pl, pl, true); !strings.Contains(note, "no_new_privs") || strings.Contains(note, "usermod") {
+		t.Errorf("note %q: want the no_new_privs reason and no usermod advice", note)
+	}
+	explicit, _ := idmap.ParseMapFlags([]string{":0:1000:1:", ":1:100000:65536:"})
+	if _, err := planMap("uid", explicit, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, true); err == nil || !strings.Contains(err.Error(), "no_new_privs") {
+		t.Errorf("explicit ranges under no_new_privs: %v", err)
 	}
 }
 
@@ -179,7 +205,7 @@ func TestPlanMapSaysWhenRangesAreLeftOut(t *testing.T) {
 		fmt.Fprintf(&lines, "alice:%d:10\n", 200000+100*i)
 	}
 	writeFile(t, p.SubUID, lines.String(), 0o644)
-	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000)
+	pl, err := planMap("uid", idmap.NSMap{}, p.SubUID, p.NewUIDMap, "alice", 1000, 1000, false)
 	if err != nil {
 		t.Fatal(err)
 	}

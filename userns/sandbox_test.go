@@ -116,3 +116,44 @@ func TestSandboxChroot(t *testing.T) {
 		})
 	}
 }
+
+// TestConfineUnprivileged confines a process as an unprivileged user and
+// has it try, as a bug would, to read, reopen, create and list files
+// outside the share and to run a program: every attempt must fail, and
+// the share must stay usable.
+func TestConfineUnprivileged(t *testing.T) {
+	u := unprivilegedUser(t, false)
+	dir := sharedDir(t, "confine")
+	outside := filepath.Join(binDir, "beside-the-share")
+	if err := os.WriteFile(outside, []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777) // the test user creates a file in it
+	os.Chmod(binDir, 0o777)
+	rep, _ := runRoleAs(t, u, "confine", 0, sharedDirEv+"="+dir, outsideEnv+"="+outside)
+	c := rep.Confine
+	if c == nil {
+		t.Fatal("no confine report")
+	}
+	t.Logf("%+v", *c)
+	if !c.Confinement.NoNewPrivs {
+		t.Errorf("no_new_privs not in force")
+	}
+	if c.ReadInside != "ok" || c.CreateInside != "ok" {
+		t.Errorf("inside the share: read %q, create %q; want both ok", c.ReadInside, c.CreateInside)
+	}
+	if c.Confinement.LandlockABI == 0 {
+		if inCI() {
+			t.Fatalf("CI=true and this kernel has no Landlock")
+		}
+		t.Skip("this kernel has no Landlock: only no_new_privs is checked")
+	}
+	for what, got := range map[string]string{"read": c.ReadOutside, "reopen through /proc/self/fd": c.ReopenOutside,
+		"create": c.CreateOutside, "list ..": c.ListParent, "exec /bin/true": c.ExecShell} {
+		if !strings.Contains(got, "permission denied") {
+			t.Errorf("%s outside the share: %q, want permission denied", what, got)
+		}
+	}
+}
+
+func inCI() bool { return os.Getenv("CI") == "true" }

@@ -19,6 +19,17 @@ type Options struct {
 	// MountNamespace asks for a private mount namespace, which
 	// Sandbox("namespace") needs. Root re-execs for it too.
 	MountNamespace bool
+	// NoUserNamespace keeps a non-root daemon out of any user namespace
+	// (--sandbox=none, as the Rust virtiofsd): it serves as the invoking
+	// user.
+	NoUserNamespace bool
+	// Reexec asks for a child even where no namespace is needed, so that
+	// the original process stays unconfined to clean up after a child
+	// that Confine restricts.
+	Reexec bool
+	// NoFallback makes a user namespace that cannot be made or is useless
+	// an error instead of a reason to serve without one.
+	NoFallback bool
 	// Stderr receives notes for the user; nil means os.Stderr.
 	Stderr io.Writer
 	// Paths overrides the system files consulted; nil means DefaultPaths.
@@ -65,6 +76,13 @@ type State struct {
 	// MountNamespace is true when Enter created a private mount
 	// namespace for this process.
 	MountNamespace bool
+	// Fallback, when set, says why this process runs without the user
+	// namespace it was asked for (and so without chroot or pivot_root):
+	// the caller should confine it otherwise (Confine) and tell the user.
+	Fallback string
+	// Reexeced is true in a re-exec'ed child, whose original process
+	// waits outside and cleans up after it.
+	Reexeced bool
 }
 
 // currentState reads the maps of this process.
@@ -85,7 +103,8 @@ func currentState(p Paths) (*State, error) {
 	if st.HostGID, ok = gids.NSToHost(uint32(os.Getgid())); !ok {
 		return nil, fmt.Errorf("this process's gid %d is not mapped in its user namespace (gid_map %q); start uvfsd outside the namespace or map the gid", os.Getgid(), gids.String())
 	}
-	st.SubordinateRanges = mappedIDs(uids) > 1 && mappedIDs(gids) > 1
+	// Without a namespace of its own only root can own files as others.
+	st.SubordinateRanges = mappedIDs(uids) > 1 && mappedIDs(gids) > 1 && (st.InNamespace || os.Geteuid() == 0)
 	setgroups, _ := os.ReadFile(filepath.Join(p.Proc, "self/setgroups"))
 	st.CanSetgroups = os.Geteuid() == 0 && strings.TrimSpace(string(setgroups)) == "allow"
 	return st, nil

@@ -35,6 +35,9 @@ type Config struct {
 
 	Cache   string // auto|always|metadata|never (C's "none" → "never")
 	Sandbox string // namespace|chroot|none
+	// NoFallback makes a user namespace that cannot be made an error, instead of serving without
+	// one (confined by Landlock and no_new_privs).
+	NoFallback bool
 	// Seccomp is accepted for virtiofsd compatibility, but uvfsd installs no
 	// seccomp filter yet: the default is "none", and any other value only
 	// adds a warning (see Warnings) instead of pretending to filter.
@@ -194,7 +197,8 @@ func newFlagParser() *flagParser {
 	fs.StringVar(&c.Tag, "tag", c.Tag, "`TAG` the virtio-fs device advertises (QEMU 7.2 ignores it; use -device …,tag=)")
 
 	fs.Var(newEnum(&c.Cache, []string{"auto", "always", "metadata", "never"}, map[string]string{"none": "never"}), "cache", "caching `POLICY`: auto, always, metadata, never")
-	fs.Var(newEnum(&c.Sandbox, []string{"namespace", "chroot", "none"}, nil), "sandbox", "sandbox `MODE`: namespace, chroot, none")
+	fs.Var(newEnum(&c.Sandbox, []string{"namespace", "chroot", "none"}, nil), "sandbox", "sandbox `MODE`: namespace, chroot, none; as non-root, none serves without a user namespace, confined to the share by Landlock and no_new_privs")
+	fs.BoolVar(&c.NoFallback, "no-fallback", c.NoFallback, "fail when the user namespace that --sandbox=namespace or chroot needs cannot be made, instead of serving without one (confined by Landlock and no_new_privs)")
 	fs.Var(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", "seccomp `ACTION`: none, kill, log, trap; uvfsd has no seccomp filter yet, so all but none only log a warning")
 	fs.Var(newEnum(&c.LogLevel, []string{"error", "warn", "info", "debug", "trace", "off"}, map[string]string{"err": "error", "warning": "warn"}), "log-level", "log `LEVEL`: error, warn, info, debug, trace, off")
 	fs.VarP(&debugValue{&c.LogLevel}, "debug", "d", "same as --log-level=debug (C virtiofsd's -d)")

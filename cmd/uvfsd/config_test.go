@@ -121,6 +121,7 @@ var flagCases = []flagCase{
 	{flag: "cache", args: []string{"--cache=always"}, toml: `cache = "always"`, want: func(c *Config) { c.Cache = "always" }},
 	{flag: "sandbox", args: []string{"--sandbox", "chroot"}, toml: `sandbox = "chroot"`, want: func(c *Config) { c.Sandbox = "chroot" }},
 	{flag: "sandbox", args: []string{"--sandbox=none"}, toml: `sandbox = "none"`, want: func(c *Config) { c.Sandbox = "none" }},
+	{flag: "no-fallback", args: []string{"--sandbox=namespace", "--no-fallback"}, toml: "sandbox = \"namespace\"\nno-fallback = true", want: func(c *Config) { c.Sandbox = "namespace"; c.NoFallback = true }},
 	{flag: "seccomp", args: []string{"--seccomp=log"}, toml: `seccomp = "log"`, want: func(c *Config) { c.Seccomp = "log" }},
 	{flag: "log-level", args: []string{"--log-level=trace"}, toml: `log-level = "trace"`, want: func(c *Config) { c.LogLevel = "trace" }},
 	{flag: "log-level", args: []string{"--log-level=err"}, toml: `log-level = "err"`, want: func(c *Config) { c.LogLevel = "error" }},

@@ -115,10 +115,15 @@ func serve(cfg *Config, lg *logger) error {
 		pass = []*os.File{listenerFile}
 	}
 	// Non-root: this re-execs into a user namespace and, in the original process, exits with
-	// the child's status.
+	// the child's status. --sandbox=none re-execs too, without a namespace, so that the process
+	// the user started stays unconfined to remove the socket after a confined child.
 	st, err := userns.Enter(userns.Options{UIDMap: uidMap, GIDMap: gidMap,
-		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, Files: pass, AtExit: sock.Remove})
+		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, NoUserNamespace: cfg.Sandbox == userns.SandboxNone,
+		Reexec: cfg.Sandbox == userns.SandboxNone, NoFallback: cfg.NoFallback, Files: pass, AtExit: sock.Remove})
 	if err != nil {
+		return err
+	}
+	if err := checkSharedDirReadable(cfg.SharedDir, st.HostUID); err != nil {
 		return err
 	}
 	if listenerFile == nil {
@@ -140,9 +145,16 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 
-	jail, err := userns.Sandbox(cfg.Sandbox, cfg.SharedDir)
+	mode := cfg.Sandbox
+	if st.Fallback != "" {
+		mode = userns.SandboxNone // without a namespace, neither chroot nor pivot_root is allowed
+	}
+	jail, err := userns.Sandbox(mode, cfg.SharedDir)
 	if err != nil {
 		return err
+	}
+	if mode == userns.SandboxNone && st.Reexeced {
+		confine(cfg, st, jail, lg)
 	}
 	raiseNofile(cfg.RlimitNofile, lg)
 	if os.Geteuid() == 0 {
@@ -181,6 +193,50 @@ func serve(cfg *Config, lg *logger) error {
 	lg.infof("front-end disconnected; exiting")
 	lg.debugf("requests served: %s", formatCounts(server.RequestCounts()))
 	return nil
+}
+
+// confine restricts a daemon that has no chroot or pivot_root to the share (userns.Confine) and
+// says, in one line, what is in force; after a fallback that line is the one warning about what
+// was given up.
+func confine(cfg *Config, st *userns.State, jail *userns.Jail, lg *logger) {
+	c, err := userns.Confine(jail.RootFD)
+	confined := fmt.Sprintf("confined to %s by %s", cfg.SharedDir, c)
+	switch {
+	case err != nil && c.Confined():
+		confined += fmt.Sprintf(" (no more: %v)", err)
+	case err != nil:
+		confined = fmt.Sprintf("NOT confined (%v)", err)
+	}
+	ids := "every guest id creates files as you"
+	if os.Geteuid() == 0 {
+		ids = "guest ids create files as themselves"
+	}
+	if st.Fallback != "" {
+		lg.warnf("serving without a user namespace: %s; uvfsd runs as uid %d (%s), %s instead of --sandbox=%s "+
+			"(--no-fallback makes this an error)", st.Fallback, os.Getuid(), ids, confined, cfg.Sandbox)
+	} else {
+		lg.infof("--sandbox=none: serving as uid %d without a user namespace, %s", os.Getuid(), confined)
+	}
+	probeSandbox(os.Getenv(envProbe), lg)
+}
+
+// envProbe names files that the daemon tries to open once confined, logging what happened: the
+// e2e tests check from inside the daemon that files beside the share stay out of its reach.
+const envProbe = "_UVFSD_TEST_PROBE_OPEN"
+
+func probeSandbox(paths string, lg *logger) {
+	if paths == "" {
+		return
+	}
+	for _, p := range strings.Split(paths, ":") {
+		f, err := os.Open(p)
+		if err == nil {
+			f.Close()
+			lg.warnf("sandbox probe: open %s: opened", p)
+			continue
+		}
+		lg.warnf("sandbox probe: %v", err)
+	}
 }
 
 // formatCounts lists request counts as "LOOKUP=12 GETATTR=3", most frequent first.
@@ -326,12 +382,28 @@ func checkSharedDir(dir string) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("shared directory %q does not exist: create it or fix --shared-dir", dir)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("shared directory %q: a directory on its path cannot be searched by uid %d (%w): "+
+			"give yourself search permission on it (chmod u+x) or share another directory", dir, os.Getuid(), err)
 	case err != nil:
 		return fmt.Errorf("shared directory: %w", err)
 	case !fi.IsDir():
 		return fmt.Errorf("shared directory %q is not a directory: --shared-dir takes a directory", dir)
 	}
 	return nil
+}
+
+// checkSharedDirReadable fails early, in the process that serves, when it cannot list the shared
+// directory: the guest would otherwise mount a share whose every lookup fails. (In a user
+// namespace uvfsd reads the invoking user's directories whatever their mode, so the check comes
+// after Enter.)
+func checkSharedDirReadable(dir string, hostUID uint32) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("shared directory %q cannot be read by uid %d (%w): give yourself read and search "+
+			"permission on it (chmod u+rx %s) or share another directory", dir, hostUID, err, dir)
+	}
+	return unix.Close(fd)
 }
 
 // listen returns the listening socket as a file (to pass to a re-exec'ed child or to listen on),
