@@ -191,6 +191,11 @@ func TestUvfsdNoSubIDsNote(t *testing.T) {
 	bin := buildUvfsd(t)
 	u := e2eUser(t, userWithoutSubIDs)
 	d, _, _ := startUvfsdAs(t, bin, u)
+	// The note comes once the namespace works (a fallback would make it
+	// moot), which can be after the socket appeared.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(d.Output(), "usermod") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	d.Stop(5 * time.Second)
 	out := d.Output()
 	t.Logf("output:\n%s", out)
