@@ -188,6 +188,122 @@ func TestListenerFromFD(t *testing.T) {
 	if _, err := vhost.ListenerFromFD(-1); err == nil {
 		t.Fatal("ListenerFromFD(-1) succeeded")
 	}
+	a, err := l.Accept()
+	if err != nil {
+		t.Fatalf("accepting the dialled connection: %v", err)
+	}
+	a.Close()
+	// The inherited fd was blocking; Close must still wake an Accept.
+	acceptUnblocksOnClose(t, l)
+}
+
+// acceptUnblocksOnClose checks that Close makes a pending Accept return an error: Accept waits in
+// the runtime's poller rather than in a blocking accept(2), which Close could not interrupt.
+func acceptUnblocksOnClose(t *testing.T, l *vhost.Listener) {
+	t.Helper()
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let Accept wait
+	l.Close()
+	select {
+	case err := <-accepted:
+		if err == nil {
+			t.Error("Accept on a closed listener returned a connection")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+}
+
+func TestListenerAcceptsAndCloseUnblocksAccept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if flags, err := unix.FcntlInt(c.Fd(), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("accepted fd flags %#x, %v: want close-on-exec", flags, err)
+	}
+	if _, err := d.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := c.Read(buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("read from the accepted connection: %q, %v", buf, err)
+	}
+	acceptUnblocksOnClose(t, l)
+}
+
+// The daemon passes its listener to a re-exec'ed child as a file (Listener.File) and the child
+// makes it a listener again (ListenerFromFile).
+func TestListenerFileMakesAListenerAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.File()
+	l.Close() // the file is a duplicate
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := vhost.ListenerFromFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	d, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := l2.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestListenerFromFileRefusesOtherFiles(t *testing.T) {
+	dgram, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regular, err := os.CreateTemp(t.TempDir(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		f    *os.File
+		want string
+	}{
+		{os.NewFile(uintptr(dgram), "dgram"), "not a unix stream socket"},
+		{regular, "not a socket"},
+	} {
+		if l, err := vhost.ListenerFromFile(c.f); err == nil || !strings.Contains(err.Error(), c.want) {
+			if l != nil {
+				l.Close()
+			}
+			t.Errorf("ListenerFromFile(%s): %v, want an error containing %q", c.f.Name(), err, c.want)
+		}
+	}
 }
 
 // serveEchoOnSocket listens on a fresh socket path and serves it with echo in

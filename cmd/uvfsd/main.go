@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log"
 	"log/syslog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -337,7 +336,7 @@ func checkSharedDir(dir string) error {
 // listen returns the listening socket as a file (to pass to a re-exec'ed child or to listen on),
 // and, when this process made it (--socket-path), the socket's name for its removal.
 func listen(cfg *Config) (*os.File, *vhost.SocketFile, error) {
-	var l *net.UnixListener
+	var l *vhost.Listener
 	var sock *vhost.SocketFile
 	var err error
 	if cfg.FD >= 0 {
