@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -194,13 +193,9 @@ func probeSocket(path string) error {
 func chgrpSocket(path, group string) error {
 	gid, err := strconv.Atoi(group)
 	if err != nil {
-		g, lerr := user.LookupGroup(group)
-		if lerr != nil {
+		var lerr error
+		if gid, lerr = lookupGroup(groupFile, group); lerr != nil {
 			return fmt.Errorf("socket group %q: %w (give an existing group name or numeric gid)", group, lerr)
-		}
-		gid, err = strconv.Atoi(g.Gid)
-		if err != nil {
-			return fmt.Errorf("socket group %q has non-numeric gid %q", group, g.Gid)
 		}
 	}
 	if err := os.Chown(path, -1, gid); err != nil {

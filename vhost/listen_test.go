@@ -89,9 +89,39 @@ func TestListenSetsGroupAndMode(t *testing.T) {
 	if got := st.Sys().(*syscall.Stat_t).Gid; int(got) != gid {
 		t.Errorf("socket gid %d, want %d", got, gid)
 	}
-	if _, err := vhost.Listen(filepath.Join(t.TempDir(), "x.sock"), "no-such-group-uvfsd"); err == nil {
-		t.Error("Listen with an unknown group succeeded")
+	if _, err := vhost.Listen(filepath.Join(t.TempDir(), "x.sock"), "no-such-group-uvfsd"); err == nil || !strings.Contains(err.Error(), "numeric gid") {
+		t.Errorf("Listen with an unknown group: %v, want an error that suggests a numeric gid", err)
 	}
+	// By name, when /etc/group has one for our gid (a container may run with a bare gid).
+	name := groupName(gid)
+	if name == "" {
+		t.Logf("no name for gid %d in /etc/group; group names not tested here (TestLookupGroup covers the parser)", gid)
+		return
+	}
+	path = filepath.Join(t.TempDir(), "named.sock")
+	l2, err := vhost.Listen(path, name)
+	if err != nil {
+		t.Fatalf("Listen with group %q: %v", name, err)
+	}
+	defer l2.Close()
+	if st, err := os.Stat(path); err != nil || int(st.Sys().(*syscall.Stat_t).Gid) != gid {
+		t.Errorf("socket made with group %q: %v, %v; want gid %d", name, st, err, gid)
+	}
+}
+
+// groupName returns the name /etc/group gives gid, or "".
+func groupName(gid int) string {
+	b, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) >= 3 && f[2] == strconv.Itoa(gid) {
+			return f[0]
+		}
+	}
+	return ""
 }
 
 // The socket is bound under a temporary name and renamed into place once it listens: the name
