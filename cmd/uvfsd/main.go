@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"log/syslog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -427,7 +426,7 @@ var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "deb
 func newLogger(cfg *Config) (*logger, error) {
 	lg := &logger{level: logLevels[cfg.LogLevel], l: log.New(os.Stderr, "uvfsd: ", 0)}
 	if cfg.Syslog {
-		w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "uvfsd")
+		w, err := newSyslogWriter(syslogPaths, syslogDaemon|syslogInfo, "uvfsd")
 		if err != nil {
 			return nil, fmt.Errorf("--syslog: %w", err)
 		}
