@@ -75,8 +75,8 @@ var errCgo = errors.New("capabilities, no_new_privs and Landlock are per thread,
 // and inheritable sets of every thread to keep (usually KeptCapabilities,
 // or ModifiedCapabilities, plus e.g. CAP_DAC_READ_SEARCH for file
 // handles), intersected with what the process has. Call it after
-// Sandbox. In a cgo build it only warns on stderr: build uvfsd with
-// CGO_ENABLED=0.
+// Sandbox. In a binary that links cgo (a package with cgo files crept
+// into the import graph, or -race) it only warns on stderr.
 func DropCapabilities(keep []int) error {
 	return dropCapabilitiesOrWarn(os.Stderr, lastCap(), syscall.AllThreadsSyscall, keep)
 }

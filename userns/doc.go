@@ -32,7 +32,10 @@
 // Then Sandbox confines the process to the shared directory and
 // DropCapabilities keeps only what a file server needs.
 //
-// uvfsd must be built with CGO_ENABLED=0: capabilities are per thread,
-// and syscall.AllThreadsSyscall, which applies them to every thread,
-// refuses to run when cgo is linked in.
+// uvfsd must not link cgo: capabilities are per thread, and
+// syscall.AllThreadsSyscall, which applies them to every thread, refuses
+// to run when cgo is linked in. So no package of the daemon imports net,
+// os/user or log/syslog, which link cgo in a default (CGO_ENABLED=1)
+// build, and a plain go build or go install gives a binary that drops
+// its capabilities (cmd/uvfsd's TestImportGraphLinksNoCgo checks).
 package userns

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"syscall"
 	"time"
 )
 
@@ -99,17 +99,18 @@ func (b *Backend) protocolNegotiated() bool { return b.features&FeatureProtocolF
 
 func (b *Backend) replyAck() bool { return b.protocolFeatures&ProtocolReplyAck != 0 }
 
-// ServeConn runs the vhost-user protocol on one connected unix socket until the front-end
+// ServeConn runs the vhost-user protocol on one connected unix stream socket until the front-end
 // disconnects (returns nil) or breaks the protocol (returns an error). It stops all queue workers
-// and releases guest memory before returning.
-func (b *Backend) ServeConn(c *net.UnixConn) error {
+// and releases guest memory before returning. c is what Listener.Accept returns or a
+// *net.UnixConn (tests).
+func (b *Backend) ServeConn(c syscall.Conn) error {
 	_, err := b.serveConn(c, nil)
 	return err
 }
 
 // serveConn is ServeConn that also reports whether the front-end sent any message, calling
 // onFirst (if not nil) when the first one arrives.
-func (b *Backend) serveConn(c *net.UnixConn, onFirst func()) (spoke bool, err error) {
+func (b *Backend) serveConn(c syscall.Conn, onFirst func()) (spoke bool, err error) {
 	if len(b.cfg.Tag) > FSConfigTagLength {
 		return false, fmt.Errorf("virtio-fs tag %q is %d bytes; the limit is %d: choose a shorter tag", b.cfg.Tag, len(b.cfg.Tag), FSConfigTagLength)
 	}

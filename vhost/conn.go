@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -21,7 +20,7 @@ type conn struct {
 	reply   [HeaderSize + MaxPayload]byte
 }
 
-func newConn(c *net.UnixConn) (*conn, error) {
+func newConn(c syscall.Conn) (*conn, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("vhost-user socket: %w", err)

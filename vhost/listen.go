@@ -4,16 +4,80 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// Listener is a listening unix stream socket. Accept parks the goroutine in the Go runtime's
+// poller, as net.UnixListener does, and Close wakes it with an error. vhost does not use package
+// net because it links cgo in a default build, and a cgo binary cannot change capabilities on all
+// threads (userns.DropCapabilities).
+type Listener struct {
+	f *os.File // non-blocking, so os registers it with the poller
+}
+
+// newListener takes ownership of fd, a non-blocking listening socket.
+func newListener(fd int) *Listener {
+	return &Listener{f: os.NewFile(uintptr(fd), "vhost-user-listener")}
+}
+
+// Accept waits for a connection and returns it as a non-blocking, close-on-exec file for
+// Backend.ServeConn.
+func (l *Listener) Accept() (*os.File, error) {
+	raw, err := l.f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	var aerr error
+	err = raw.Read(func(fd uintptr) bool {
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		// ECONNABORTED: the peer gave up before we took it; wait for the next one, as net does.
+		return aerr != unix.EAGAIN && aerr != unix.ECONNABORTED
+	})
+	if err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, os.NewSyscallError("accept4", aerr)
+	}
+	return os.NewFile(uintptr(nfd), "vhost-user-connection"), nil
+}
+
+// Close stops listening and makes a pending Accept return an error. It does not remove the
+// socket's name (SocketFile does).
+func (l *Listener) Close() error { return l.f.Close() }
+
+// File returns a duplicate of the listening socket's fd (close-on-exec), e.g. to pass to a child
+// process; the Listener stays open.
+func (l *Listener) File() (*os.File, error) {
+	fd, err := dupSocket(l.f)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "vhost-user-listener"), nil
+}
+
+// dupSocket duplicates f's fd, close-on-exec.
+func dupSocket(f *os.File) (int, error) {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var derr error
+	if err := raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
+	}
+	return nfd, nil
+}
 
 // Listen creates a unix listening socket at path (OpenSocketFile then records it for removal). It
 // refuses to touch a socket a live daemon is listening on, replaces a stale socket file left by a
@@ -25,7 +89,7 @@ import (
 // in the same directory and renamed into place, so whoever waits for path to appear (a launcher
 // script, a test) can connect at once instead of meeting ECONNREFUSED between bind(2) and
 // listen(2), or EACCES before the chgrp.
-func Listen(path, group string) (*net.UnixListener, error) {
+func Listen(path, group string) (*Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("socket path %s is %d bytes long; a unix socket's path holds at most %d: choose a shorter --socket-path", path, len(path), maxSocketPath)
 	}
@@ -36,13 +100,11 @@ func Listen(path, group string) (*net.UnixListener, error) {
 	if len(bindAt) > maxSocketPath {
 		bindAt = path // no room for a temporary name: bind in place
 	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: bindAt, Net: "unix"})
+	l, err := listenUnix(bindAt)
 	if err != nil {
 		return nil, fmt.Errorf("creating vhost-user socket %s: %w (check that the directory exists and is writable)", path, err)
 	}
-	// The daemon removes the path itself (ServeListener), also when the listener was inherited.
-	l.SetUnlinkOnClose(false)
-	fail := func(err error) (*net.UnixListener, error) {
+	fail := func(err error) (*Listener, error) {
 		l.Close()
 		os.Remove(bindAt)
 		return nil, err
@@ -67,6 +129,25 @@ func Listen(path, group string) (*net.UnixListener, error) {
 	return l, nil
 }
 
+// listenUnix binds a unix stream socket at path and listens on it.
+func listenUnix(path string) (*Listener, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("bind", err)
+	}
+	// The kernel caps the backlog at net.core.somaxconn.
+	if err := unix.Listen(fd, unix.SOMAXCONN); err != nil {
+		unix.Close(fd)
+		os.Remove(path)
+		return nil, os.NewSyscallError("listen", err)
+	}
+	return newListener(fd), nil
+}
+
 // maxSocketPath is the longest path a unix socket address holds (sun_path without its NUL).
 const maxSocketPath = 107
 
@@ -82,12 +163,10 @@ func removeStaleSocket(path string) error {
 	if st.Mode()&os.ModeSocket == 0 {
 		return fmt.Errorf("socket path %s exists and is not a socket; remove it or choose another --socket-path", path)
 	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
+	switch err := probeSocket(path); {
+	case err == nil || errors.Is(err, unix.EAGAIN): // EAGAIN: a live listener's backlog is full
 		return fmt.Errorf("socket %s is in use by a running daemon; stop it or choose another --socket-path", path)
-	}
-	if !errors.Is(err, unix.ECONNREFUSED) {
+	case !errors.Is(err, unix.ECONNREFUSED):
 		return fmt.Errorf("socket %s exists and cannot be probed (%w); remove it if no daemon uses it", path, err)
 	}
 	if err := os.Remove(path); err != nil {
@@ -96,16 +175,27 @@ func removeStaleSocket(path string) error {
 	return nil
 }
 
+// probeSocket connects to the unix socket at path and hangs up. The connect is non-blocking, which
+// for a unix socket never waits: it succeeds, or fails with ECONNREFUSED when nobody listens and
+// EAGAIN when the listener's backlog is full.
+func probeSocket(path string) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		return os.NewSyscallError("connect", err)
+	}
+	return nil
+}
+
 func chgrpSocket(path, group string) error {
 	gid, err := strconv.Atoi(group)
 	if err != nil {
-		g, lerr := user.LookupGroup(group)
-		if lerr != nil {
+		var lerr error
+		if gid, lerr = lookupGroup(groupFile, group); lerr != nil {
 			return fmt.Errorf("socket group %q: %w (give an existing group name or numeric gid)", group, lerr)
-		}
-		gid, err = strconv.Atoi(g.Gid)
-		if err != nil {
-			return fmt.Errorf("socket group %q has non-numeric gid %q", group, g.Gid)
 		}
 	}
 	if err := os.Chown(path, -1, gid); err != nil {
@@ -164,7 +254,7 @@ func (s *SocketFile) Remove() {
 
 // ListenerFromFD wraps an inherited listening unix socket (--fd). The fd is owned by the
 // returned listener afterwards.
-func ListenerFromFD(fd int) (*net.UnixListener, error) {
+func ListenerFromFD(fd int) (*Listener, error) {
 	accepting, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	if err != nil {
 		return nil, fmt.Errorf("--fd %d is not a socket: %w", fd, err)
@@ -179,21 +269,47 @@ func ListenerFromFD(fd int) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// ListenerFromFile makes a listener of a listening unix socket's file (which it closes: the
-// listener has its own fd).
-func ListenerFromFile(f *os.File) (*net.UnixListener, error) {
+// ListenerFromFile makes a listener of a listening unix stream socket's file (which it closes:
+// the listener has its own fd).
+func ListenerFromFile(f *os.File) (*Listener, error) {
 	defer f.Close()
-	l, err := net.FileListener(f)
+	fd, err := dupSocket(f)
 	if err != nil {
 		return nil, err
 	}
-	ul, ok := l.(*net.UnixListener)
-	if !ok {
-		l.Close()
-		return nil, fmt.Errorf("a %T, not a unix socket", l)
+	if err := checkListening(fd); err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
-	ul.SetUnlinkOnClose(false)
-	return ul, nil
+	// The poller needs it non-blocking; an inherited fd may not be.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("fcntl O_NONBLOCK", err)
+	}
+	return newListener(fd), nil
+}
+
+// checkListening says why fd is not a listening unix stream socket, if it is not.
+func checkListening(fd int) error {
+	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil {
+		return fmt.Errorf("not a socket: %w", err)
+	}
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return fmt.Errorf("socket type: %w", err)
+	}
+	if domain != unix.AF_UNIX || typ != unix.SOCK_STREAM {
+		return fmt.Errorf("a socket of domain %d and type %d, not a unix stream socket (AF_UNIX, SOCK_STREAM)", domain, typ)
+	}
+	accepting, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	if err != nil {
+		return fmt.Errorf("socket state: %w", err)
+	}
+	if accepting == 0 {
+		return errors.New("a unix socket but not listening; pass a bound unix socket after listen(2)")
+	}
+	return nil
 }
 
 // ServeListener accepts exactly one front-end, stops listening, and serves it until it
@@ -202,13 +318,13 @@ func ListenerFromFile(f *os.File) (*net.UnixListener, error) {
 //
 // A connection that closes before sending any message is not a front-end: it is another uvfsd
 // (or a user) checking whether the socket is in use, and the daemon keeps listening.
-func (b *Backend) ServeListener(l *net.UnixListener, sock *SocketFile) error {
+func (b *Backend) ServeListener(l *Listener, sock *SocketFile) error {
 	defer sock.Remove()
 	var closeOnce sync.Once
 	stopListening := func() { closeOnce.Do(func() { l.Close() }) }
 	defer stopListening()
 	for {
-		c, err := l.AcceptUnix()
+		c, err := l.Accept()
 		if err != nil {
 			return fmt.Errorf("accepting vhost-user connection: %w", err)
 		}

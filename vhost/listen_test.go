@@ -89,9 +89,39 @@ func TestListenSetsGroupAndMode(t *testing.T) {
 	if got := st.Sys().(*syscall.Stat_t).Gid; int(got) != gid {
 		t.Errorf("socket gid %d, want %d", got, gid)
 	}
-	if _, err := vhost.Listen(filepath.Join(t.TempDir(), "x.sock"), "no-such-group-uvfsd"); err == nil {
-		t.Error("Listen with an unknown group succeeded")
+	if _, err := vhost.Listen(filepath.Join(t.TempDir(), "x.sock"), "no-such-group-uvfsd"); err == nil || !strings.Contains(err.Error(), "numeric gid") {
+		t.Errorf("Listen with an unknown group: %v, want an error that suggests a numeric gid", err)
 	}
+	// By name, when /etc/group has one for our gid (a container may run with a bare gid).
+	name := groupName(gid)
+	if name == "" {
+		t.Logf("no name for gid %d in /etc/group; group names not tested here (TestLookupGroup covers the parser)", gid)
+		return
+	}
+	path = filepath.Join(t.TempDir(), "named.sock")
+	l2, err := vhost.Listen(path, name)
+	if err != nil {
+		t.Fatalf("Listen with group %q: %v", name, err)
+	}
+	defer l2.Close()
+	if st, err := os.Stat(path); err != nil || int(st.Sys().(*syscall.Stat_t).Gid) != gid {
+		t.Errorf("socket made with group %q: %v, %v; want gid %d", name, st, err, gid)
+	}
+}
+
+// groupName returns the name /etc/group gives gid, or "".
+func groupName(gid int) string {
+	b, err := os.ReadFile("/etc/group")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) >= 3 && f[2] == strconv.Itoa(gid) {
+			return f[0]
+		}
+	}
+	return ""
 }
 
 // The socket is bound under a temporary name and renamed into place once it listens: the name
@@ -187,6 +217,122 @@ func TestListenerFromFD(t *testing.T) {
 	c.Close()
 	if _, err := vhost.ListenerFromFD(-1); err == nil {
 		t.Fatal("ListenerFromFD(-1) succeeded")
+	}
+	a, err := l.Accept()
+	if err != nil {
+		t.Fatalf("accepting the dialled connection: %v", err)
+	}
+	a.Close()
+	// The inherited fd was blocking; Close must still wake an Accept.
+	acceptUnblocksOnClose(t, l)
+}
+
+// acceptUnblocksOnClose checks that Close makes a pending Accept return an error: Accept waits in
+// the runtime's poller rather than in a blocking accept(2), which Close could not interrupt.
+func acceptUnblocksOnClose(t *testing.T, l *vhost.Listener) {
+	t.Helper()
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let Accept wait
+	l.Close()
+	select {
+	case err := <-accepted:
+		if err == nil {
+			t.Error("Accept on a closed listener returned a connection")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+}
+
+func TestListenerAcceptsAndCloseUnblocksAccept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if flags, err := unix.FcntlInt(c.Fd(), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("accepted fd flags %#x, %v: want close-on-exec", flags, err)
+	}
+	if _, err := d.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := c.Read(buf); err != nil || string(buf) != "hi" {
+		t.Fatalf("read from the accepted connection: %q, %v", buf, err)
+	}
+	acceptUnblocksOnClose(t, l)
+}
+
+// The daemon passes its listener to a re-exec'ed child as a file (Listener.File) and the child
+// makes it a listener again (ListenerFromFile).
+func TestListenerFileMakesAListenerAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vfs.sock")
+	l, err := vhost.Listen(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.File()
+	l.Close() // the file is a duplicate
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := vhost.ListenerFromFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	d, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c, err := l2.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestListenerFromFileRefusesOtherFiles(t *testing.T) {
+	dgram, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regular, err := os.CreateTemp(t.TempDir(), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		f    *os.File
+		want string
+	}{
+		{os.NewFile(uintptr(dgram), "dgram"), "not a unix stream socket"},
+		{regular, "not a socket"},
+	} {
+		if l, err := vhost.ListenerFromFile(c.f); err == nil || !strings.Contains(err.Error(), c.want) {
+			if l != nil {
+				l.Close()
+			}
+			t.Errorf("ListenerFromFile(%s): %v, want an error containing %q", c.f.Name(), err, c.want)
+		}
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"log/syslog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -409,7 +407,7 @@ func checkSharedDirReadable(dir string, hostUID uint32) error {
 // listen returns the listening socket as a file (to pass to a re-exec'ed child or to listen on),
 // and, when this process made it (--socket-path), the socket's name for its removal.
 func listen(cfg *Config) (*os.File, *vhost.SocketFile, error) {
-	var l *net.UnixListener
+	var l *vhost.Listener
 	var sock *vhost.SocketFile
 	var err error
 	if cfg.FD >= 0 {
@@ -500,7 +498,7 @@ var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "deb
 func newLogger(cfg *Config) (*logger, error) {
 	lg := &logger{level: logLevels[cfg.LogLevel], l: log.New(os.Stderr, "uvfsd: ", 0)}
 	if cfg.Syslog {
-		w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "uvfsd")
+		w, err := newSyslogWriter(syslogPaths, syslogDaemon|syslogInfo, "uvfsd")
 		if err != nil {
 			return nil, fmt.Errorf("--syslog: %w", err)
 		}
