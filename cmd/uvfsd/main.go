@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/syslog"
 	"net"
@@ -26,35 +27,36 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run returns the process exit code: 0 when the front-end disconnected normally.
-func run(args []string) int {
+// run returns the process exit code: 0 when the front-end disconnected normally. stdout takes
+// --help, --version and --print-capabilities, stderr the reason uvfsd did not start.
+func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := ParseConfig(args, os.Getenv)
 	switch {
 	case errors.Is(err, errHelp):
-		writeUsage(os.Stdout)
+		writeUsage(stdout)
 		return 0
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err)
+		fmt.Fprintf(stderr, "uvfsd: %v\n", err)
 		return 2
 	case cfg.Version:
-		printVersion(os.Stdout)
+		printVersion(stdout)
 		return 0
 	case cfg.PrintCapabilities:
-		printCapabilities(os.Stdout)
+		printCapabilities(stdout)
 		return 0
 	}
 	logger, err := newLogger(cfg)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err)
+		fmt.Fprintf(stderr, "uvfsd: %v\n", err)
 		return 1
 	}
 	if err := serve(cfg, logger); err != nil {
 		logger.errorf("%v", err)
 		if cfg.Syslog || logger.level < 0 {
-			fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
+			fmt.Fprintf(stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
 		}
 		return 1
 	}
