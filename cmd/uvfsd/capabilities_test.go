@@ -51,3 +51,32 @@ func TestPrintCapabilitiesMatchesVirtiofsd(t *testing.T) {
 		t.Errorf("printCapabilities wrote\n%s\nwant (virtiofsd's without migrate-precopy)\n%s", got.String(), want)
 	}
 }
+
+// packaging/50-uvfsd.json, which make install puts where libvirt looks for vhost-user backends,
+// describes uvfsd as --print-capabilities does, in the form of QEMU's vhost-user.json schema.
+func TestVhostUserDescription(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/50-uvfsd.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc backendCaps
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&desc); err != nil {
+		t.Fatalf("50-uvfsd.json: %v", err)
+	}
+	var printed bytes.Buffer
+	printCapabilities(&printed)
+	var caps backendCaps
+	if err := json.Unmarshal(printed.Bytes(), &caps); err != nil {
+		t.Fatal(err)
+	}
+	if desc.Description == "" || desc.Type != "fs" || !slices.Equal(desc.Features, caps.Features) {
+		t.Errorf("50-uvfsd.json: %+v; want a description, type fs and the features %q", desc, caps.Features)
+	}
+	// The Makefile rewrites this line for the installed binary's path.
+	if !strings.HasPrefix(desc.Binary, "/") || !strings.HasSuffix(desc.Binary, "/uvfsd") ||
+		!strings.Contains(string(data), "\n  \"binary\": \""+desc.Binary+"\",\n") {
+		t.Errorf("50-uvfsd.json: binary %q, want an absolute path to uvfsd on a line of its own", desc.Binary)
+	}
+}
