@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // TestBenchmarkRunsInLockstep runs the in-guest benchmark program (docs/benchmarks.md) at a tiny
@@ -21,7 +21,7 @@ func TestBenchmarkRunsInLockstep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	bin := filepath.Join(t.TempDir(), "bench")
-	if err := guest.GoBuild(ctx, bin, "github.com/uvfsd/uvfsd/e2e/bench"); err != nil {
+	if err := vm.GoBuild(ctx, bin, "github.com/uvfsd/uvfsd/e2e/bench"); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.CommandContext(ctx, bin, "--files", "3", "--tree-files", "20", "--mib", "1",

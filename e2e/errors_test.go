@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // runUvfsdFailing runs the uvfsd binary as u, expects it to fail within
@@ -36,11 +36,11 @@ func runUvfsdFailing(t *testing.T, bin string, u testUser, args ...string) strin
 
 // startUvfsdAs starts the uvfsd binary as u on a fresh share and socket
 // directory, and returns once its socket exists.
-func startUvfsdAs(t *testing.T, bin string, u testUser) (d *guest.Daemon, socket, shared string) {
+func startUvfsdAs(t *testing.T, bin string, u testUser) (d *vm.Daemon, socket, shared string) {
 	t.Helper()
 	shared = makeDir(t, "uvfs-e2e-share-", 0o755, u)
 	socket = filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, u), "vhost.sock")
-	d = &guest.Daemon{Path: bin, Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared},
+	d = &vm.Daemon{Path: bin, Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared},
 		Socket: socket, Credential: u.Credential()}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
@@ -176,7 +176,7 @@ func TestUvfsdSecondInstanceLeavesFirstAlone(t *testing.T) {
 	if want := "is in use by a running daemon"; !strings.Contains(stderr, want) {
 		t.Errorf("second uvfsd: stderr lacks %q:\n%s", want, stderr)
 	}
-	if err := first.Wait(time.Second); !errors.Is(err, guest.ErrDaemonRunning) {
+	if err := first.Wait(time.Second); !errors.Is(err, vm.ErrDaemonRunning) {
 		t.Fatalf("the first uvfsd exited when a second one probed its socket (%v); its output:\n%s", err, first.Output())
 	}
 	if _, err := os.Lstat(socket); err != nil {

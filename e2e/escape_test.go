@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // escapeScript tries, in every share, to reach the host through "..",
@@ -302,7 +302,7 @@ func TestEscapesStayInGuest(t *testing.T) {
 var guestRootNames = []string{"bin", "dev", "etc", "init", "lib", "mnt", "proc", "root", "run", "sbin", "sys", "tmp"}
 
 // guestPasswd returns the lines the guest printed as "PASSWD TAG LINE".
-func guestPasswd(res *guest.Result, tag string) []string {
+func guestPasswd(res *vm.Result, tag string) []string {
 	var lines []string
 	for _, l := range res.Output {
 		if rest, ok := strings.CutPrefix(l, "PASSWD "+tag+" "); ok {

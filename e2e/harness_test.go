@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // daemonSpec says how to start one virtio-fs daemon for a test.
@@ -47,7 +47,7 @@ func makeDir(t *testing.T, pattern string, mode os.FileMode, owner testUser) str
 // bootResult is one guest run against one daemon.
 type bootResult struct {
 	shared string
-	res    *guest.Result
+	res    *vm.Result
 	// daemonOutput is what the daemon printed (its first 256 KiB).
 	daemonOutput string
 }
@@ -69,7 +69,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		spec.setup(t, shared)
 	}
 
-	d := &guest.Daemon{
+	d := &vm.Daemon{
 		Path:       spec.path,
 		Args:       spec.args(socket, shared),
 		Env:        spec.env,
@@ -81,10 +81,10 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	}
 	t.Cleanup(func() { d.Stop(5 * time.Second) })
 
-	rd := guest.Initramfs{
+	rd := vm.Initramfs{
 		Kernel: g.kernel,
 		Helper: g.helper,
-		Mounts: []guest.Mount{{Tag: shareTag, Dir: "/mnt"}},
+		Mounts: []vm.Mount{{Tag: shareTag, Dir: "/mnt"}},
 		Script: script,
 		Env:    env,
 	}
@@ -92,14 +92,14 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{
+	machine := vm.VM{
 		Kernel:     g.bootKernel,
 		Initrd:     initrd,
-		FS:         []guest.FSDevice{{Socket: socket, Tag: shareTag}},
+		FS:         []vm.FSDevice{{Socket: socket, Tag: shareTag}},
 		ConsoleLog: filepath.Join(work, "console.log"),
 		Timeout:    10 * time.Minute,
 	}
-	res, err := vm.Run(context.Background())
+	res, err := machine.Run(context.Background())
 	if err != nil {
 		t.Fatalf("guest run against %s failed: %v\n--- daemon output ---\n%s", spec.path, err, d.Output())
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // TestSeveralSharesCVirtiofsd boots one guest with two virtio-fs devices
@@ -24,31 +24,31 @@ func TestSeveralSharesCVirtiofsd(t *testing.T) {
 	}
 	g := requireGuestTools(t)
 	root := currentUser(t)
-	var fsDevs []guest.FSDevice
-	var mounts []guest.Mount
+	var fsDevs []vm.FSDevice
+	var mounts []vm.Mount
 	var dirs []string
 	for i := range 2 {
 		shared := makeDir(t, "uvfs-e2e-share-", 0o755, root)
 		socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, root), "vhost.sock")
-		d := &guest.Daemon{Path: cVirtiofsd, Socket: socket,
+		d := &vm.Daemon{Path: cVirtiofsd, Socket: socket,
 			Args: []string{"--socket-path=" + socket, "-o", "source=" + shared, "-o", "cache=auto"}}
 		if err := d.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Stop(5 * time.Second) })
 		tag := fmt.Sprintf("share%d", i)
-		fsDevs = append(fsDevs, guest.FSDevice{Socket: socket, Tag: tag})
-		mounts = append(mounts, guest.Mount{Tag: tag, Dir: "/mnt/" + tag})
+		fsDevs = append(fsDevs, vm.FSDevice{Socket: socket, Tag: tag})
+		mounts = append(mounts, vm.Mount{Tag: tag, Dir: "/mnt/" + tag})
 		dirs = append(dirs, shared)
 	}
 	ninep := makeDir(t, "uvfs-e2e-9p-", 0o755, root)
-	mounts = append(mounts, guest.Mount{Type: "9p", Tag: "p9", Dir: "/mnt/p9", Options: "trans=virtio,version=9p2000.L"})
+	mounts = append(mounts, vm.Mount{Type: "9p", Tag: "p9", Dir: "/mnt/p9", Options: "trans=virtio,version=9p2000.L"})
 	dirs = append(dirs, ninep)
 
 	work := t.TempDir()
-	rd := guest.Initramfs{
+	rd := vm.Initramfs{
 		Kernel:       g.kernel,
-		ExtraModules: guest.NinePModules,
+		ExtraModules: vm.NinePModules,
 		Mounts:       mounts,
 		Dir:          "/mnt",
 		Script:       "for m in share0 share1 p9; do echo \"written to $m\" > $m/hello || exit 1; done\n",
@@ -57,7 +57,7 @@ func TestSeveralSharesCVirtiofsd(t *testing.T) {
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{
+	machine := vm.VM{
 		Kernel: g.bootKernel,
 		Initrd: initrd,
 		FS:     fsDevs,
@@ -67,7 +67,7 @@ func TestSeveralSharesCVirtiofsd(t *testing.T) {
 		},
 		Timeout: 5 * time.Minute,
 	}
-	res, err := vm.Run(context.Background())
+	res, err := machine.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 var (
@@ -32,7 +33,7 @@ func buildNoUserNS(t *testing.T) string {
 	t.Helper()
 	noUserNSOnce.Do(func() {
 		noUserNSPath = filepath.Join(binDir, "nouserns")
-		noUserNSErr = guest.GoBuild(context.Background(), noUserNSPath, guest.NoUserNamespacePackage)
+		noUserNSErr = vm.GoBuild(context.Background(), noUserNSPath, guest.NoUserNamespacePackage)
 	})
 	if noUserNSErr != nil {
 		t.Fatal(noUserNSErr)

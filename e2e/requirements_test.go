@@ -1,6 +1,6 @@
 // Package e2e boots a real Linux guest under QEMU against a virtio-fs
 // daemon (uvfsd, or QEMU's C virtiofsd as the reference) and runs a POSIX
-// workout in the mounted share. See e2e/guest for the machinery.
+// workout in the mounted share. See scripts/vm for the machinery.
 //
 // Missing tools skip the tests with the reason, except under CI=true,
 // where they fail: CI must never pass by skipping.
@@ -15,7 +15,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 func inCI() bool { return os.Getenv("CI") == "true" }
@@ -31,7 +31,7 @@ func missing(t *testing.T, format string, args ...any) {
 
 // guestTools is what every guest boot needs, found once per test binary.
 type guestTools struct {
-	kernel     guest.Kernel
+	kernel     vm.Kernel
 	bootKernel string // uncompressed copy when possible (faster under TCG)
 	helper     string // static guest helper, world-readable
 }
@@ -67,7 +67,7 @@ func findGuestTools() (guestTools, string, error) {
 	if _, err := exec.LookPath("newuidmap"); err != nil {
 		return guestTools{}, "newuidmap not found (apt-get install uidmap)", nil
 	}
-	k, err := guest.FindKernel(os.Getenv("UVFS_E2E_KERNEL"))
+	k, err := vm.FindKernel(os.Getenv("UVFS_E2E_KERNEL"))
 	if err != nil {
 		return guestTools{}, err.Error(), nil
 	}
@@ -75,12 +75,12 @@ func findGuestTools() (guestTools, string, error) {
 		return guestTools{}, fmt.Sprintf("no /lib/modules tree for kernel %s (apt-get install linux-image-amd64)", k.Path), nil
 	}
 	g := guestTools{kernel: k}
-	g.bootKernel, err = guest.UncompressedKernel(k.Path, guest.CacheDir())
+	g.bootKernel, err = vm.UncompressedKernel(k.Path, vm.CacheDir())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: booting the compressed kernel (slower under TCG): %v\n", err)
 	}
 	g.helper = filepath.Join(binDir, "uvfs-helper")
-	if err := guest.BuildHelper(context.Background(), g.helper); err != nil {
+	if err := vm.BuildHelper(context.Background(), g.helper); err != nil {
 		return guestTools{}, "", err
 	}
 	return g, "", nil

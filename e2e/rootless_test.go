@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // requireRoot skips (fails under CI=true) tests that need root to create
@@ -42,17 +42,17 @@ type servedShare struct {
 // them all and runs script as guest root in /, and checks that the guest
 // powered off and every daemon exited with status 0. One boot for several
 // daemon configurations keeps the tests fast under TCG.
-func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []string) *guest.Result {
+func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []string) *vm.Result {
 	t.Helper()
 	g := requireGuestTools(t)
 	bin := buildUvfsd(t)
 	work := t.TempDir()
-	var devs []guest.FSDevice
-	var mounts []guest.Mount
-	daemons := make([]*guest.Daemon, len(shares))
+	var devs []vm.FSDevice
+	var mounts []vm.Mount
+	daemons := make([]*vm.Daemon, len(shares))
 	for i, s := range shares {
 		socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, s.user), "vhost.sock")
-		d := &guest.Daemon{
+		d := &vm.Daemon{
 			Path:       bin,
 			Args:       append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, s.flags...),
 			Socket:     socket,
@@ -66,17 +66,17 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 		}
 		t.Cleanup(func() { d.Stop(5 * time.Second) })
 		daemons[i] = d
-		devs = append(devs, guest.FSDevice{Socket: socket, Tag: s.tag})
-		mounts = append(mounts, guest.Mount{Tag: s.tag, Dir: "/mnt/" + s.tag})
+		devs = append(devs, vm.FSDevice{Socket: socket, Tag: s.tag})
+		mounts = append(mounts, vm.Mount{Tag: s.tag, Dir: "/mnt/" + s.tag})
 	}
-	rd := guest.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/", Script: script, Env: env}
+	rd := vm.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/", Script: script, Env: env}
 	initrd := filepath.Join(work, "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{Kernel: g.bootKernel, Initrd: initrd, FS: devs,
+	machine := vm.VM{Kernel: g.bootKernel, Initrd: initrd, FS: devs,
 		ConsoleLog: filepath.Join(work, "console.log"), Timeout: 5 * time.Minute}
-	res, err := vm.Run(context.Background())
+	res, err := machine.Run(context.Background())
 	logDaemons := func() {
 		for i, d := range daemons {
 			t.Logf("daemon for share %s (%v):\n%s", shares[i].tag, shares[i].flags, d.Output())
@@ -111,7 +111,7 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 
 // guestFields returns, for each output line starting with key, its
 // remaining whitespace-separated fields, indexed by the first of them.
-func guestFields(res *guest.Result, key string) map[string][]string {
+func guestFields(res *vm.Result, key string) map[string][]string {
 	out := map[string][]string{}
 	for _, l := range res.Output {
 		f := strings.Fields(l)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
 )
 
@@ -111,7 +111,7 @@ func TestUvfsdSocketGroupIsAHostGroup(t *testing.T) {
 	u := e2eUser(t, userWithSubIDs)
 	shared := makeDir(t, "uvfs-e2e-share-", 0o755, u)
 	socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o755, u), "vhost.sock")
-	d := &guest.Daemon{Path: bin, Socket: socket, Credential: u.Credential(),
+	d := &vm.Daemon{Path: bin, Socket: socket, Credential: u.Credential(),
 		Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared, "--socket-group=" + strconv.Itoa(int(u.GID))}}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // staleScript runs as root in a guest that mounts one host directory twice, through two uvfsd
@@ -46,28 +46,28 @@ func TestCreateThroughStaleNegativeDentry(t *testing.T) {
 	if err := os.Chmod(pub, 0o777); err != nil { // past the umask
 		t.Fatal(err)
 	}
-	var fsDevs []guest.FSDevice
-	var mounts []guest.Mount
-	var daemons []*guest.Daemon
+	var fsDevs []vm.FSDevice
+	var mounts []vm.Mount
+	var daemons []*vm.Daemon
 	for _, m := range []struct{ tag, cache string }{{"a", "always"}, {"b", "auto"}} {
 		socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, root), "vhost.sock")
-		d := &guest.Daemon{Path: uvfsd, Socket: socket,
+		d := &vm.Daemon{Path: uvfsd, Socket: socket,
 			Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared, "--cache=" + m.cache}}
 		if err := d.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Stop(5 * time.Second) })
 		daemons = append(daemons, d)
-		fsDevs = append(fsDevs, guest.FSDevice{Socket: socket, Tag: m.tag})
-		mounts = append(mounts, guest.Mount{Tag: m.tag, Dir: "/mnt/" + m.tag})
+		fsDevs = append(fsDevs, vm.FSDevice{Socket: socket, Tag: m.tag})
+		mounts = append(mounts, vm.Mount{Tag: m.tag, Dir: "/mnt/" + m.tag})
 	}
-	rd := guest.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/mnt", Script: staleScript}
+	rd := vm.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/mnt", Script: staleScript}
 	initrd := filepath.Join(t.TempDir(), "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{Kernel: g.bootKernel, Initrd: initrd, FS: fsDevs, Timeout: 5 * time.Minute}
-	res, err := vm.Run(context.Background())
+	machine := vm.VM{Kernel: g.bootKernel, Initrd: initrd, FS: fsDevs, Timeout: 5 * time.Minute}
+	res, err := machine.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

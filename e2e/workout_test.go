@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // cVirtiofsd is QEMU's C virtiofsd (package qemu-system-common).
@@ -57,7 +57,7 @@ func buildUvfsd(t *testing.T) string {
 			return
 		}
 		uvfsdPath = filepath.Join(binDir, "uvfsd")
-		uvfsdErr = guest.GoBuild(context.Background(), uvfsdPath, uvfsdPackage)
+		uvfsdErr = vm.GoBuild(context.Background(), uvfsdPath, uvfsdPackage)
 	})
 	if uvfsdSkip != "" {
 		missing(t, "%s", uvfsdSkip)

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 var (
@@ -30,7 +30,7 @@ var (
 // request totals it shows.
 type requestCounter struct {
 	mu      sync.Mutex
-	split   guest.LineSplitter // calls line, under mu
+	split   vm.LineSplitter // calls line, under mu
 	totals  map[string]uint64
 	reports int // uvfsd "requests served" lines seen
 	changed *sync.Cond
@@ -104,7 +104,7 @@ func (c *requestCounter) snapshot(signal func() error) map[string]uint64 {
 // name as the guest prints its BENCH line. The VM writes the console from
 // one goroutine, so the splitter needs no lock.
 func watchSteps(onStep func(name string)) io.Writer {
-	return &guest.LineSplitter{Line: func(l string) {
+	return &vm.LineSplitter{Line: func(l string) {
 		if j := strings.Index(l, "BENCH "); j >= 0 {
 			if f := strings.Fields(l[j+len("BENCH "):]); len(f) == 2 {
 				onStep(f[0])

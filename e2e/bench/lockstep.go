@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // A lockstep round boots every system's guest at once and lets one guest at a time run each
@@ -26,7 +26,7 @@ type gatedGuest struct {
 	gate    *io.PipeWriter // a line on the guest's console opens its next gate
 	lines   lineSink       // the guest script's output
 	done    chan struct{}  // closed when the boot ended; res and err are set before
-	res     *guest.Result
+	res     *vm.Result
 	err     error
 	broken  error // why the round stopped driving this guest
 	qemuPid atomic.Int64
@@ -110,16 +110,16 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 	for _, g := range guests {
 		stdin, gate := io.Pipe()
 		g.gate = gate
-		vm := b.vm(g.bt, g.system)
-		vm.ScriptOutput, vm.Stdin = g.lines, stdin
-		vm.Started = func(pid int) { g.qemuPid.Store(int64(pid)) }
-		vm.Timeout *= time.Duration(len(guests)) // each guest waits while the others run their steps
+		machine := b.vm(g.bt, g.system)
+		machine.ScriptOutput, machine.Stdin = g.lines, stdin
+		machine.Started = func(pid int) { g.qemuPid.Store(int64(pid)) }
+		machine.Timeout *= time.Duration(len(guests)) // each guest waits while the others run their steps
 		if b.verbose {
-			vm.Console = prefixWriter(g.system)
+			machine.Console = prefixWriter(g.system)
 		}
 		go func() {
 			defer close(g.done)
-			g.res, g.err = vm.Run(ctx)
+			g.res, g.err = machine.Run(ctx)
 		}()
 	}
 	for i, w := range workloads {
@@ -189,7 +189,7 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 
 // prefixWriter copies a guest's console to stderr with the system's name before each line.
 func prefixWriter(system string) io.Writer {
-	var s guest.LineSplitter
+	var s vm.LineSplitter
 	s.Line = func(l string) { fmt.Fprintf(os.Stderr, "[%s] %s\n", system, l) }
 	return &s
 }

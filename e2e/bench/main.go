@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 const shareTag = "uvfs"
@@ -265,23 +266,23 @@ func (b *bench) prepare(kernelPath string) error {
 	if b.work, err = tempDir("uvfs-bench-", 0o755, currentAccount()); err != nil {
 		return err
 	}
-	k, err := guest.FindKernel(kernelPath)
+	k, err := vm.FindKernel(kernelPath)
 	if err != nil {
 		return err
 	}
 	b.kernel = k.Path
-	if vmlinux, err := guest.UncompressedKernel(k.Path, guest.CacheDir()); err == nil {
+	if vmlinux, err := vm.UncompressedKernel(k.Path, vm.CacheDir()); err == nil {
 		b.kernel = vmlinux
 	} else {
 		fmt.Fprintf(os.Stderr, "bench: booting the compressed kernel (slower under TCG): %v\n", err)
 	}
 	ctx := context.Background()
 	b.uvfsd = filepath.Join(b.work, "uvfsd")
-	if err := guest.GoBuild(ctx, b.uvfsd, "github.com/uvfsd/uvfsd/cmd/uvfsd"); err != nil {
+	if err := vm.GoBuild(ctx, b.uvfsd, "github.com/uvfsd/uvfsd/cmd/uvfsd"); err != nil {
 		return err
 	}
 	step := filepath.Join(b.work, "benchstep")
-	if err := guest.GoBuild(ctx, step, "github.com/uvfsd/uvfsd/e2e/bench/benchstep"); err != nil {
+	if err := vm.GoBuild(ctx, step, "github.com/uvfsd/uvfsd/e2e/bench/benchstep"); err != nil {
 		return err
 	}
 	stepData, err := os.ReadFile(step)
@@ -292,16 +293,16 @@ func (b *bench) prepare(kernelPath string) error {
 	for _, img := range []struct {
 		path  *string
 		name  string
-		mount guest.Mount
+		mount vm.Mount
 	}{
-		{&b.initrdFS, "initrd-virtiofs", guest.Mount{Tag: shareTag, Dir: "/mnt"}},
-		{&b.initrd9p, "initrd-9p", guest.Mount{Type: "9p", Tag: "p9", Dir: "/mnt",
+		{&b.initrdFS, "initrd-virtiofs", vm.Mount{Tag: shareTag, Dir: "/mnt"}},
+		{&b.initrd9p, "initrd-9p", vm.Mount{Type: "9p", Tag: "p9", Dir: "/mnt",
 			Options: "trans=virtio,version=9p2000.L,cache=loose,msize=512000"}},
 	} {
-		rd := guest.Initramfs{
+		rd := vm.Initramfs{
 			Kernel:       k,
-			ExtraModules: guest.NinePModules, // loaded for every system: same guest
-			Mounts:       []guest.Mount{img.mount},
+			ExtraModules: vm.NinePModules, // loaded for every system: same guest
+			Mounts:       []vm.Mount{img.mount},
 			Script:       script,
 			Files:        map[string][]byte{"/bin/benchstep": stepData},
 		}
@@ -319,9 +320,9 @@ func (b *bench) runOnce(system string) (map[string]time.Duration, time.Duration,
 	if err != nil {
 		return nil, 0, err
 	}
-	vm := b.vm(bt, system)
+	machine := b.vm(bt, system)
 	if b.verbose {
-		vm.Console = os.Stderr
+		machine.Console = os.Stderr
 	}
 	if b.countRequests {
 		var signal func() error
@@ -329,24 +330,24 @@ func (b *bench) runOnce(system string) (map[string]time.Duration, time.Duration,
 			signal = signalProcess(bt.daemon.Pid())
 		}
 		watcher, counts := countSteps(bt.counter, signal)
-		if vm.Console != nil {
-			watcher = io.MultiWriter(vm.Console, watcher)
+		if machine.Console != nil {
+			watcher = io.MultiWriter(machine.Console, watcher)
 		}
-		vm.Console = watcher
+		machine.Console = watcher
 		defer func() { b.counts[system] = counts }()
 	}
 	// Write back what setUp and the previous round left dirty (the new tree, the last round's
 	// deletions) now, so that the host's writeback does not run in the middle of this round.
 	syscall.Sync()
-	res, err := vm.Run(context.Background())
+	res, err := machine.Run(context.Background())
 	steps, err := bt.stepsOf(res, err)
 	return steps, res.Duration, err // Run fills res even when it fails
 }
 
 // vm is the guest that boots against bt for system, with its own console log.
-func (b *bench) vm(bt *boot, system string) guest.VM {
+func (b *bench) vm(bt *boot, system string) vm.VM {
 	b.bootCount++
-	return guest.VM{
+	return vm.VM{
 		Kernel:     b.kernel,
 		Initrd:     bt.initrd,
 		MemoryMB:   b.memoryMB,
@@ -358,9 +359,9 @@ func (b *bench) vm(bt *boot, system string) guest.VM {
 	}
 }
 
-// stepsOf turns a finished boot (vm.Run's result) into its step times, or says why there are
+// stepsOf turns a finished boot (machine.Run's result) into its step times, or says why there are
 // none with the daemon's or the guest's output, and stops the daemon.
-func (bt *boot) stepsOf(res *guest.Result, runErr error) (map[string]time.Duration, error) {
+func (bt *boot) stepsOf(res *vm.Result, runErr error) (map[string]time.Duration, error) {
 	if runErr != nil {
 		bt.close()
 		if bt.daemon != nil {

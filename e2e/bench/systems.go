@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // The systems compared, as the table names them.
@@ -47,8 +48,8 @@ func rootlessAccount() (guest.HostUser, error) {
 // boot is one system's share, daemon and device for one guest run.
 type boot struct {
 	share  string // host directory the guest mounts at /mnt
-	daemon *guest.Daemon
-	fs     []guest.FSDevice
+	daemon *vm.Daemon
+	fs     []vm.FSDevice
 	extra  []string // QEMU arguments (9p)
 	initrd string   // virtiofs or 9p initramfs
 	// counter follows the daemon's log with --count-requests.
@@ -101,7 +102,7 @@ func (b *bench) setUp(system string) (*boot, error) {
 		return nil, err
 	}
 	socket := filepath.Join(sockDir, "vhost.sock")
-	d := &guest.Daemon{Socket: socket, Credential: owner.Credential()}
+	d := &vm.Daemon{Socket: socket, Credential: owner.Credential()}
 	if isUvfsd {
 		d.Path = b.uvfsd
 		d.Args = append([]string{"--socket-path=" + socket, "--shared-dir=" + share}, uvfsdArgs...)
@@ -119,7 +120,7 @@ func (b *bench) setUp(system string) (*boot, error) {
 		}
 	}
 	bt.daemon = d
-	bt.fs = []guest.FSDevice{{Socket: socket, Tag: shareTag}}
+	bt.fs = []vm.FSDevice{{Socket: socket, Tag: shareTag}}
 	if err := d.Start(); err != nil {
 		os.RemoveAll(sockDir)
 		bt.close()

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
 )
 
@@ -162,7 +163,7 @@ func run() error {
 	}
 	c.pickUser()
 	c.uvfsd = filepath.Join(c.work, "uvfsd")
-	if err := guest.GoBuild(context.Background(), c.uvfsd, "github.com/uvfsd/uvfsd/cmd/uvfsd"); err != nil {
+	if err := vm.GoBuild(context.Background(), c.uvfsd, "github.com/uvfsd/uvfsd/cmd/uvfsd"); err != nil {
 		return err
 	}
 	fmt.Printf("%d CPUs, %v per point, depths %v; uvfsd runs as %s with flags %q\n",
@@ -282,7 +283,7 @@ func (c *config) runTarget(target string, res results) error {
 			return fmt.Errorf("socket directory: %w", err)
 		}
 		sock := filepath.Join(sockDir, "vhost.sock")
-		d := &guest.Daemon{Socket: sock}
+		d := &vm.Daemon{Socket: sock}
 		if isUvfsd {
 			d.Path, d.Credential = c.uvfsd, c.runAs.Credential()
 			d.Args = append([]string{"--socket-path=" + sock, "--shared-dir=" + share}, uvfsdArgs...)

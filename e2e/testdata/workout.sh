@@ -3,7 +3,7 @@
 #
 # Every failed check prints "FAIL: what"; the script exits 1 if any failed.
 # "CHECK key args..." lines are verified by the host after the guest exits.
-# Needs /bin/uvfs-helper (e2e/guest/cmd/guesthelper) for rename(2), xattrs
+# Needs /bin/uvfs-helper (cmd/uvfs-helper) for rename(2), xattrs
 # and O_TMPFILE. WORKOUT_XATTR=1 makes xattr support mandatory.
 
 fails=0

@@ -1,4 +1,4 @@
-package guest
+package vm
 
 import (
 	"bufio"
@@ -36,7 +36,7 @@ func (u User) isRoot() bool { return u.UID == 0 && u.GID == 0 && len(u.Groups) =
 type Initramfs struct {
 	Kernel  Kernel // ModulesDir is required
 	Busybox string // static busybox; /bin/busybox when empty
-	// Helper is the static e2e/guest/cmd/guesthelper binary (see
+	// Helper is the static cmd/uvfs-helper binary (see
 	// BuildHelper). It is installed as /bin/uvfs-helper and is required
 	// when User is not root, because busybox cannot switch uid/gid.
 	Helper       string
@@ -100,7 +100,7 @@ func (r *Initramfs) Write(w io.Writer) error {
 	var helperData []byte
 	if r.Helper != "" {
 		if helperData, err = os.ReadFile(r.Helper); err != nil {
-			return fmt.Errorf("read guest helper (see guest.BuildHelper): %w", err)
+			return fmt.Errorf("read guest helper (see vm.BuildHelper): %w", err)
 		}
 	}
 	idx, err := loadModuleIndex(r.Kernel.ModulesDir)
@@ -194,7 +194,7 @@ func (r *Initramfs) validate() error {
 		return fmt.Errorf("kernel %s: %w: pass a kernel named vmlinuz-<release> with /lib/modules/<release> installed", r.Kernel.Path, ErrNoModules)
 	}
 	if !r.User.isRoot() && r.Helper == "" {
-		return fmt.Errorf("running the guest script as uid %d needs the guest helper: set Initramfs.Helper (see guest.BuildHelper)", r.User.UID)
+		return fmt.Errorf("running the guest script as uid %d needs the guest helper: set Initramfs.Helper (see vm.BuildHelper)", r.User.UID)
 	}
 	for _, m := range r.Mounts {
 		if !path.IsAbs(m.Dir) || m.Tag == "" {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // TestLauncherRunsCommandInHome runs the real launcher binary against QEMU's
@@ -31,16 +31,16 @@ func TestLauncherRunsCommandInHome(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		skip("qemu-system-x86_64 missing: %v", err)
 	}
-	if _, err := guest.FindKernel(""); err != nil {
+	if _, err := vm.FindKernel(""); err != nil {
 		skip("%v", err)
 	}
 	bin := t.TempDir()
 	launcher := filepath.Join(bin, "uvfs-vm")
 	helper := filepath.Join(bin, "uvfs-helper")
-	if err := guest.GoBuild(context.Background(), launcher, "github.com/uvfsd/uvfsd/scripts/uvfsvm"); err != nil {
+	if err := vm.GoBuild(context.Background(), launcher, "github.com/uvfsd/uvfsd/cmd/uvfs-vm"); err != nil {
 		t.Fatal(err)
 	}
-	if err := guest.BuildHelper(context.Background(), helper); err != nil {
+	if err := vm.BuildHelper(context.Background(), helper); err != nil {
 		t.Fatal(err)
 	}
 	home := t.TempDir()

@@ -1,4 +1,4 @@
-package guest_test
+package vm_test
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // extractCpio unpacks an archive with busybox cpio, an independent reader
@@ -30,7 +30,7 @@ func extractCpio(t *testing.T, archive []byte) string {
 
 func TestCpioWriterIsReadableByCpio(t *testing.T) {
 	var buf bytes.Buffer
-	w := guest.NewCpioWriter(&buf)
+	w := vm.NewCpioWriter(&buf)
 	odd := strings.Repeat("x", 1001) // lengths that need padding
 	steps := []error{
 		w.Dir("etc", 0o755),
@@ -67,7 +67,7 @@ func TestCpioWriterIsReadableByCpio(t *testing.T) {
 
 func TestCpioWriterRejectsBadNames(t *testing.T) {
 	for _, name := range []string{"", "/", "TRAILER!!!", "a\x00b"} {
-		w := guest.NewCpioWriter(&bytes.Buffer{})
+		w := vm.NewCpioWriter(&bytes.Buffer{})
 		if err := w.File(name, 0o644, nil); err == nil {
 			t.Errorf("name %q accepted", name)
 		}

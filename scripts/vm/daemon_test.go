@@ -1,4 +1,4 @@
-package guest_test
+package vm_test
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // The test binary doubles as a fake daemon when this variable names a mode.
@@ -53,10 +53,10 @@ func fakeDaemon(mode, socket string) int {
 	return 0
 }
 
-func startFake(t *testing.T, mode string, cred *syscall.Credential, dir, exe string) (*guest.Daemon, error) {
+func startFake(t *testing.T, mode string, cred *syscall.Credential, dir, exe string) (*vm.Daemon, error) {
 	t.Helper()
 	socket := filepath.Join(dir, "d.sock")
-	d := &guest.Daemon{
+	d := &vm.Daemon{
 		Path:         exe,
 		Args:         []string{socket},
 		Env:          []string{fakeDaemonEnv + "=" + mode},

@@ -1,9 +1,9 @@
-// Command guesthelper is a tiny static tool for the test guest, installed as
+// Command uvfs-helper is a tiny static tool for uvfs-vm's guest, installed as
 // /bin/uvfs-helper in the initramfs. It does what busybox cannot: switch to
 // a numeric uid/gid, and call xattr, rename(2) and O_TMPFILE directly so the
 // workout can check their exact errno.
 //
-// Build it with CGO_ENABLED=0 (guest.BuildHelper does) so it runs in a
+// Build it with CGO_ENABLED=0 (vm.BuildHelper does) so it runs in a
 // busybox guest without a libc.
 //
 // Usage:

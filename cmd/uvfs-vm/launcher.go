@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // homeTag is the virtiofs tag of the $HOME share.
@@ -38,7 +38,7 @@ type launcher struct {
 	o       options
 	home    string
 	runDir  string
-	daemon  *guest.Daemon
+	daemon  *vm.Daemon
 	termios *unix.Termios // terminal state to restore, interactive only
 }
 
@@ -65,7 +65,7 @@ func newLauncher(o options) (*launcher, error) {
 }
 
 // cleanup stops the daemon, restores the terminal and removes temp files.
-// QEMU is already gone: guest.VM.Run kills it on every error path.
+// QEMU is already gone: vm.VM.Run kills it on every error path.
 func (l *launcher) cleanup() {
 	if l.daemon != nil {
 		if err := l.daemon.Stop(3 * time.Second); err != nil && l.o.verbose {
@@ -83,11 +83,11 @@ func (l *launcher) interactive() bool { return len(l.o.command) == 0 }
 // boot starts the daemon, builds the initramfs, runs the guest and returns
 // the guest command's exit status.
 func (l *launcher) boot(ctx context.Context) (int, error) {
-	k, err := guest.FindKernel(l.o.kernel)
+	k, err := vm.FindKernel(l.o.kernel)
 	if err != nil {
 		return 0, err
 	}
-	bootKernel, err := guest.UncompressedKernel(k.Path, guest.CacheDir())
+	bootKernel, err := vm.UncompressedKernel(k.Path, vm.CacheDir())
 	if err != nil && l.o.verbose {
 		fmt.Fprintf(os.Stderr, "uvfs-vm: booting the compressed kernel (slower): %v\n", err)
 	}
@@ -100,34 +100,34 @@ func (l *launcher) boot(ctx context.Context) (int, error) {
 	if err := rd.BuildFile(initrd); err != nil {
 		return 0, err
 	}
-	if l.o.kvm && !guest.KVMUsable() {
+	if l.o.kvm && !vm.KVMUsable() {
 		fmt.Fprintln(os.Stderr, "uvfs-vm: note: /dev/kvm is not usable here; running under TCG (slower)")
 	}
-	vm := guest.VM{
+	machine := vm.VM{
 		Kernel:   bootKernel,
 		Initrd:   initrd,
 		MemoryMB: l.o.memMB,
 		CPUs:     l.o.cpus,
 		KVM:      l.o.kvm,
-		FS:       []guest.FSDevice{{Socket: socket, Tag: homeTag}},
+		FS:       []vm.FSDevice{{Socket: socket, Tag: homeTag}},
 		Timeout:  -1,
 	}
 	if l.o.timeout > 0 {
-		vm.Timeout = l.o.timeout
+		machine.Timeout = l.o.timeout
 	}
 	if l.interactive() {
-		vm.Stdin, vm.Console = os.Stdin, os.Stdout
+		machine.Stdin, machine.Console = os.Stdin, os.Stdout
 		if t, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS); err == nil {
 			l.termios = t // QEMU makes the terminal raw; a killed QEMU cannot undo it
 		}
 	} else {
-		vm.ScriptOutput = os.Stdout
+		machine.ScriptOutput = os.Stdout
 		if l.o.verbose {
-			vm.Console = os.Stderr
+			machine.Console = os.Stderr
 		}
 	}
-	res, err := vm.Run(ctx)
-	if err != nil && l.interactive() && errors.Is(err, guest.ErrQEMUQuit) {
+	res, err := machine.Run(ctx)
+	if err != nil && l.interactive() && errors.Is(err, vm.ErrQEMUQuit) {
 		return 0, nil // the user quit QEMU (Ctrl-A x), and saw the console
 	}
 	if err != nil {
@@ -137,9 +137,9 @@ func (l *launcher) boot(ctx context.Context) (int, error) {
 }
 
 func (l *launcher) startDaemon(socket string) error {
-	d := &guest.Daemon{Path: l.o.uvfsd, Args: uvfsdArgs(socket, l.home), Socket: socket}
+	d := &vm.Daemon{Path: l.o.uvfsd, Args: uvfsdArgs(socket, l.home), Socket: socket}
 	if os.Getenv(daemonEnv) == "c-virtiofsd" {
-		d = &guest.Daemon{
+		d = &vm.Daemon{
 			Path:   cVirtiofsd,
 			Args:   []string{"--socket-path=" + socket, "-o", "source=" + l.home, "-o", "cache=auto", "-o", "xattr"},
 			Socket: socket,
@@ -157,7 +157,7 @@ func (l *launcher) startDaemon(socket string) error {
 
 // initramfs describes a guest that mounts $HOME at the same path and runs
 // the command there as the calling user.
-func (l *launcher) initramfs(k guest.Kernel) *guest.Initramfs {
+func (l *launcher) initramfs(k vm.Kernel) *vm.Initramfs {
 	name := os.Getenv("USER")
 	if u, err := user.Current(); err == nil {
 		name = u.Username
@@ -168,15 +168,15 @@ func (l *launcher) initramfs(k guest.Kernel) *guest.Initramfs {
 	}
 	script := ""
 	if !l.interactive() {
-		script = "cd \"$HOME\" || exit 125\nexec " + guest.ShellJoin(l.o.command) + "\n"
+		script = "cd \"$HOME\" || exit 125\nexec " + vm.ShellJoin(l.o.command) + "\n"
 	}
-	return &guest.Initramfs{
+	return &vm.Initramfs{
 		Kernel: k,
 		Helper: l.o.helper,
-		Mounts: []guest.Mount{{Tag: homeTag, Dir: l.home}},
+		Mounts: []vm.Mount{{Tag: homeTag, Dir: l.home}},
 		Script: script,
 		Dir:    l.home,
-		User:   guest.User{Name: name, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Home: l.home},
+		User:   vm.User{Name: name, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Home: l.home},
 		Env:    env,
 	}
 }

@@ -1,4 +1,4 @@
-package guest_test
+package vm_test
 
 import (
 	"bytes"
@@ -8,13 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // TestInitramfsContents builds an initramfs for the installed kernel and
 // checks the pieces /init relies on, and that /init is valid shell.
 func TestInitramfsContents(t *testing.T) {
-	k, err := guest.FindKernel("")
+	k, err := vm.FindKernel("")
 	if err != nil || k.ModulesDir == "" {
 		t.Skipf("no kernel with modules installed: %v", err)
 	}
@@ -22,13 +22,13 @@ func TestInitramfsContents(t *testing.T) {
 	if err := os.WriteFile(helper, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rd := guest.Initramfs{
+	rd := vm.Initramfs{
 		Kernel:       k,
 		Helper:       helper,
-		ExtraModules: append(append([]string{}, guest.NinePModules...), "no_such_module"),
-		Mounts:       []guest.Mount{{Tag: "it's", Dir: "/home/a b", Options: "ro"}},
+		ExtraModules: append(append([]string{}, vm.NinePModules...), "no_such_module"),
+		Mounts:       []vm.Mount{{Tag: "it's", Dir: "/home/a b", Options: "ro"}},
 		Script:       "echo hi\n",
-		User:         guest.User{Name: "dev", UID: 1000, GID: 1000, Home: "/home/a b"},
+		User:         vm.User{Name: "dev", UID: 1000, GID: 1000, Home: "/home/a b"},
 		Files:        map[string][]byte{"/opt/data/x": []byte("payload")},
 		Gzip:         true,
 	}
@@ -61,10 +61,10 @@ func TestInitramfsContents(t *testing.T) {
 	// The virtio-fs modules first, in their order; the 9p ones (plus
 	// whatever they depend on here) after them, 9p itself last.
 	joined := strings.Join(order, " ")
-	if !strings.HasPrefix(joined, strings.Join(guest.VirtiofsModules, " ")+" ") || order[len(order)-1] != "9p" {
+	if !strings.HasPrefix(joined, strings.Join(vm.VirtiofsModules, " ")+" ") || order[len(order)-1] != "9p" {
 		t.Errorf("module load order %q", order)
 	}
-	for _, m := range guest.NinePModules {
+	for _, m := range vm.NinePModules {
 		if !strings.Contains(" "+joined+" ", " "+m+" ") {
 			t.Errorf("module %s missing from %q", m, order)
 		}
@@ -83,7 +83,7 @@ func TestInitramfsContents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`mount -t 'virtiofs' -o 'ro' 'it'\''s' '/home/a b'`, "'runas' '1000' '1000' '-'", guest.BeginMarker} {
+	for _, want := range []string{`mount -t 'virtiofs' -o 'ro' 'it'\''s' '/home/a b'`, "'runas' '1000' '1000' '-'", vm.BeginMarker} {
 		if !strings.Contains(string(init), want) {
 			t.Errorf("/init lacks %q:\n%s", want, init)
 		}
@@ -94,7 +94,7 @@ func TestInitramfsContents(t *testing.T) {
 }
 
 func TestInitramfsNeedsHelperForNonRoot(t *testing.T) {
-	rd := guest.Initramfs{Kernel: guest.Kernel{ModulesDir: t.TempDir()}, User: guest.User{UID: 1000, GID: 1000}}
+	rd := vm.Initramfs{Kernel: vm.Kernel{ModulesDir: t.TempDir()}, User: vm.User{UID: 1000, GID: 1000}}
 	if err := rd.Write(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "helper") {
 		t.Errorf("want an error asking for the helper, got %v", err)
 	}

@@ -1,4 +1,4 @@
-package guest_test
+package vm_test
 
 import (
 	"bytes"
@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvfsd/uvfsd/e2e/guest"
+	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 // requireBootTools returns the kernel to boot, or skips (fails under CI=true)
 // when QEMU, a kernel or busybox is missing.
-func requireBootTools(t *testing.T) guest.Kernel {
+func requireBootTools(t *testing.T) vm.Kernel {
 	t.Helper()
 	missing := func(format string, args ...any) {
 		t.Helper()
@@ -31,14 +31,14 @@ func requireBootTools(t *testing.T) guest.Kernel {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		missing("static busybox not found (apt-get install busybox-static): %v", err)
 	}
-	k, err := guest.FindKernel("")
+	k, err := vm.FindKernel("")
 	if err != nil {
 		missing("%v", err)
 	}
 	if k.ModulesDir == "" {
 		missing("no module tree for kernel %s", k.Path)
 	}
-	fast, err := guest.UncompressedKernel(k.Path, guest.CacheDir())
+	fast, err := vm.UncompressedKernel(k.Path, vm.CacheDir())
 	if err != nil {
 		t.Logf("booting the compressed kernel (slower under TCG): %v", err)
 	}
@@ -56,13 +56,13 @@ func TestBootReportsScriptOutputAndStatus(t *testing.T) {
 	k := requireBootTools(t)
 	dir := t.TempDir()
 	helper := filepath.Join(dir, "guesthelper")
-	if err := guest.BuildHelper(context.Background(), helper); err != nil {
+	if err := vm.BuildHelper(context.Background(), helper); err != nil {
 		t.Fatal(err)
 	}
-	rd := guest.Initramfs{
+	rd := vm.Initramfs{
 		Kernel: k,
 		Helper: helper,
-		User:   guest.User{Name: "tester", UID: 1234, GID: 2345, Groups: []uint32{7, 8}, Home: "/tmp"},
+		User:   vm.User{Name: "tester", UID: 1234, GID: 2345, Groups: []uint32{7, 8}, Home: "/tmp"},
 		Env:    []string{"GREETING=hello from the guest"},
 		Script: "echo \"$GREETING\"\nid -u; id -g; id -G\necho \"HOME=$HOME USER=$USER PWD=$(pwd)\"\nexit 42\n",
 	}
@@ -71,12 +71,12 @@ func TestBootReportsScriptOutputAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var streamed bytes.Buffer
-	vm := guest.VM{
+	machine := vm.VM{
 		Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1,
 		ScriptOutput: &streamed, ConsoleLog: filepath.Join(dir, "console.log"),
 		Timeout: 3 * time.Minute,
 	}
-	res, err := vm.Run(context.Background())
+	res, err := machine.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +91,8 @@ func TestBootReportsScriptOutputAndStatus(t *testing.T) {
 	if !res.Exited || res.ExitStatus != 42 {
 		t.Errorf("exit status %d (seen %v), want 42", res.ExitStatus, res.Exited)
 	}
-	log, err := os.ReadFile(vm.ConsoleLog)
-	if err != nil || !bytes.Contains(log, []byte(guest.ExitMarker+"42")) {
+	log, err := os.ReadFile(machine.ConsoleLog)
+	if err != nil || !bytes.Contains(log, []byte(vm.ExitMarker+"42")) {
 		t.Errorf("console log lacks the exit marker (err %v):\n%s", err, log)
 	}
 }
@@ -102,17 +102,17 @@ func TestBootReportsScriptOutputAndStatus(t *testing.T) {
 func TestBootReportsInitFailure(t *testing.T) {
 	k := requireBootTools(t)
 	dir := t.TempDir()
-	rd := guest.Initramfs{
+	rd := vm.Initramfs{
 		Kernel: k,
-		Mounts: []guest.Mount{{Tag: "nosuchtag", Dir: "/mnt/x"}},
+		Mounts: []vm.Mount{{Tag: "nosuchtag", Dir: "/mnt/x"}},
 		Script: "echo should not run\n",
 	}
 	initrd := filepath.Join(dir, "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 3 * time.Minute}
-	res, err := vm.Run(context.Background())
+	machine := vm.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 3 * time.Minute}
+	res, err := machine.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "nosuchtag") {
 		t.Fatalf("want an init error naming the tag, got %v", err)
 	}
@@ -126,13 +126,13 @@ func TestBootReportsInitFailure(t *testing.T) {
 // the user's quit.
 func TestBootReportsQEMUQuit(t *testing.T) {
 	k := requireBootTools(t)
-	rd := guest.Initramfs{Kernel: k, Script: "poweroff -f\n"}
+	rd := vm.Initramfs{Kernel: k, Script: "poweroff -f\n"}
 	initrd := filepath.Join(t.TempDir(), "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 3 * time.Minute}
-	if _, err := vm.Run(context.Background()); !errors.Is(err, guest.ErrQEMUQuit) {
+	machine := vm.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 3 * time.Minute}
+	if _, err := machine.Run(context.Background()); !errors.Is(err, vm.ErrQEMUQuit) {
 		t.Fatalf("guest that powers off in its script: %v, want ErrQEMUQuit", err)
 	}
 }
@@ -143,14 +143,14 @@ func TestBootReportsQEMUQuit(t *testing.T) {
 func TestBootTimeoutKillsQEMU(t *testing.T) {
 	k := requireBootTools(t)
 	dir := t.TempDir()
-	rd := guest.Initramfs{Kernel: k, Script: "echo sleeping-forever\nsleep 1000\n"}
+	rd := vm.Initramfs{Kernel: k, Script: "echo sleeping-forever\nsleep 1000\n"}
 	initrd := filepath.Join(dir, "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 2 * time.Second}
+	machine := vm.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 2 * time.Second}
 	start := time.Now()
-	if _, err := vm.Run(context.Background()); !errors.Is(err, guest.ErrTimeout) {
+	if _, err := machine.Run(context.Background()); !errors.Is(err, vm.ErrTimeout) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
 	if time.Since(start) > 15*time.Second {
@@ -159,9 +159,9 @@ func TestBootTimeoutKillsQEMU(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	vm.Timeout = 5 * time.Minute
-	vm.ScriptOutput = cancelOnLine{line: "sleeping-forever", cancel: cancel}
-	_, err := vm.Run(ctx)
+	machine.Timeout = 5 * time.Minute
+	machine.ScriptOutput = cancelOnLine{line: "sleeping-forever", cancel: cancel}
+	_, err := machine.Run(ctx)
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "sleeping-forever") {
 		t.Fatalf("want a cancellation error with the console tail, got %v", err)
 	}
@@ -185,7 +185,7 @@ func (c cancelOnLine) Write(p []byte) (int, error) {
 func TestUncompressedKernelIsCachedAndBootable(t *testing.T) {
 	k := requireBootTools(t)
 	cache := t.TempDir()
-	first, err := guest.UncompressedKernel(k.Path, cache)
+	first, err := vm.UncompressedKernel(k.Path, cache)
 	if err != nil {
 		t.Skipf("kernel %s cannot be extracted here: %v", k.Path, err)
 	}
@@ -205,7 +205,7 @@ func TestUncompressedKernelIsCachedAndBootable(t *testing.T) {
 	if _, err := f.Read(head); err != nil || string(head) != "\x7fELF" {
 		t.Fatalf("extracted kernel does not start with an ELF header: %q %v", head, err)
 	}
-	second, err := guest.UncompressedKernel(k.Path, cache)
+	second, err := vm.UncompressedKernel(k.Path, cache)
 	if err != nil || second != first {
 		t.Fatalf("second call: %s %v, want cached %s", second, err, first)
 	}
@@ -220,14 +220,14 @@ func TestUncompressedKernelIsCachedAndBootable(t *testing.T) {
 func TestBootDetectsPoweroffHang(t *testing.T) {
 	k := requireBootTools(t)
 	dir := t.TempDir()
-	rd := guest.Initramfs{Kernel: k, Script: "echo " + guest.ExitMarker + "0\nsleep 1000\n"}
+	rd := vm.Initramfs{Kernel: k, Script: "echo " + vm.ExitMarker + "0\nsleep 1000\n"}
 	initrd := filepath.Join(dir, "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm := guest.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 5 * time.Minute, PoweroffTimeout: 3 * time.Second}
-	res, err := vm.Run(context.Background())
-	if !errors.Is(err, guest.ErrPoweroffHang) {
+	machine := vm.VM{Kernel: bootKernel, Initrd: initrd, MemoryMB: 256, CPUs: 1, Timeout: 5 * time.Minute, PoweroffTimeout: 3 * time.Second}
+	res, err := machine.Run(context.Background())
+	if !errors.Is(err, vm.ErrPoweroffHang) {
 		t.Fatalf("want ErrPoweroffHang, got %v", err)
 	}
 	if !res.Exited || res.ExitStatus != 0 {

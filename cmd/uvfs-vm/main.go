@@ -1,4 +1,4 @@
-// Command uvfsvm boots a throwaway Linux guest with the caller's $HOME
+// Command uvfs-vm boots a throwaway Linux guest with the caller's $HOME
 // mounted read-write at the same path, served by uvfsd, and runs a command
 // in it (or an interactive busybox shell on the console). It is started by
 // scripts/uvfs-vm, which builds it, uvfsd and the guest helper first.
@@ -52,7 +52,7 @@ func main() {
 	fs.IntVar(&o.cpus, "cpus", 2, "guest CPUs")
 	fs.BoolVar(&o.kvm, "kvm", false, "use KVM if /dev/kvm is usable (default TCG: nested KVM hangs on some hosts)")
 	fs.StringVar(&o.uvfsd, "uvfsd", "uvfsd", "uvfsd binary")
-	fs.StringVar(&o.helper, "helper", "", "static guest helper binary (e2e/guest/cmd/guesthelper; uvfs-vm builds it)")
+	fs.StringVar(&o.helper, "helper", "", "static guest helper binary (cmd/uvfs-helper; uvfs-vm builds it)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "stop the VM after this long (0: no limit)")
 	fs.BoolVar(&o.verbose, "verbose", false, "show the guest console and daemon messages on stderr")
 	fs.BoolVar(&o.verbose, "v", false, "short for --verbose")

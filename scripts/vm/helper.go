@@ -1,4 +1,4 @@
-package guest
+package vm
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 )
 
 // HelperPackage is the import path of the static guest helper.
-const HelperPackage = "github.com/uvfsd/uvfsd/e2e/guest/cmd/guesthelper"
+const HelperPackage = "github.com/uvfsd/uvfsd/cmd/uvfs-helper"
 
 // BuildHelper compiles the guest helper (see Initramfs.Helper) to out as a
 // static binary. It needs the Go toolchain and the uvfsd module source: it
