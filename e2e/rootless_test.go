@@ -349,9 +349,10 @@ func userGoCache(t *testing.T, u testUser) string {
 }
 
 // uvfsVMRunner prepares a fresh home for u and returns a function that
-// runs scripts/uvfs-vm there as u, through the command prefix wrap (e.g.
-// the nouserns launcher) when it is given, and returns what it printed and
-// its exit status.
+// runs scripts/uvfs-vm there as u with the given arguments (flags, "--",
+// the command), through the command prefix wrap (e.g. the nouserns
+// launcher) when it is given, and returns what it printed and its exit
+// status.
 func uvfsVMRunner(t *testing.T, u testUser, wrap ...string) (home, runDir string, run func(args ...string) (stdout, stderr string, code int)) {
 	t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", "scripts", "uvfs-vm"))
@@ -363,7 +364,7 @@ func uvfsVMRunner(t *testing.T, u testUser, wrap ...string) (home, runDir string
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
-		argv := append(append(append([]string{}, wrap...), script, "--timeout=5m", "--mem=512", "--"), args...)
+		argv := append(append(append([]string{}, wrap...), script, "--timeout=5m", "--mem=512"), args...)
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Dir, cmd.Env = home, env
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential(), Setpgid: true}
@@ -373,7 +374,7 @@ func uvfsVMRunner(t *testing.T, u testUser, wrap ...string) (home, runDir string
 		cmd.Stdout, cmd.Stderr = &out, &errOut
 		start := time.Now()
 		err := cmd.Run()
-		t.Logf("%s uvfs-vm -- %s: %v in %v", strings.Join(wrap, " "), strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond))
+		t.Logf("%s uvfs-vm %s: %v in %v", strings.Join(wrap, " "), strings.Join(args, " "), err, time.Since(start).Round(time.Millisecond))
 		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() < 0 {
 			t.Fatalf("uvfs-vm did not exit: %v\nstderr:\n%s", err, errOut.String())
 		}
@@ -386,7 +387,7 @@ func uvfsVMRunner(t *testing.T, u testUser, wrap ...string) (home, runDir string
 // it ran as u in the guest and that ~/x belongs to u on the host.
 func checkLauncherIDTouch(t *testing.T, u testUser, home string, run func(args ...string) (string, string, int)) (stderr string) {
 	t.Helper()
-	stdout, stderr, code := run("sh", "-c", "id; touch ~/x")
+	stdout, stderr, code := run("--", "sh", "-c", "id; touch ~/x")
 	if code != 0 {
 		t.Fatalf("uvfs-vm -- sh -c 'id; touch ~/x' exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -410,7 +411,7 @@ func TestLauncherUnprivileged(t *testing.T) {
 	home, runDir, runLauncher := uvfsVMRunner(t, u)
 	checkLauncherIDTouch(t, u, home, runLauncher)
 
-	if _, stderr, code := runLauncher("sh", "-c", "exit 7"); code != 7 {
+	if _, stderr, code := runLauncher("--", "sh", "-c", "exit 7"); code != 7 {
 		t.Errorf("uvfs-vm -- sh -c 'exit 7' exited %d, want 7\nstderr:\n%s", code, stderr)
 	}
 	if left, _ := filepath.Glob(filepath.Join(runDir, "uvfs-vm-*")); len(left) != 0 {

@@ -8,7 +8,7 @@
 //
 // Usage:
 //
-//	uvfs-helper runas UID GID GROUPS|- -- PROG [ARGS...]
+//	uvfs-helper runas [-root DIR] [-cwd DIR] UID GID GROUPS|- -- PROG [ARGS...]
 //	uvfs-helper setxattr PATH NAME VALUE
 //	uvfs-helper getxattr PATH NAME
 //	uvfs-helper listxattr PATH
@@ -115,7 +115,20 @@ func wrap(op, arg string, err error) error {
 
 // runAs drops to the given ids and execs PROG. Go applies set*id to every
 // thread, so the exec'd program has only the new credentials.
+// runAs runs PROG as UID:GID with the supplementary GROUPS, after
+// chroot(DIR) with -root (uvfs-vm's guest runs the command in the host's
+// root file system) and chdir(DIR) with -cwd, done as the user so that a
+// directory the user cannot enter fails as it would on the host.
 func runAs(args []string) error {
+	var root, cwd string
+	for len(args) >= 2 && (args[0] == "-root" || args[0] == "-cwd") {
+		if args[0] == "-root" {
+			root = args[1]
+		} else {
+			cwd = args[1]
+		}
+		args = args[2:]
+	}
 	if len(args) < 5 || args[3] != "--" {
 		usage()
 	}
@@ -134,9 +147,13 @@ func runAs(args []string) error {
 			groups = append(groups, int(g))
 		}
 	}
-	prog, err := exec.LookPath(args[4])
-	if err != nil {
-		return fmt.Errorf("runas: %w", err)
+	if root != "" {
+		if err := unix.Chroot(root); err != nil {
+			return wrap("chroot", root, err)
+		}
+		if err := unix.Chdir("/"); err != nil {
+			return wrap("chdir", "/", err)
+		}
 	}
 	if err := syscall.Setgroups(groups); err != nil {
 		return wrap("setgroups", args[2], err)
@@ -146,6 +163,15 @@ func runAs(args []string) error {
 	}
 	if err := syscall.Setresuid(int(uid), int(uid), int(uid)); err != nil {
 		return wrap("setresuid", args[0], err)
+	}
+	if cwd != "" {
+		if err := unix.Chdir(cwd); err != nil {
+			return wrap("chdir", cwd, err)
+		}
+	}
+	prog, err := exec.LookPath(args[4])
+	if err != nil {
+		return fmt.Errorf("runas: %w", err)
 	}
 	return wrap("exec", prog, syscall.Exec(prog, args[4:], os.Environ()))
 }

@@ -45,7 +45,7 @@ func TestLauncherRunsCommandInHome(t *testing.T) {
 	}
 	home := t.TempDir()
 	runBase := t.TempDir()
-	cmd := exec.Command(launcher, "--helper", helper, "--mem", "512", "--",
+	cmd := exec.Command(launcher, "--helper", helper, "--mem", "512", "--rootfs=busybox", "--",
 		"sh", "-c", `echo "in $(pwd) as $(id -u)"; echo from-guest > "$HOME/probe"; exit 7`)
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_RUNTIME_DIR="+runBase, daemonEnv+"=c-virtiofsd", "XDG_CACHE_HOME="+filepath.Join(runBase, "cache"))
 	out, err := cmd.Output()
@@ -71,11 +71,17 @@ func stderrOf(err error) string {
 	return ""
 }
 
-// TestUvfsdArgsServeHome pins the uvfsd command line the launcher uses.
-func TestUvfsdArgsServeHome(t *testing.T) {
-	got := strings.Join(uvfsdArgs("/run/x/uvfs.sock", "/home/dev"), " ")
-	want := "--socket-path=/run/x/uvfs.sock --shared-dir=/home/dev --profile=home"
-	if got != want {
-		t.Errorf("uvfsd args %q, want %q", got, want)
+// TestUvfsdArgs pins the uvfsd command lines the launcher uses.
+func TestUvfsdArgs(t *testing.T) {
+	for _, c := range []struct {
+		s    share
+		want string
+	}{
+		{share{tag: "home", host: "/home/dev", guest: "/home/dev"}, "--socket-path=/run/x/uvfs.sock --shared-dir=/home/dev --profile=home"},
+		{share{tag: "root", host: "/", guest: "/", root: true}, "--socket-path=/run/x/uvfs.sock --shared-dir=/ --readonly --sandbox=none --cache=always"},
+	} {
+		if got := strings.Join(uvfsdArgs("/run/x/uvfs.sock", c.s), " "); got != c.want {
+			t.Errorf("uvfsd args for %s: %q, want %q", c.s.host, got, c.want)
+		}
 	}
 }

@@ -1,7 +1,10 @@
-// Command uvfs-vm boots a throwaway Linux guest with the caller's $HOME
-// mounted read-write at the same path, served by uvfsd, and runs a command
-// in it (or an interactive busybox shell on the console). It is started by
-// scripts/uvfs-vm, which builds it, uvfsd and the guest helper first.
+// Command uvfs-vm boots a throwaway Linux guest whose root file system is
+// the host's, read-only, with the caller's $HOME mounted read-write at the
+// same path, each served by a rootless uvfsd, and runs a command in it as
+// the caller, in the caller's working directory (or an interactive shell
+// on the console). --rootfs=busybox boots a minimal busybox guest instead.
+// It is started by scripts/uvfs-vm, which builds it, uvfsd and the guest
+// helper first.
 //
 //	uvfs-vm [flags] [-- CMD ARGS...]
 //
@@ -14,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -28,8 +32,23 @@ type options struct {
 	helper  string
 	timeout time.Duration
 	verbose bool
+	rootfs  string   // host or busybox
+	rw      []string // more host directories, writable at the same path
+	shares  []string // HOST:GUEST
+	root    bool     // run the command as guest root
 	command []string
 }
+
+// listFlag collects a repeatable flag's values.
+type listFlag struct{ values *[]string }
+
+func (l listFlag) String() string {
+	if l.values == nil {
+		return ""
+	}
+	return strings.Join(*l.values, ",")
+}
+func (l listFlag) Set(v string) error { *l.values = append(*l.values, v); return nil }
 
 // Exit statuses of uvfs-vm itself; any other status is the guest command's.
 const (
@@ -42,8 +61,9 @@ func main() {
 	fs := flag.NewFlagSet("uvfs-vm", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: uvfs-vm [flags] [-- CMD ARGS...]\n\n"+
-			"Boot a Linux guest with $HOME mounted read-write at the same path (served by\n"+
-			"uvfsd) and run CMD there as you, in $HOME; without CMD, start a shell on the\n"+
+			"Boot a Linux guest whose root is your host's / (read-only) with $HOME mounted\n"+
+			"read-write at the same path (each served by uvfsd, no root needed) and run CMD\n"+
+			"there as you, in your working directory; without CMD, start a shell on the\n"+
 			"console (Ctrl-A x quits QEMU). The exit status is CMD's (125: the VM failed).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -56,6 +76,10 @@ func main() {
 	fs.DurationVar(&o.timeout, "timeout", 0, "stop the VM after this long (0: no limit)")
 	fs.BoolVar(&o.verbose, "verbose", false, "show the guest console and daemon messages on stderr")
 	fs.BoolVar(&o.verbose, "v", false, "short for --verbose")
+	fs.StringVar(&o.rootfs, "rootfs", "host", "guest root file system: host (your / read-only, with tmpfs /tmp, /run, /var/tmp and a guest-only /etc) or busybox (a minimal initramfs)")
+	fs.Var(listFlag{&o.rw}, "rw", "make host `DIR` writable in the guest at the same path (repeatable)")
+	fs.Var(listFlag{&o.shares}, "share", "mount host directory `HOST:GUEST` in the guest (repeatable)")
+	fs.BoolVar(&o.root, "root", false, "run CMD as guest root (files it creates on the shares still belong to you)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			os.Exit(0)
@@ -63,6 +87,10 @@ func main() {
 		os.Exit(2)
 	}
 	o.command = fs.Args()
+	if o.rootfs != "host" && o.rootfs != "busybox" {
+		fmt.Fprintf(os.Stderr, "uvfs-vm: --rootfs=%s: want host or busybox\n", o.rootfs)
+		os.Exit(2)
+	}
 	os.Exit(run(o))
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -26,6 +27,7 @@ type User struct {
 	GID    uint32   //
 	Groups []uint32 // supplementary groups
 	Home   string   // $HOME; "/" when empty
+	Shell  string   // login shell of an interactive session; /bin/sh when empty
 }
 
 func (u User) isRoot() bool { return u.UID == 0 && u.GID == 0 && len(u.Groups) == 0 }
@@ -41,7 +43,10 @@ type Initramfs struct {
 	// when User is not root, because busybox cannot switch uid/gid.
 	Helper       string
 	ExtraModules []string // optional modules (e.g. NinePModules), loaded if found
-	Mounts       []Mount
+	// Root, when set, makes a virtio-fs share the guest's root file system; Mounts and Dir are
+	// then paths in it.
+	Root   *Root
+	Mounts []Mount
 	// Script is run with /bin/sh (no -e: it decides its own exit status).
 	// An empty Script starts an interactive shell on the console.
 	Script string
@@ -112,7 +117,11 @@ func (r *Initramfs) Write(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	optional, skipped, err := idx.resolve(idx.withDependencies(r.ExtraModules, loaded), false)
+	extra := r.ExtraModules
+	if r.Root != nil && len(r.Root.Overlays) > 0 {
+		extra = append(slices.Clip(extra), "overlay")
+	}
+	optional, skipped, err := idx.resolve(idx.withDependencies(extra, loaded), false)
 	if err != nil {
 		return err
 	}
@@ -195,6 +204,19 @@ func (r *Initramfs) validate() error {
 	}
 	if !r.User.isRoot() && r.Helper == "" {
 		return fmt.Errorf("running the guest script as uid %d needs the guest helper: set Initramfs.Helper (see vm.BuildHelper)", r.User.UID)
+	}
+	if r.Root != nil {
+		if r.Helper == "" {
+			return fmt.Errorf("a guest with a virtio-fs root needs the guest helper to enter it: set Initramfs.Helper (see vm.BuildHelper)")
+		}
+		if r.Root.Tag == "" {
+			return fmt.Errorf("the guest's root share needs a tag")
+		}
+		for _, d := range append(append([]string{}, r.Root.Scratch...), r.Root.Overlays...) {
+			if !path.IsAbs(d) || path.Clean(d) == "/" {
+				return fmt.Errorf("root directory %q: need an absolute path below /", d)
+			}
+		}
 	}
 	for _, m := range r.Mounts {
 		if !path.IsAbs(m.Dir) || m.Tag == "" {

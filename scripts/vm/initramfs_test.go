@@ -99,3 +99,63 @@ func TestInitramfsNeedsHelperForNonRoot(t *testing.T) {
 		t.Errorf("want an error asking for the helper, got %v", err)
 	}
 }
+
+// TestInitramfsHostRoot checks the /init of a guest whose root is a share:
+// the overlay module comes along, the root is mounted read-only with the
+// guest's own /proc and /run, the shares land inside it, and the script
+// runs chrooted there, in its directory, as the user.
+func TestInitramfsHostRoot(t *testing.T) {
+	k, err := vm.FindKernel("")
+	if err != nil || k.ModulesDir == "" {
+		t.Skipf("no kernel with modules installed: %v", err)
+	}
+	helper := filepath.Join(t.TempDir(), "helper")
+	if err := os.WriteFile(helper, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rd := vm.Initramfs{
+		Kernel: k,
+		Helper: helper,
+		Root:   &vm.Root{Tag: "root", Scratch: []string{"/var/tmp"}, Overlays: []string{"/etc"}},
+		Mounts: []vm.Mount{{Tag: "home", Dir: "/home/dev"}},
+		Script: "make\n",
+		Dir:    "/home/dev/proj",
+		User:   vm.User{Name: "dev", UID: 1000, GID: 1000, Groups: []uint32{27}, Home: "/home/dev"},
+	}
+	var buf bytes.Buffer
+	if err := rd.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	dir := extractCpio(t, buf.Bytes())
+	modules, err := os.ReadFile(filepath.Join(dir, "etc/uvfs/modules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(modules), "overlay ") && !strings.Contains(strings.Join(rd.Skipped, " "), "overlay") {
+		t.Errorf("the overlay module is neither loaded nor reported missing: %q", modules)
+	}
+	init, err := os.ReadFile(filepath.Join(dir, "init"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"mount -t virtiofs -o ro 'root' /newroot",
+		"mount -t proc proc /newroot/proc",
+		"mount -t tmpfs -o mode=755 tmpfs /newroot/run",
+		"lowerdir='/newroot/etc'",
+		"mount -t 'virtiofs' 'home' '/newroot/home/dev'",
+		"'runas' '-root' '/newroot' '-cwd' '/home/dev/proj' '1000' '1000' '27' '--' '/bin/sh' '/run/uvfs/script.sh'",
+		"umount '/newroot/home/dev'",
+	} {
+		if !strings.Contains(string(init), want) {
+			t.Errorf("/init lacks %q:\n%s", want, init)
+		}
+	}
+	if out, err := exec.Command("/bin/busybox", "sh", "-n", filepath.Join(dir, "init")).CombinedOutput(); err != nil {
+		t.Errorf("/init is not valid shell: %v\n%s", err, out)
+	}
+	rd.Helper, rd.User = "", vm.User{} // even guest root enters the new root through the helper
+	if err := rd.Write(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "virtio-fs root needs the guest helper") {
+		t.Errorf("want an error asking for the helper, got %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -13,6 +14,24 @@ const (
 	InitErrorPrefix = "UVFS-INIT-ERROR" // /init could not set the guest up
 	InitNotePrefix  = "UVFS-INIT-NOTE"  // something optional was skipped
 )
+
+// Root makes a virtio-fs share the guest's root file system: /init mounts it
+// read-only at newRoot, gives it the guest's own /proc, /sys, /dev, /run
+// and /tmp, an empty tmpfs over each Scratch directory and a tmpfs overlay
+// over each of Overlays (writes stay in the guest), adds the user to its
+// /etc/passwd and /etc/group when they lack them and /etc is an overlay,
+// mounts Initramfs.Mounts inside it and runs the script there (chroot).
+type Root struct {
+	Tag      string   // the share holding the root (the host's /, served read-only)
+	Scratch  []string // e.g. /var/tmp: empty and writable, with the directory's mode
+	Overlays []string // e.g. /etc: the host's contents, writable in the guest only
+}
+
+// newRoot is where /init mounts Root before entering it.
+const newRoot = "/newroot"
+
+// guestRunDir holds, in the new root's /run, the script that runs there.
+const guestRunDir = "/run/uvfs"
 
 // initExitStatus is reported when /init failed before the script ran.
 const initExitStatus = 255
@@ -70,6 +89,10 @@ while read -r mod kind; do
 	echo "` + InitNotePrefix + `: optional module $mod did not load"
 done < /etc/uvfs/modules
 `)
+	if r.Root != nil {
+		b.WriteString(r.rootSetup())
+	}
+	prefix := r.mountPrefix()
 	for _, m := range r.Mounts {
 		typ := m.Type
 		if typ == "" {
@@ -80,10 +103,15 @@ done < /etc/uvfs/modules
 			opts = "-o " + shellQuote(m.Options) + " "
 		}
 		fmt.Fprintf(&b, "mkdir -p %s\nmount -t %s %s%s %s || init_error %s\n",
-			shellQuote(m.Dir), shellQuote(typ), opts, shellQuote(m.Tag), shellQuote(m.Dir),
+			shellQuote(prefix+m.Dir), shellQuote(typ), opts, shellQuote(m.Tag), shellQuote(prefix+m.Dir),
 			shellQuote(fmt.Sprintf("mount -t %s %s on %s failed", typ, m.Tag, m.Dir)))
 	}
-	fmt.Fprintf(&b, "cd %s || init_error %s\n", shellQuote(r.workDir()), shellQuote("cd "+r.workDir()+" failed"))
+	if r.Root == nil {
+		fmt.Fprintf(&b, "cd %s || init_error %s\n", shellQuote(r.workDir()), shellQuote("cd "+r.workDir()+" failed"))
+	} else {
+		fmt.Fprintf(&b, "mkdir -p %s && cp %s %s/ || init_error %s\n", shellQuote(newRoot+guestRunDir),
+			guestScript, shellQuote(newRoot+guestRunDir), shellQuote("copying the script into the new root failed"))
+	}
 	fmt.Fprintf(&b, "echo; echo %s\n", BeginMarker)
 	b.WriteString(r.scriptCommand())
 	b.WriteString("rc=$?\ncd /\n")
@@ -91,7 +119,7 @@ done < /etc/uvfs/modules
 	// the host looks at the files; a busy mount is only reported.
 	for i := len(r.Mounts) - 1; i >= 0; i-- {
 		dir := r.Mounts[i].Dir
-		fmt.Fprintf(&b, "umount %s || echo %s\n", shellQuote(dir), shellQuote(InitNotePrefix+": umount "+dir+" failed"))
+		fmt.Fprintf(&b, "umount %s || echo %s\n", shellQuote(prefix+dir), shellQuote(InitNotePrefix+": umount "+dir+" failed"))
 	}
 	b.WriteString("finish $rc\n")
 	return b.String()
@@ -108,20 +136,23 @@ func (r *Initramfs) workDir() string {
 }
 
 // scriptCommand runs the script (or an interactive shell) as r.User with a
-// clean environment.
+// clean environment; with a Root, inside it.
 func (r *Initramfs) scriptCommand() string {
 	env := []string{
 		"HOME=" + r.home(),
 		"USER=" + r.userName(),
 		"LOGNAME=" + r.userName(),
 		"PATH=/bin:/sbin",
-		"SHELL=/bin/sh",
+		"SHELL=" + r.shell(),
 		"TERM=" + "vt100",
+	}
+	if r.Root != nil {
+		env[3] = "PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 	}
 	env = append(env, r.Env...)
 	cmd := []string{"env", "-i"}
 	cmd = append(cmd, env...)
-	if !r.User.isRoot() {
+	if !r.User.isRoot() || r.Root != nil {
 		groups := "-"
 		if len(r.User.Groups) > 0 {
 			g := make([]string, len(r.User.Groups))
@@ -130,15 +161,74 @@ func (r *Initramfs) scriptCommand() string {
 			}
 			groups = strings.Join(g, ",")
 		}
-		cmd = append(cmd, guestHelper, "runas", fmt.Sprint(r.User.UID), fmt.Sprint(r.User.GID), groups, "--")
+		cmd = append(cmd, guestHelper, "runas")
+		if r.Root != nil {
+			cmd = append(cmd, "-root", newRoot, "-cwd", r.workDir())
+		}
+		cmd = append(cmd, fmt.Sprint(r.User.UID), fmt.Sprint(r.User.GID), groups, "--")
 	}
 	if r.Script == "" {
 		// setsid+cttyhack give the shell the console as controlling
 		// terminal, so ^C and job control work.
 		cmd = append([]string{"setsid", "cttyhack"}, cmd...)
-		cmd = append(cmd, "/bin/sh", "-l")
+		cmd = append(cmd, r.shell(), "-l")
 		return ShellJoin(cmd) + "\n"
 	}
-	cmd = append(cmd, "/bin/sh", guestScript)
+	script := guestScript
+	if r.Root != nil {
+		script = guestRunDir + "/" + path.Base(guestScript)
+	}
+	cmd = append(cmd, "/bin/sh", script)
 	return ShellJoin(cmd) + " </dev/null\n"
+}
+
+func (r *Initramfs) shell() string {
+	if r.User.Shell != "" && r.Root != nil {
+		return r.User.Shell
+	}
+	return "/bin/sh"
+}
+
+// mountPrefix is where the guest paths of Mounts are while /init runs.
+func (r *Initramfs) mountPrefix() string {
+	if r.Root != nil {
+		return newRoot
+	}
+	return ""
+}
+
+// rootSetup mounts Root at newRoot and gives it what a booted system needs.
+func (r *Initramfs) rootSetup() string {
+	var b strings.Builder
+	q := shellQuote
+	fmt.Fprintf(&b, "mkdir -p %s\nmount -t virtiofs -o ro %s %s || init_error %s\n", newRoot, q(r.Root.Tag), newRoot,
+		q("mounting the root share "+r.Root.Tag+" failed"))
+	b.WriteString(`mount -t proc proc ` + newRoot + `/proc || init_error "mount /proc in the new root failed"
+mount -t sysfs sysfs ` + newRoot + `/sys || init_error "mount /sys in the new root failed"
+mount -t devtmpfs devtmpfs ` + newRoot + `/dev || init_error "mount /dev in the new root failed"
+mkdir -p ` + newRoot + `/dev/pts ` + newRoot + `/dev/shm
+mount -t devpts devpts ` + newRoot + `/dev/pts
+mount -t tmpfs -o mode=1777 tmpfs ` + newRoot + `/dev/shm
+mount -t tmpfs -o mode=755 tmpfs ` + newRoot + `/run || init_error "mount /run in the new root failed"
+mount -t tmpfs -o mode=1777 tmpfs ` + newRoot + `/tmp || init_error "mount /tmp in the new root failed"
+`)
+	for _, d := range r.Root.Scratch {
+		dir := q(newRoot + path.Clean(d))
+		fmt.Fprintf(&b, "mode=$(stat -c %%a %s 2>/dev/null || echo 755)\nmount -t tmpfs -o mode=$mode tmpfs %s || echo %s\n",
+			dir, dir, q(InitNotePrefix+": no scratch tmpfs on "+d))
+	}
+	for i, d := range r.Root.Overlays {
+		dir := q(newRoot + path.Clean(d))
+		layers := fmt.Sprintf("/run/uvfs-overlay/%d", i)
+		fmt.Fprintf(&b, "mkdir -p %s/upper %s/work\nmount -t overlay -o lowerdir=%s,upperdir=%s/upper,workdir=%s/work overlay %s || echo %s\n",
+			layers, layers, dir, layers, layers, dir, q(InitNotePrefix+": "+d+" stays read-only (no overlay)"))
+	}
+	if !r.User.isRoot() {
+		name, home := r.userName(), r.home()
+		fmt.Fprintf(&b, "grep -q %s %s/etc/passwd || echo %s >> %s/etc/passwd 2>/dev/null\n", q("^"+name+":"), newRoot,
+			q(fmt.Sprintf("%s:x:%d:%d:%s:%s:%s", name, r.User.UID, r.User.GID, name, home, r.shell())), newRoot)
+		fmt.Fprintf(&b, "grep -q %s %s/etc/group || echo %s >> %s/etc/group 2>/dev/null\n", q(fmt.Sprintf("^[^:]*:[^:]*:%d:", r.User.GID)), newRoot,
+			q(fmt.Sprintf("%s:x:%d:", name, r.User.GID)), newRoot)
+	}
+	return b.String()
 }
