@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestLauncherHostRoot runs scripts/uvfs-vm as the unprivileged user with
@@ -77,4 +83,107 @@ echo rw > `+rw+`/from-guest`)
 			t.Errorf("host %s owned by %d:%d, want %s %d:%d", file, uid, gid, u.Name, u.UID, u.GID)
 		}
 	}
+}
+
+// TestLauncherStopsEverything interrupts uvfs-vm while its guest command
+// runs, as Ctrl-C does (SIGINT to the terminal's whole process group), and
+// kills its QEMU in another run: uvfs-vm must exit with 130 and 125, and
+// leave no QEMU and no uvfsd behind.
+func TestLauncherStopsEverything(t *testing.T) {
+	requireGuestTools(t)
+	requireRoot(t, "uvfs-vm runs as the unprivileged test account")
+	buildUvfsd(t)
+	u := e2eUser(t, userWithSubIDs)
+	home, _, env := launcherEnv(t, u)
+	script, err := filepath.Abs(filepath.Join("..", "scripts", "uvfs-vm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		stop     func(t *testing.T, pgid int)
+		wantCode int
+	}{
+		{"ctrl-c", func(t *testing.T, pgid int) { syscall.Kill(-pgid, syscall.SIGINT) }, 130},
+		{"qemu-killed", func(t *testing.T, pgid int) {
+			qemu := processesInGroup(pgid, "qemu-system")
+			if len(qemu) != 1 {
+				t.Fatalf("want one QEMU in the group, found %v", qemu)
+			}
+			syscall.Kill(qemu[0], syscall.SIGKILL)
+		}, 125},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, script, "--timeout=5m", "--mem=512", "--", "sh", "-c", "echo READY; sleep 600")
+			cmd.Dir, cmd.Env = home, env
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential(), Setpgid: true}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pgid := cmd.Process.Pid
+			defer syscall.Kill(-pgid, syscall.SIGKILL)
+			sc := bufio.NewScanner(out)
+			ready := false
+			for !ready && sc.Scan() {
+				ready = strings.TrimSpace(sc.Text()) == "READY"
+			}
+			if !ready {
+				cmd.Wait()
+				t.Fatalf("the guest command never started\nstderr:\n%s", stderr.String())
+			}
+			if n := len(processesInGroup(pgid, "uvfsd")); n < 2 {
+				t.Errorf("want the two uvfsd (root and home) running, found %d", n)
+			}
+			c.stop(t, pgid)
+			go io.Copy(io.Discard, out)
+			cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != c.wantCode {
+				t.Errorf("uvfs-vm exited %d, want %d\nstderr:\n%s", code, c.wantCode, stderr.String())
+			}
+			var left []int
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				if left = processesInGroup(pgid, ""); len(left) == 0 {
+					break
+				}
+			}
+			if len(left) != 0 {
+				t.Errorf("processes left in uvfs-vm's group after it exited: %v", left)
+			}
+		})
+	}
+}
+
+// processesInGroup lists the live processes of process group pgid whose
+// command name starts with comm ("" for all). Zombies do not count: on
+// these machines pid 1 may not reap them.
+func processesInGroup(pgid int, comm string) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var pids []int
+	for _, stat := range stats {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			continue
+		}
+		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
+		if open < 0 || close < open {
+			continue
+		}
+		name := string(b[open+1 : close])
+		f := strings.Fields(string(b[close+1:])) // state ppid pgrp ...
+		if len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(pgid) || !strings.HasPrefix(name, comm) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(stat)))
+		pids = append(pids, pid)
+	}
+	return pids
 }
