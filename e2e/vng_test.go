@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uvfsd/uvfsd/e2e/guest"
+)
+
+// TestVngUvfsd boots the host's kernel with the real virtme-ng 1.35 (vng)
+// as an unprivileged user, with uvfsd as the first virtiofsd on PATH: vng
+// shares the host's / through it, the guest reads a host file and writes
+// one in the user's home.
+func TestVngUvfsd(t *testing.T) { runVng(t, uvfsdClient(t)) }
+
+// TestVngRustVirtiofsd runs the same with the Rust virtiofsd 1.13.2, the
+// daemon vng was written for: it proves the harness.
+func TestVngRustVirtiofsd(t *testing.T) { runVng(t, rustVirtiofsdClient(t)) }
+
+// vngGuestScript runs in the guest as root (vng's default for a command),
+// from the host's file system: $1 is the user's home, $2 a file only host
+// root can read.
+const vngGuestScript = `echo "VNG-ROOTFS $(awk '$2 == "/" {print $1, $3; exit}' /proc/mounts)"
+cat "$1/in.txt" > "$1/out.txt" && echo VNG-WROTE
+if cat "$2" > /dev/null 2>&1; then echo VNG-SECRET-READ; else echo VNG-SECRET-DENIED; fi
+`
+
+// vngDaemonArgs is how vng 1.35 starts virtiofsd (virtme/commands/run.py,
+// VirtioFS.start), the socket path left out.
+var vngDaemonArgs = []string{"--syslog", "--no-announce-submounts", "--socket-path", "", "--shared-dir", "/", "--sandbox", "none"}
+
+func runVng(t *testing.T, d clientDaemon) {
+	requireRoot(t, "vng runs as the test account, and the test reads the daemon's syslog on /dev/log")
+	vng := unpackedDir(t, "UVFS_E2E_VNG", "virtme-ng", "usr/bin/vng")
+	for _, tool := range []string{"qemu-system-x86_64", "script", "setpriv", "unshare", "busybox"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(t, "vng needs %s: %v", tool, err)
+		}
+	}
+	// vng runs with /usr/bin/python3 (its #! line).
+	if out, err := exec.Command("/usr/bin/python3", "-c", "import argcomplete, requests, pkg_resources").CombinedOutput(); err != nil {
+		missing(t, "vng's Python modules are missing (apt-get install python3-argcomplete python3-requests python3-pkg-resources): %v\n%s", err, out)
+	}
+	k, err := guest.FindKernel(os.Getenv("UVFS_E2E_KERNEL"))
+	if err != nil {
+		missing(t, "%v", err)
+	}
+	if k.ModulesDir == "" {
+		missing(t, "no /lib/modules tree for kernel %s (apt-get install linux-image-amd64)", k.Path)
+	}
+	u := e2eUser(t, userWithSubIDs)
+
+	token := make([]byte, 8)
+	rand.Read(token)
+	want := "from the host " + hex.EncodeToString(token) + "\n"
+	home := makeDir(t, "uvfs-e2e-vng-home-", 0o755, u)
+	for name, data := range map[string]string{"in.txt": want, "guest.sh": vngGuestScript} {
+		p := filepath.Join(home, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		u.chown(t, p)
+	}
+	// Files the user cannot read stay unreadable to guest root.
+	secret := filepath.Join(makeDir(t, "uvfs-e2e-vng-secret-", 0o755, currentUser(t)), "secret")
+	if err := os.WriteFile(secret, []byte("host root only\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	w := writeWrapper(t, d, u)
+	logs := captureSyslog(t)
+	guestCmd := guest.ShellJoin([]string{"sh", filepath.Join(home, "guest.sh"), home, secret})
+	vngLine := guest.ShellJoin([]string{"vng", "--run", k.Path, "--disable-kvm", "--rw", "--verbose", "--", guestCmd})
+	// vng wants a terminal: script(1) gives it a pseudo-terminal.
+	argv, cred := logs.command(u, "script", "-qec", vngLine, "/dev/null")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = home
+	cmd.Env = []string{
+		"HOME=" + home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=/bin/sh", "TERM=dumb",
+		"PATH=" + filepath.Dir(w.path) + ":" + filepath.Join(vng, "usr/bin") + ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+		"PYTHONPATH=" + filepath.Join(vng, "usr/lib/python3/dist-packages"),
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// script runs vng in a session of its own; QEMU and the daemon vng
+	// starts in the background stay in it. Kill what is left by pid.
+	session := 0
+	for i := 0; i < 200 && session == 0; i++ {
+		session = childOf(cmd.Process.Pid)
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Cleanup(func() { killSession(session) })
+	err = cmd.Wait()
+	output := strings.ReplaceAll(out.String(), "\r", "")
+	t.Logf("vng with %s: %v in %v", d.name, err, time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("vng output:\n%s", output)
+			t.Logf("syslog:\n%s", joinMessages(logs.Messages()))
+		}
+	})
+	if ctx.Err() != nil {
+		t.Fatalf("vng did not finish within 10 minutes")
+	}
+	if err != nil {
+		t.Errorf("vng exited with %v, want status 0", err)
+	}
+
+	lines := strings.Split(output, "\n")
+	if strings.Contains(output, "fallback to 9p") {
+		t.Errorf("vng fell back to 9p: %s did not start as vng wants", d.name)
+	}
+	// "ROOTFS virtiofs" is vng's virtio-fs share; it mounts 9p as /dev/root.
+	if !slices.Contains(lines, "VNG-ROOTFS ROOTFS virtiofs") {
+		t.Errorf("the guest's / is not vng's virtio-fs share (want a line %q)", "VNG-ROOTFS ROOTFS virtiofs")
+	}
+	if !slices.Contains(lines, "VNG-SECRET-DENIED") {
+		t.Errorf("guest root read %s, a file only host root can read (want %q)", secret, "VNG-SECRET-DENIED")
+	}
+	got, err := os.ReadFile(filepath.Join(home, "out.txt"))
+	if err != nil || string(got) != want {
+		t.Errorf("the file the guest wrote: %q, %v; want %q", got, err, want)
+	} else if uid, gid := ownerOf(t, filepath.Join(home, "out.txt")); uid != u.UID || gid != u.GID {
+		t.Errorf("the file the guest wrote belongs to %d:%d on the host, want %s %d:%d", uid, gid, u.Name, u.UID, u.GID)
+	}
+
+	starts := w.starts(t)
+	if len(starts) != 1 {
+		t.Fatalf("vng started the daemon %d times, want once: %v", len(starts), starts)
+	}
+	socket, _ := argValue(starts[0].args, "--socket-path")
+	wantArgs := slices.Clone(vngDaemonArgs)
+	wantArgs[3] = socket
+	if !slices.Equal(starts[0].args, wantArgs) {
+		t.Errorf("vng ran the daemon as %q, want %q", starts[0].args, wantArgs)
+	}
+	if err := waitExited(starts[0].pid, 30*time.Second); err != nil {
+		t.Errorf("%s (pid %d) did not exit after vng: %v", d.name, starts[0].pid, err)
+	}
+	var daemonLog []string
+	for _, m := range logs.Messages() {
+		if m.PID == starts[0].pid {
+			daemonLog = append(daemonLog, m.Text)
+		}
+	}
+	t.Logf("%s's syslog:\n%s", d.name, strings.Join(daemonLog, "\n"))
+	checkServedLog(t, d, daemonLog, "/", socket)
+	if left := killSession(session); len(left) > 0 {
+		t.Errorf("processes of vng's session still ran after it exited: %v", left)
+	}
+}
+
+func joinMessages(msgs []guest.SyslogMessage) string {
+	var b strings.Builder
+	for _, m := range msgs {
+		fmt.Fprintln(&b, m)
+	}
+	return b.String()
+}
+
+// syslogCapture receives what daemons started with --syslog log. They send
+// it to /dev/log. On a machine with no syslog daemon (CI) the test listens
+// there itself; where /dev/log exists it listens on a socket of its own and
+// runs the client in a private mount namespace with that socket bound on
+// /dev/log.
+type syslogCapture struct {
+	*guest.Syslog
+	bindFrom string // the socket to bind on /dev/log, or ""
+}
+
+func captureSyslog(t *testing.T) syslogCapture {
+	t.Helper()
+	path := "/dev/log"
+	bind := ""
+	if _, err := os.Lstat(path); err == nil {
+		path = filepath.Join(makeDir(t, "uvfs-e2e-syslog-", 0o755, currentUser(t)), "log")
+		bind = path
+	}
+	s, err := guest.ListenSyslog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return syslogCapture{Syslog: s, bindFrom: bind}
+}
+
+// command returns the command line that runs args as u, and the
+// credential to start it with.
+func (c syslogCapture) command(u testUser, args ...string) ([]string, *syscall.Credential) {
+	if c.bindFrom == "" {
+		return args, u.Credential()
+	}
+	shell := `sock=$1 uid=$2 gid=$3; shift 3
+mount --bind "$sock" /dev/log && exec setpriv --reuid="$uid" --regid="$gid" --groups="$gid" -- "$@"`
+	return append([]string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", shell, "sh",
+		c.bindFrom, strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID))}, args...), nil
+}
