@@ -44,12 +44,16 @@ type clientDaemon struct {
 	name string
 	// exec is the command the wrapper runs, before the client's arguments.
 	exec []string
-	// served returns patterns that the daemon's log must match, each by at
-	// least one line, once it served shared on socket (empty with --fd).
+	// served returns patterns that the daemon's log (syslog or stderr) must
+	// match, each by at least one line, once it served shared on socket
+	// (empty with --fd).
 	served func(shared, socket string) []*regexp.Regexp
 	// locks: the daemon takes -o flock and -o posix_lock (libvirt's
 	// <lock posix='on' flock='on'/>); the Rust virtiofsd refuses them.
 	locks bool
+	// commas: the daemon reads libvirt's ",," in -o source= as a comma of
+	// the path; the Rust virtiofsd refuses it.
+	commas bool
 }
 
 // uvfsdClient is uvfsd, built by the test suite.
@@ -63,9 +67,10 @@ func uvfsdClient(t *testing.T) clientDaemon {
 			if socket == "" {
 				on = "inherited fd [0-9]+"
 			}
-			return []*regexp.Regexp{regexp.MustCompile("^serving " + regexp.QuoteMeta(shared) + " on " + on + "$")}
+			return []*regexp.Regexp{regexp.MustCompile("serving " + regexp.QuoteMeta(shared) + " on " + on + "$")}
 		},
-		locks: true,
+		locks:  true,
+		commas: true,
 	}
 }
 
@@ -79,7 +84,7 @@ func rustVirtiofsdClient(t *testing.T) clientDaemon {
 		name: "virtiofsd 1.13.2",
 		exec: []string{filepath.Join(lib, "ld-linux-x86-64.so.2"), "--library-path", lib, filepath.Join(dir, "usr/libexec/virtiofsd")},
 		served: func(string, string) []*regexp.Regexp {
-			return []*regexp.Regexp{regexp.MustCompile(`^Client connected, servicing requests$`)}
+			return []*regexp.Regexp{regexp.MustCompile(`Client connected, servicing requests$`)}
 		},
 	}
 }
