@@ -4,18 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-	"github.com/spf13/pflag"
-
-	"github.com/uvfsd/uvfsd/userns"
 	"github.com/uvfsd/uvfsd/vhost"
 )
 
@@ -25,7 +17,7 @@ var version = "0.1.0-dev"
 
 // errHelp is returned by ParseConfig for -h/--help; the caller prints
 // writeUsage and exits 0.
-var errHelp = pflag.ErrHelp
+var errHelp = errors.New("help requested")
 
 // Config is everything the command line and the TOML config file can say. One field per flag.
 type Config struct {
@@ -35,9 +27,8 @@ type Config struct {
 
 	Cache   string // auto|always|metadata|never (C's "none" → "never")
 	Sandbox string // namespace|chroot|none
-	// Seccomp is accepted for virtiofsd compatibility, but uvfsd installs no
-	// seccomp filter yet: the default is "none", and any other value only
-	// adds a warning (see Warnings) instead of pretending to filter.
+	// Seccomp is accepted for virtiofsd compatibility, but uvfsd installs no seccomp filter yet:
+	// the default is "none", and finish refuses any other value instead of pretending to filter.
 	Seccomp  string
 	LogLevel string // error|warn|info|debug|trace|off
 
@@ -89,8 +80,8 @@ type Config struct {
 	warnings []string
 }
 
-// Warnings lists accepted-but-ignored settings (seccomp, -o timeout=…) for
-// the caller to log once at start-up.
+// Warnings lists accepted-but-ignored settings (-o timeout=…) for the caller to log once at
+// start-up.
 func (c *Config) Warnings() []string { return c.warnings }
 
 // maxTagLen is the size of the tag field in virtio-fs config space.
@@ -158,11 +149,11 @@ func ParseConfig(args []string, getenv func(string) string) (*Config, error) {
 	return p.cfg, nil
 }
 
-// flagParser binds one FlagSet to one Config, plus the flags that only
-// exist to be accepted and rejected.
+// flagParser binds one flagSet to one Config, plus the flags that only exist to be accepted and
+// rejected.
 type flagParser struct {
 	cfg *Config
-	fs  *pflag.FlagSet
+	fs  *flagSet
 
 	help, foreground, daemonize                   bool
 	migrationMode, migrationOnError               string
@@ -172,97 +163,92 @@ type flagParser struct {
 func newFlagParser() *flagParser {
 	p := &flagParser{cfg: defaultConfig(), migrationMode: "find-paths", migrationOnError: "abort"}
 	c := p.cfg
-	fs := pflag.NewFlagSet("uvfsd", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are returned, not printed
-	fs.Usage = func() {}
-	fs.SortFlags = false
+	fs := newFlagSet()
 	p.fs = fs
 
-	// Each flag's default is its field's value in defaultConfig (passed as c.Field), so a
-	// default is written once and --help shows it.
-	fs.BoolVarP(&p.help, "help", "h", false, "print this help and exit")
-	fs.BoolVarP(&c.Version, "version", "V", c.Version, "print the version and exit")
-	fs.BoolVar(&c.PrintCapabilities, "print-capabilities", c.PrintCapabilities, "print vhost-user.json backend capabilities and exit")
-	fs.StringVar(&c.ConfigFile, "config", c.ConfigFile, "read settings from this TOML `FILE` (default $XDG_CONFIG_HOME/uvfsd/config.toml or ~/.config/uvfsd/config.toml, if present)")
+	// A flag's default is its field's value in defaultConfig, written once; --help shows it.
+	fs.boolVar(&p.help, "help", 'h', "print this help and exit")
+	fs.boolVar(&c.Version, "version", 'V', "print the version and exit")
+	fs.boolVar(&c.PrintCapabilities, "print-capabilities", 0, "print vhost-user.json backend capabilities and exit")
+	fs.stringVar(&c.ConfigFile, "config", "read settings from this TOML `FILE` (default $XDG_CONFIG_HOME/uvfsd/config.toml or ~/.config/uvfsd/config.toml, if present)")
 
-	fs.StringVar(&c.SharedDir, "shared-dir", c.SharedDir, "shared directory `PATH` (required)")
-	fs.StringVar(&c.SocketPath, "socket-path", c.SocketPath, "listen for QEMU on the vhost-user unix socket at `PATH`")
-	fs.StringVar(&c.SocketPath, "socket", c.SocketPath, "deprecated alias of --socket-path")
-	fs.Lookup("socket").Hidden = true
-	fs.Var(&idValue{target: &c.FD, max: maxFD}, "fd", "listen on the already listening (not yet connected) socket `FD` instead of --socket-path")
-	fs.StringVar(&c.SocketGroup, "socket-group", c.SocketGroup, "`GROUP` that owns the vhost-user socket")
-	fs.StringVar(&c.Tag, "tag", c.Tag, "`TAG` the virtio-fs device advertises (QEMU 7.2 ignores it; use -device …,tag=)")
+	fs.stringVar(&c.SharedDir, "shared-dir", "shared directory `PATH` (required)")
+	fs.stringVar(&c.SocketPath, "socket-path", "listen for QEMU on the vhost-user unix socket at `PATH`; uvfsd writes its pid to PATH.pid and holds a lock on it while it runs")
+	fs.stringVar(&c.SocketPath, "socket", "deprecated alias of --socket-path").hidden = true
+	fs.variable(&idValue{target: &c.FD, max: maxFD}, "fd", 0, "listen on the already listening (not yet connected) socket `FD` instead of --socket-path")
+	fs.stringVar(&c.SocketGroup, "socket-group", "`GROUP` that owns the vhost-user socket")
+	fs.variable(&tagValue{&c.Tag}, "tag", 0, "`TAG` the virtio-fs device advertises, 1 to 36 bytes (QEMU 7.2 ignores it; use -device …,tag=)")
 
-	fs.Var(newEnum(&c.Cache, []string{"auto", "always", "metadata", "never"}, map[string]string{"none": "never"}), "cache", "caching `POLICY`: auto, always, metadata, never")
-	fs.Var(newEnum(&c.Sandbox, []string{"namespace", "chroot", "none"}, nil), "sandbox", "sandbox `MODE`: namespace, chroot, none")
-	fs.Var(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", "seccomp `ACTION`: none, kill, log, trap; uvfsd has no seccomp filter yet, so all but none only log a warning")
-	fs.Var(newEnum(&c.LogLevel, []string{"error", "warn", "info", "debug", "trace", "off"}, map[string]string{"err": "error", "warning": "warn"}), "log-level", "log `LEVEL`: error, warn, info, debug, trace, off")
-	fs.VarP(&debugValue{&c.LogLevel}, "debug", "d", "same as --log-level=debug (C virtiofsd's -d)")
-	fs.Lookup("debug").NoOptDefVal = "true"
-	fs.BoolVar(&c.Syslog, "syslog", c.Syslog, "log to syslog instead of stderr")
-	fs.BoolVarP(&p.foreground, "foreground", "f", false, "ignored: uvfsd always runs in the foreground (C virtiofsd's -f)")
-	fs.BoolVar(&p.daemonize, "daemonize", false, "not supported")
-	fs.Lookup("daemonize").Hidden = true
+	fs.variable(newEnum(&c.Cache, []string{"auto", "always", "metadata", "never"}, map[string]string{"none": "never"}), "cache", 0, "caching `POLICY`: auto, always, metadata, never")
+	fs.variable(newEnum(&c.Sandbox, []string{"namespace", "chroot", "none"}, nil), "sandbox", 0, "sandbox `MODE`: namespace, chroot, none")
+	fs.variable(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", 0, "seccomp `ACTION`: uvfsd has no seccomp filter yet, so it takes none only and refuses kill, log and trap")
+	fs.variable(newEnum(&c.LogLevel, []string{"error", "warn", "info", "debug", "trace", "off"}, map[string]string{"err": "error", "warning": "warn"}), "log-level", 0, "log `LEVEL`: error, warn, info, debug, trace, off")
+	fs.variable(&debugValue{&c.LogLevel}, "debug", 'd', "same as --log-level=debug (virtiofsd's -d)")
+	fs.boolVar(&c.Syslog, "syslog", 0, "log to syslog instead of stderr")
+	fs.boolVar(&p.foreground, "foreground", 'f', "no effect: uvfsd always runs in the foreground (virtiofsd's -f)")
+	fs.boolVar(&p.daemonize, "daemonize", 0, "not supported").hidden = true
 
-	fs.IntVar(&c.ThreadPoolSize, "thread-pool-size", c.ThreadPoolSize, "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline, so a request that blocks still holds up the ones after it); 0 or 1: one per queue")
-	fs.Var(&idValue{target: &c.PollUS, max: 1000, auto: true}, "poll-us", "after a request queue runs dry, watch it up to `N` µs (0 to 1000) for the next request before sleeping (adapts to the guest; 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM) and a core is spare (default 50 with 4 or more CPUs, else 0: on 2 cores the spinning takes CPU from the guest)")
-	fs.IntVar(&c.HiprioGatherUS, "forget-gather-us", c.HiprioGatherUS, "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0, the default, serves at once: no gain measured under TCG)")
-	fs.IntVar(&c.HiprioLingerUS, "forget-linger-us", c.HiprioLingerUS, "while the guest keeps sending FORGETs, serve them every `N` µs without asking it to kick for each one, and interrupt it once per quarter ring or when they stop instead of once per FORGET (0: serve on kicks, one interrupt per batch served)")
-	fs.IntVar(&c.HotWaitMS, "hot-wait-ms", c.HotWaitMS, "for `N` ms after the guest's last request, a queue's worker waits in a system call that the Go runtime does not see, which spares the runtime's monitor thread a wake-up per request (0 to 10000; 0: always wait through the runtime)")
-	fs.Var(&idValue{target: &c.RlimitNofile, max: 1 << 40}, "rlimit-nofile", "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
-	fs.IntVar(&c.RequestQueues, "num-request-queues", c.RequestQueues, "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
+	fs.intVar(&c.ThreadPoolSize, "thread-pool-size", "let up to `N` goroutines serve a request queue when requests queue up (a lone request is served inline, so a request that blocks still holds up the ones after it); 0 or 1: one per queue")
+	fs.variable(&idValue{target: &c.PollUS, max: 1000, auto: true}, "poll-us", 0, "after a request queue runs dry, watch it up to `N` µs (0 to 1000) for the next request before sleeping (adapts to the guest; 0 never); saves a wake-up and a guest kick per request when the guest is fast (KVM) and a core is spare (default 50 with 4 or more CPUs, else 0: on 2 cores the spinning takes CPU from the guest)")
+	fs.intVar(&c.HiprioGatherUS, "forget-gather-us", "after the guest's first FORGET, wait `N` µs for more before serving them, so that dropping thousands of inodes costs the guest one interrupt per batch instead of one each (0, the default, serves at once: no gain measured under TCG)")
+	fs.intVar(&c.HiprioLingerUS, "forget-linger-us", "while the guest keeps sending FORGETs, serve them every `N` µs without asking it to kick for each one, and interrupt it once per quarter ring or when they stop instead of once per FORGET (0: serve on kicks, one interrupt per batch served)")
+	fs.intVar(&c.HotWaitMS, "hot-wait-ms", "for `N` ms after the guest's last request, a queue's worker waits in a system call that the Go runtime does not see, which spares the runtime's monitor thread a wake-up per request (0 to 10000; 0: always wait through the runtime)")
+	fs.variable(&idValue{target: &c.RlimitNofile, max: 1 << 40}, "rlimit-nofile", 0, "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
+	fs.intVar(&c.RequestQueues, "num-request-queues", "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
 
-	fs.BoolVar(&c.AllowDirectIO, "allow-direct-io", c.AllowDirectIO, "honor O_DIRECT from guest applications")
-	fs.BoolVar(&c.AllowMmap, "allow-mmap", c.AllowMmap, "allow mmap with --cache=metadata or never")
-	fs.BoolVar(&c.AnnounceSubmounts, "announce-submounts", c.AnnounceSubmounts, "tell the guest which directories are mount points")
-	fs.BoolVar(&c.Writeback, "writeback", c.Writeback, "enable the writeback cache")
-	fs.BoolVar(&c.Xattr, "xattr", c.Xattr, "enable extended attributes")
-	fs.BoolVar(&c.PosixACL, "posix-acl", c.PosixACL, "enable POSIX ACLs (implies --xattr)")
-	fs.BoolVar(&c.SecurityLabel, "security-label", c.SecurityLabel, "enable security labels (SELinux; implies --xattr)")
-	fs.BoolVar(&c.KillprivV2, "killpriv-v2", c.KillprivV2, "let uvfsd clear set-id bits on write, truncate and chown (FUSE_HANDLE_KILLPRIV_V2; the default), which spares the guest a GETATTR before every chown")
-	fs.Var(&negatedBool{&c.KillprivV2}, "no-killpriv-v2", "disable FUSE_HANDLE_KILLPRIV_V2: the guest refreshes the mode before every chown and clears set-id bits itself")
-	fs.BoolVar(&c.NoOpen, "no-open", c.NoOpen, "let the guest open and close regular files without OPEN and RELEASE round trips (FUSE_NO_OPEN_SUPPORT; only with --cache=auto or always, not with --posix-lock or --flock); a host change to a cached file then shows within the attribute timeout rather than at the next open; --no-open=false restores them")
-	fs.BoolVar(&c.NoOpendir, "no-opendir", c.NoOpendir, "let the guest list directories without OPENDIR and RELEASEDIR round trips (FUSE_NO_OPENDIR_SUPPORT; not with --cache=never); the guest then caches a listing until the directory's attributes time out and show a change; --no-opendir=false restores them")
-	fs.Lookup("no-killpriv-v2").NoOptDefVal = "true"
-	fs.BoolVar(&c.NoReaddirplus, "no-readdirplus", c.NoReaddirplus, "disable READDIRPLUS")
-	fs.BoolVar(&c.PreserveNoatime, "preserve-noatime", c.PreserveNoatime, "keep O_NOATIME from the guest instead of clearing it")
-	fs.BoolVar(&c.Readonly, "readonly", c.Readonly, "refuse all writes from the guest")
-	fs.BoolVar(&c.Flock, "flock", c.Flock, "enable flock(2) locks (C virtiofsd's -o flock)")
-	fs.BoolVar(&c.PosixLock, "posix-lock", c.PosixLock, "enable POSIX record locks (C virtiofsd's -o posix_lock)")
-	fs.StringVar(&c.Xattrmap, "xattrmap", c.Xattrmap, "xattr name mapping `RULES`, e.g. :map::user.virtiofs.: (implies --xattr)")
-	fs.Var(newEnum(&c.InodeFileHandles, []string{"never", "prefer", "mandatory"}, nil), "inode-file-handles", "when to use file handles for inodes (`MODE`): never, prefer, mandatory; bare --inode-file-handles means prefer")
-	fs.Lookup("inode-file-handles").NoOptDefVal = "prefer"
-	fs.Var(&modcapsValue{&c.Modcaps}, "modcaps", "modify the kept capabilities, `CAPS` like --modcaps=+sys_admin:-chown (use the = sign)")
+	fs.boolVar(&c.AllowDirectIO, "allow-direct-io", 0, "honor O_DIRECT from guest applications")
+	fs.boolVar(&c.AllowMmap, "allow-mmap", 0, "allow mmap with --cache=metadata or never")
+	fs.boolVar(&c.AnnounceSubmounts, "announce-submounts", 0, "tell the guest which directories are mount points")
+	fs.variable(&negatedBool{&c.AnnounceSubmounts}, "no-announce-submounts", 0, "do not tell the guest which directories are mount points (the default)")
+	fs.boolVar(&c.Writeback, "writeback", 0, "enable the writeback cache")
+	fs.boolVar(&c.Xattr, "xattr", 0, "enable extended attributes")
+	fs.boolVar(&c.PosixACL, "posix-acl", 0, "enable POSIX ACLs (implies --xattr)")
+	fs.boolVar(&c.SecurityLabel, "security-label", 0, "enable security labels (SELinux; implies --xattr)")
+	fs.boolVar(&c.KillprivV2, "killpriv-v2", 0, "let uvfsd clear set-id bits on write, truncate and chown (FUSE_HANDLE_KILLPRIV_V2; the default), which spares the guest a GETATTR before every chown")
+	fs.variable(&negatedBool{&c.KillprivV2}, "no-killpriv-v2", 0, "disable FUSE_HANDLE_KILLPRIV_V2: the guest refreshes the mode before every chown and clears set-id bits itself")
+	fs.boolVar(&c.NoOpen, "no-open", 0, "let the guest open and close regular files without OPEN and RELEASE round trips (FUSE_NO_OPEN_SUPPORT; only with --cache=auto or always, not with --posix-lock or --flock); a host change to a cached file then shows within the attribute timeout rather than at the next open; --no-open=false restores them")
+	fs.boolVar(&c.NoOpendir, "no-opendir", 0, "let the guest list directories without OPENDIR and RELEASEDIR round trips (FUSE_NO_OPENDIR_SUPPORT; not with --cache=never); the guest then caches a listing until the directory's attributes time out and show a change; --no-opendir=false restores them")
+	fs.boolVar(&c.NoReaddirplus, "no-readdirplus", 0, "disable READDIRPLUS")
+	fs.boolVar(&c.PreserveNoatime, "preserve-noatime", 0, "keep O_NOATIME from the guest instead of clearing it")
+	fs.boolVar(&c.Readonly, "readonly", 0, "refuse all writes from the guest")
+	fs.boolVar(&c.Flock, "flock", 0, "enable flock(2) locks (C virtiofsd's -o flock)")
+	fs.boolVar(&c.PosixLock, "posix-lock", 0, "enable POSIX record locks (C virtiofsd's -o posix_lock)")
+	fs.stringVar(&c.Xattrmap, "xattrmap", "xattr name mapping `RULES`, e.g. :map::user.virtiofs.: (implies --xattr)")
+	fs.variable(newEnum(&c.InodeFileHandles, []string{"never", "prefer", "mandatory"}, map[string]string{"fallback": "prefer"}), "inode-file-handles", 0, "when to use file handles for inodes (`MODE`): never, prefer, mandatory; bare --inode-file-handles means prefer").bare = "prefer"
+	fs.variable(&modcapsValue{&c.Modcaps}, "modcaps", 0, "modify the kept capabilities, `CAPS` like --modcaps=+sys_admin:-chown (use the = sign)")
 
-	fs.Var(&listValue{&c.UIDMap, checkIDMap}, "uid-map", "map host uids into the user namespace, `:ns_uid:host_uid:count:` (repeatable; needs /etc/subuid)")
-	fs.Var(&listValue{&c.GIDMap, checkIDMap}, "gid-map", "map host gids into the user namespace, `:ns_gid:host_gid:count:` (repeatable; needs /etc/subgid)")
-	fs.Var(&listValue{&c.TranslateUID, checkTranslation}, "translate-uid", "translate uids, `KIND:a:b:count` with KIND guest, host, squash-guest, squash-host, map, or forbid-guest:a:count (repeatable)")
-	fs.Var(&listValue{&c.TranslateGID, checkTranslation}, "translate-gid", "translate gids, `KIND:a:b:count` as for --translate-uid (repeatable)")
+	fs.variable(&listValue{&c.UIDMap, checkIDMap}, "uid-map", 0, "map host uids into the user namespace, `:ns_uid:host_uid:count:` (repeatable; needs /etc/subuid)")
+	fs.variable(&listValue{&c.GIDMap, checkIDMap}, "gid-map", 0, "map host gids into the user namespace, `:ns_gid:host_gid:count:` (repeatable; needs /etc/subgid)")
+	fs.variable(&listValue{&c.TranslateUID, checkTranslation}, "translate-uid", 0, "translate uids, `KIND:a:b:count` with KIND guest, host, squash-guest, squash-host, map, or forbid-guest:a:count (repeatable)")
+	fs.variable(&listValue{&c.TranslateGID, checkTranslation}, "translate-gid", 0, "translate gids, `KIND:a:b:count` as for --translate-uid (repeatable)")
 
-	fs.Var(newEnum(&c.Profile, []string{"home", "none"}, nil), "profile", "`NAME` of a preset: home = share your $HOME: every guest uid/gid creates files as you; your files appear in the guest as --home-uid/--home-gid (default: your host ids); enables --xattr")
-	fs.Var(&idValue{target: &c.HomeUID, max: maxID}, "home-uid", "with --profile=home: guest `UID` of your files")
-	fs.Var(&idValue{target: &c.HomeGID, max: maxID}, "home-gid", "with --profile=home: guest `GID` of your files")
+	fs.variable(newEnum(&c.Profile, []string{"home", "none"}, nil), "profile", 0, "`NAME` of a preset: home = share your $HOME: every guest uid/gid creates files as you; your files appear in the guest as --home-uid/--home-gid (default: your host ids); enables --xattr")
+	fs.variable(&idValue{target: &c.HomeUID, max: maxID}, "home-uid", 0, "with --profile=home: guest `UID` of your files")
+	fs.variable(&idValue{target: &c.HomeGID, max: maxID}, "home-gid", 0, "with --profile=home: guest `GID` of your files")
 
-	fs.Var(newEnum(&p.migrationMode, []string{"find-paths", "file-handles"}, nil), "migration-mode", "not supported: uvfsd cannot migrate, so `MODE` must stay find-paths")
-	fs.Var(newEnum(&p.migrationOnError, []string{"abort", "guest-error"}, nil), "migration-on-error", "not supported: uvfsd cannot migrate, so `ACTION` must stay abort")
-	fs.BoolVar(&p.migrationVerifyHandles, "migration-verify-handles", false, "not supported: uvfsd cannot migrate")
-	fs.BoolVar(&p.migrationConfirmPaths, "migration-confirm-paths", false, "not supported: uvfsd cannot migrate")
+	fs.variable(newEnum(&p.migrationMode, []string{"find-paths", "file-handles"}, nil), "migration-mode", 0, "not supported: uvfsd cannot migrate, so `MODE` must stay find-paths")
+	fs.variable(newEnum(&p.migrationOnError, []string{"abort", "guest-error"}, nil), "migration-on-error", 0, "not supported: uvfsd cannot migrate, so `ACTION` must stay abort")
+	fs.boolVar(&p.migrationVerifyHandles, "migration-verify-handles", 0, "not supported: uvfsd cannot migrate")
+	fs.boolVar(&p.migrationConfirmPaths, "migration-confirm-paths", 0, "not supported: uvfsd cannot migrate")
 
-	fs.VarP(&legacyOptionValue{p}, "option", "o", "C virtiofsd options `OPT[,OPT...]` (repeatable; listed below)")
+	fs.variable(&legacyOptionValue{p}, "option", 'o', "C virtiofsd options `OPT[,OPT...]` (repeatable; listed below)")
 	return p
 }
 
 // parseArgs parses the command line on top of whatever the FlagSet already
 // holds (defaults, then the config file).
+// -h/--help and -V/--version win over any mistake after them, as in clap.
 func (p *flagParser) parseArgs(args []string) error {
-	if err := p.fs.Parse(args); err != nil {
-		return fmt.Errorf("%w (see uvfsd --help)", err)
-	}
-	if p.help {
+	positional, err := p.fs.parse(args)
+	switch {
+	case p.help:
 		return errHelp
-	}
-	if p.fs.NArg() > 0 {
-		return p.unexpectedArgument(args, p.fs.Arg(0))
+	case p.cfg.Version:
+		return nil
+	case err != nil:
+		return err
+	case len(positional) > 0:
+		return p.unexpectedArgument(args, positional[0])
 	}
 	if p.daemonize {
 		return errors.New("--daemonize is not supported: uvfsd stays in the foreground; background it from your shell or service manager")
@@ -275,7 +261,7 @@ func (p *flagParser) parseArgs(args []string) error {
 // given without --shared-dir.
 func (p *flagParser) unexpectedArgument(args []string, arg string) error {
 	if i := slices.Index(args, arg); i > 0 && strings.HasPrefix(args[i-1], "--") {
-		if f := p.fs.Lookup(strings.TrimPrefix(args[i-1], "--")); f != nil && f.NoOptDefVal != "" {
+		if d := p.fs.lookup(strings.TrimPrefix(args[i-1], "--")); d != nil && d.bare != "" && d.value.Type() != "bool" {
 			return fmt.Errorf("unexpected argument %q: %s takes its value after '=': %s=%s (see uvfsd --help)", arg, args[i-1], args[i-1], arg)
 		}
 	}
@@ -296,9 +282,6 @@ func (p *flagParser) finish() error {
 		return errors.New("missing --socket-path or --fd: say where QEMU connects, e.g. --socket-path=/tmp/uvfsd.sock")
 	case c.SocketPath != "" && c.FD >= 0:
 		return errors.New("--socket-path and --fd both given: pass only one")
-	}
-	if len(c.Tag) > maxTagLen {
-		return fmt.Errorf("--tag %q is %d bytes long; virtio-fs tags hold at most %d", c.Tag, len(c.Tag), maxTagLen)
 	}
 	if c.ThreadPoolSize < 0 {
 		return fmt.Errorf("--thread-pool-size=%d: use 0 (no pool) or a positive size", c.ThreadPoolSize)
@@ -327,7 +310,7 @@ func (p *flagParser) finish() error {
 	// virtiofsd: every xattr-based feature needs xattr support.
 	c.Xattr = c.Xattr || c.PosixACL || c.SecurityLabel || c.Xattrmap != "" || c.Profile == "home"
 	if c.Seccomp != "none" {
-		c.warnings = append(c.warnings, fmt.Sprintf("--seccomp=%s: uvfsd has no seccomp filter yet; running unfiltered", c.Seccomp))
+		return fmt.Errorf("--seccomp=%s: uvfsd has no seccomp filter yet and will not run pretending to have one; use --seccomp=none or leave the flag out", c.Seccomp)
 	}
 	return nil
 }
@@ -350,155 +333,6 @@ func (p *flagParser) rejectMigration() error {
 	return nil
 }
 
-// configFilePath picks the config file: --config (which must exist), else
-// the first of the XDG and ~/.config locations that exists, else none.
-func configFilePath(explicit string, getenv func(string) string) (string, error) {
-	if explicit != "" {
-		if _, err := os.Stat(explicit); err != nil {
-			return "", fmt.Errorf("--config: %w", err)
-		}
-		return explicit, nil
-	}
-	var candidates []string
-	if x := getenv("XDG_CONFIG_HOME"); filepath.IsAbs(x) { // the XDG spec ignores relative paths
-		candidates = append(candidates, filepath.Join(x, "uvfsd", "config.toml"))
-	}
-	if h := getenv("HOME"); h != "" {
-		candidates = append(candidates, filepath.Join(h, ".config", "uvfsd", "config.toml"))
-	}
-	for _, c := range candidates {
-		_, err := os.Stat(c)
-		if err == nil {
-			return c, nil
-		}
-		// A default location we may not even look into (HOME left over from another user, as
-		// with su or setpriv) holds no config of ours.
-		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, os.ErrPermission) {
-			return "", fmt.Errorf("config file: %w", err)
-		}
-	}
-	return "", nil
-}
-
-// commandLineOnly are flags that make no sense in a config file.
-var commandLineOnly = map[string]bool{
-	"help": true, "version": true, "print-capabilities": true, "config": true,
-	"option": true, "debug": true, "foreground": true, "daemonize": true, "socket": true,
-}
-
-// overrideGroups: a command-line flag replaces the file's value for every
-// key of its group, so --fd on the command line beats socket-path in the file.
-var overrideGroups = map[string]string{
-	"socket-path": "listen", "socket": "listen", "fd": "listen",
-	"killpriv-v2": "killpriv", "no-killpriv-v2": "killpriv",
-}
-
-func overrideGroup(name string) string {
-	if g, ok := overrideGroups[name]; ok {
-		return g
-	}
-	return name
-}
-
-// applyConfigFile sets every key of the TOML file at path through the
-// FlagSet, so the file is checked exactly like the command line. Keys that
-// cli (the parsed command line) sets are skipped: flags override the file,
-// and repeatable flags replace the file's list instead of appending to it.
-func (p *flagParser) applyConfigFile(path string, cli *pflag.FlagSet) error {
-	var doc map[string]any
-	if _, err := toml.DecodeFile(path, &doc); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
-	}
-	overridden := map[string]bool{}
-	cli.Visit(func(f *pflag.Flag) { overridden[overrideGroup(f.Name)] = true })
-
-	keys := make([]string, 0, len(doc))
-	for k := range doc {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // report the same error first on every run
-	for _, key := range keys {
-		f := p.fs.Lookup(key)
-		if f == nil {
-			return fmt.Errorf("config file %s: unknown key %q: keys are long flag names without \"--\", see uvfsd --help", path, key)
-		}
-		if commandLineOnly[key] {
-			return fmt.Errorf("config file %s: key %q only works on the command line; remove it from the file", path, key)
-		}
-		if overridden[overrideGroup(key)] {
-			continue
-		}
-		values, err := tomlFlagValues(f, doc[key])
-		if err != nil {
-			return fmt.Errorf("config file %s: key %q: %w", path, key, err)
-		}
-		for _, v := range values {
-			if err := f.Value.Set(v); err != nil {
-				return fmt.Errorf("config file %s: %s = %q: %w", path, key, v, err)
-			}
-		}
-	}
-	return nil
-}
-
-// tomlFlagValues turns a TOML value into the strings the flag's Set takes,
-// insisting on the TOML type that matches the flag's type.
-func tomlFlagValues(f *pflag.Flag, v any) ([]string, error) {
-	switch f.Value.Type() {
-	case "bool":
-		if b, ok := v.(bool); ok {
-			return []string{strconv.FormatBool(b)}, nil
-		}
-		return nil, fmt.Errorf("want true or false, not %s", tomlTypeName(v))
-	case "int":
-		if n, ok := v.(int64); ok {
-			return []string{strconv.FormatInt(n, 10)}, nil
-		}
-		return nil, fmt.Errorf("want an integer, not %s", tomlTypeName(v))
-	case "stringArray":
-		if s, ok := v.(string); ok {
-			return []string{s}, nil
-		}
-		list, ok := v.([]any)
-		if !ok {
-			return nil, fmt.Errorf("want an array of strings, not %s", tomlTypeName(v))
-		}
-		out := make([]string, 0, len(list))
-		for _, e := range list {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("want an array of strings, but it holds %s", tomlTypeName(e))
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	default:
-		if s, ok := v.(string); ok {
-			return []string{s}, nil
-		}
-		return nil, fmt.Errorf("want a string, not %s", tomlTypeName(v))
-	}
-}
-
-func tomlTypeName(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case bool:
-		return "a boolean"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case []any, []map[string]any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	default:
-		return "a date/time"
-	}
-}
-
 // writeUsage prints the --help text.
 func writeUsage(w io.Writer) {
 	fmt.Fprintf(w, `uvfsd %s: unprivileged virtio-fs daemon (virtiofsd-compatible flags)
@@ -506,9 +340,9 @@ func writeUsage(w io.Writer) {
 Usage: uvfsd [FLAGS] [OPTIONS] --fd <fd>|--socket-path <socket-path> --shared-dir <shared-dir>
 
 `, version)
-	fmt.Fprint(w, newFlagParser().fs.FlagUsages())
+	fmt.Fprint(w, newFlagParser().fs.usages())
 	fmt.Fprintf(w, `
-C virtiofsd -o options (a comma inside a value is written \,):
+C virtiofsd -o options (a comma inside a value is written ,, or \,):
 %s
 
 Settings come from the defaults, then the TOML config file, then the command
@@ -518,343 +352,7 @@ line. Config file keys are the long flag names, e.g.
 `, wrapWords(legacyOptionNames(), "  ", 78))
 }
 
-// wrapWords joins words into indented lines of at most width bytes.
-func wrapWords(words []string, indent string, width int) string {
-	var b strings.Builder
-	line := indent
-	for _, w := range words {
-		if line != indent && len(line)+1+len(w) > width {
-			b.WriteString(line + "\n")
-			line = indent
-		}
-		if line != indent {
-			line += " "
-		}
-		line += w
-	}
-	b.WriteString(line)
-	return b.String()
-}
-
-// legacyOptionNames lists the -o options for --help, sorted.
-func legacyOptionNames() []string {
-	var names []string
-	for name := range legacyValued {
-		names = append(names, name+"=")
-	}
-	for name := range legacyIgnored {
-		names = append(names, name+"=")
-	}
-	for name := range legacySwitches {
-		names = append(names, name)
-	}
-	for name := range legacyIgnoredSwitches {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // printVersion prints the -V/--version line.
 func printVersion(w io.Writer) {
 	fmt.Fprintf(w, "uvfsd %s\n", version)
-}
-
-// Flag value types. Each checks its value in Set, so the command line, -o
-// and the config file all get the same check and the same message.
-
-const (
-	maxFD = 1<<31 - 1
-	maxID = 1<<32 - 2 // (uid_t)-1 means "no id"
-)
-
-// enumValue accepts one of valid, or an alias for one (C virtiofsd spellings).
-type enumValue struct {
-	target  *string
-	valid   []string
-	aliases map[string]string
-}
-
-func newEnum(target *string, valid []string, aliases map[string]string) *enumValue {
-	return &enumValue{target, valid, aliases}
-}
-
-func (e *enumValue) Set(s string) error {
-	if canonical, ok := e.aliases[s]; ok {
-		s = canonical
-	}
-	for _, v := range e.valid {
-		if s == v {
-			*e.target = s
-			return nil
-		}
-	}
-	return fmt.Errorf("must be one of %s", strings.Join(e.valid, ", "))
-}
-func (e *enumValue) String() string { return *e.target }
-func (e *enumValue) Type() string   { return "string" }
-
-// idValue is a non-negative integer up to max, -1 while unset; it prints
-// no "(default -1)" in --help.
-type idValue struct {
-	target *int
-	max    int64
-	auto   bool // -1 is accepted too: the default, uvfsd's choice
-}
-
-func (v *idValue) Set(s string) error {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if v.auto && err == nil && n == -1 {
-		*v.target = -1
-		return nil
-	}
-	if err != nil || n < 0 || n > v.max {
-		if v.auto {
-			return fmt.Errorf("want a number from 0 to %d, or -1 for uvfsd's choice", v.max)
-		}
-		return fmt.Errorf("want a number from 0 to %d", v.max)
-	}
-	*v.target = int(n)
-	return nil
-}
-
-func (v *idValue) String() string {
-	if *v.target < 0 {
-		return ""
-	}
-	return strconv.Itoa(*v.target)
-}
-func (v *idValue) Type() string { return "int" }
-
-// negatedBool backs --no-X flags that share a field with --X.
-type negatedBool struct{ target *bool }
-
-func (v *negatedBool) Set(s string) error {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return errors.New("want true or false")
-	}
-	*v.target = !b
-	return nil
-}
-func (v *negatedBool) String() string   { return "false" } // --help shows no default
-func (v *negatedBool) Type() string     { return "bool" }
-func (v *negatedBool) IsBoolFlag() bool { return true }
-
-// debugValue backs -d/--debug: a shortcut for --log-level=debug.
-type debugValue struct{ logLevel *string }
-
-func (v *debugValue) Set(s string) error {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return errors.New("want true or false")
-	}
-	if b {
-		*v.logLevel = "debug"
-	}
-	return nil
-}
-func (v *debugValue) String() string   { return "false" }
-func (v *debugValue) Type() string     { return "bool" }
-func (v *debugValue) IsBoolFlag() bool { return true }
-
-// listValue is a repeatable flag; every element is checked when added.
-type listValue struct {
-	target *[]string
-	check  func(string) error
-}
-
-func (v *listValue) Set(s string) error {
-	if err := v.check(s); err != nil {
-		return err
-	}
-	*v.target = append(*v.target, s)
-	return nil
-}
-func (v *listValue) String() string { return strings.Join(*v.target, " ") }
-func (v *listValue) Type() string   { return "stringArray" }
-
-// checkIDMap checks the shape of ":ns:host:count:" (the first character is
-// the separator, as in virtiofsd); package idmap parses it for real.
-func checkIDMap(s string) error {
-	const want = `want ":namespace_id:host_id:count:", e.g. ":0:1000:1:"`
-	if s == "" || (s[0] >= '0' && s[0] <= '9') {
-		return errors.New(want)
-	}
-	fields := strings.Split(s, s[:1])
-	if len(fields) != 5 || fields[0] != "" || fields[4] != "" {
-		return errors.New(want)
-	}
-	return checkIDs(fields[1:4])
-}
-
-// translationFields is the number of numbers each --translate-uid kind takes.
-var translationFields = map[string]int{
-	"guest": 3, "host": 3, "squash-guest": 3, "squash-host": 3, "map": 3, "forbid-guest": 2,
-}
-
-// checkTranslation checks the shape of "kind:a:b:count"; package idmap
-// parses it for real.
-func checkTranslation(s string) error {
-	fields := strings.Split(s, ":")
-	want, ok := translationFields[fields[0]]
-	if !ok {
-		return fmt.Errorf("unknown kind %q: use guest, host, squash-guest, squash-host, map or forbid-guest, e.g. squash-guest:0:1000:4294967295", fields[0])
-	}
-	if len(fields)-1 != want {
-		if want == 2 {
-			return fmt.Errorf("%s takes 2 numbers, e.g. %s:0:100", fields[0], fields[0])
-		}
-		return fmt.Errorf("%s takes 3 numbers, e.g. %s:0:1000:1", fields[0], fields[0])
-	}
-	return checkIDs(fields[1:])
-}
-
-func checkIDs(fields []string) error {
-	for _, f := range fields {
-		if _, err := strconv.ParseUint(f, 10, 32); err != nil {
-			return fmt.Errorf("%q is not a number from 0 to 4294967295", f)
-		}
-	}
-	return nil
-}
-
-// modcapsValue takes "+cap:-cap…" with known capability names.
-type modcapsValue struct{ target *string }
-
-func (v *modcapsValue) Set(s string) error {
-	if _, err := userns.ModifiedCapabilities(s); err != nil {
-		return err
-	}
-	*v.target = s
-	return nil
-}
-func (v *modcapsValue) String() string { return *v.target }
-func (v *modcapsValue) Type() string   { return "string" }
-
-// C virtiofsd's "-o opt[,opt...]" options, each mapped onto a uvfsd flag.
-
-// legacyValued maps "-o name=value" to the flag that takes the value.
-var legacyValued = map[string]string{
-	"source": "shared-dir", "cache": "cache", "log_level": "log-level",
-	"sandbox": "sandbox", "xattrmap": "xattrmap", "modcaps": "modcaps",
-	"vhost_user_socket": "socket-path", // the C virtiofsd's old spelling of --socket-path
-}
-
-// legacySwitches maps "-o name" to a bool flag and the value it sets.
-var legacySwitches = map[string]struct{ flag, value string }{
-	"debug":              {"debug", "true"},
-	"xattr":              {"xattr", "true"},
-	"no_xattr":           {"xattr", "false"},
-	"flock":              {"flock", "true"},
-	"no_flock":           {"flock", "false"},
-	"posix_lock":         {"posix-lock", "true"},
-	"no_posix_lock":      {"posix-lock", "false"},
-	"writeback":          {"writeback", "true"},
-	"no_writeback":       {"writeback", "false"},
-	"readdirplus":        {"no-readdirplus", "false"},
-	"no_readdirplus":     {"no-readdirplus", "true"},
-	"announce_submounts": {"announce-submounts", "true"},
-	"killpriv_v2":        {"killpriv-v2", "true"},
-	"no_killpriv_v2":     {"killpriv-v2", "false"},
-	"allow_direct_io":    {"allow-direct-io", "true"},
-	"no_allow_direct_io": {"allow-direct-io", "false"},
-	"posix_acl":          {"posix-acl", "true"},
-	"no_posix_acl":       {"posix-acl", "false"},
-	"security_label":     {"security-label", "true"},
-	"no_security_label":  {"security-label", "false"},
-}
-
-// legacyIgnored are numeric "-o name=N" options that uvfsd accepts with a
-// warning saying why they have no effect.
-var legacyIgnored = map[string]string{
-	"timeout":          "uvfsd derives cache timeouts from --cache",
-	"max_idle_threads": "uvfsd sizes its workers with --thread-pool-size",
-}
-
-// legacyIgnoredSwitches are "-o name" options that uvfsd accepts with a warning.
-var legacyIgnoredSwitches = map[string]string{
-	"norace": "uvfsd has no racy fallback to turn off",
-}
-
-type legacyOptionValue struct{ p *flagParser }
-
-func (v *legacyOptionValue) Set(s string) error {
-	for _, opt := range splitLegacyOptions(s) {
-		if err := v.p.applyLegacyOption(opt); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-func (v *legacyOptionValue) String() string { return "" }
-func (v *legacyOptionValue) Type() string   { return "stringArray" }
-
-// splitLegacyOptions splits at commas; as in libfuse, "\," is a literal
-// comma (xattrmap rules may contain one).
-func splitLegacyOptions(s string) []string {
-	var opts []string
-	var cur strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-		case s[i] == ',':
-			opts = append(opts, cur.String())
-			cur.Reset()
-		default:
-			cur.WriteByte(s[i])
-		}
-	}
-	opts = append(opts, cur.String())
-	kept := opts[:0]
-	for _, o := range opts {
-		if o != "" {
-			kept = append(kept, o)
-		}
-	}
-	return kept
-}
-
-// applyLegacyOption sets one -o option through the FlagSet, so it is
-// checked like the flag it stands for and counts as given on the command line.
-func (p *flagParser) applyLegacyOption(opt string) error {
-	name, value, hasValue := strings.Cut(opt, "=")
-	if flag, ok := legacyValued[name]; ok {
-		if !hasValue {
-			return fmt.Errorf("%s needs a value, e.g. -o %s=…", name, name)
-		}
-		return p.setFlag(name, flag, value)
-	}
-	if sw, ok := legacySwitches[name]; ok {
-		if hasValue {
-			return fmt.Errorf("%s takes no value; write -o %s", name, name)
-		}
-		return p.setFlag(name, sw.flag, sw.value)
-	}
-	if why, ok := legacyIgnoredSwitches[name]; ok && !hasValue {
-		p.cfg.warnings = append(p.cfg.warnings, fmt.Sprintf("ignoring -o %s: %s", opt, why))
-		return nil
-	}
-	if why, ok := legacyIgnored[name]; ok {
-		if n, err := strconv.ParseFloat(value, 64); !hasValue || err != nil || n < 0 {
-			return fmt.Errorf("%s needs a non-negative number, e.g. -o %s=1", name, name)
-		}
-		p.cfg.warnings = append(p.cfg.warnings, fmt.Sprintf("ignoring -o %s: %s", opt, why))
-		return nil
-	}
-	return fmt.Errorf("unknown option %q; see uvfsd --help for the -o options uvfsd accepts", name)
-}
-
-func (p *flagParser) setFlag(option, flag, value string) error {
-	err := p.fs.Set(flag, value)
-	var invalid *pflag.InvalidValueError
-	if errors.As(err, &invalid) {
-		err = invalid.Unwrap()
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", option, err)
-	}
-	return nil
 }

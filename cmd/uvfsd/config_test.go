@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/spf13/pflag"
 )
 
 // Every case starts from these, so validation passes.
@@ -121,7 +119,7 @@ var flagCases = []flagCase{
 	{flag: "cache", args: []string{"--cache=always"}, toml: `cache = "always"`, want: func(c *Config) { c.Cache = "always" }},
 	{flag: "sandbox", args: []string{"--sandbox", "chroot"}, toml: `sandbox = "chroot"`, want: func(c *Config) { c.Sandbox = "chroot" }},
 	{flag: "sandbox", args: []string{"--sandbox=none"}, toml: `sandbox = "none"`, want: func(c *Config) { c.Sandbox = "none" }},
-	{flag: "seccomp", args: []string{"--seccomp=log"}, toml: `seccomp = "log"`, want: func(c *Config) { c.Seccomp = "log" }},
+	{flag: "seccomp", args: []string{"--seccomp", "none"}, toml: `seccomp = "none"`, want: func(c *Config) {}},
 	{flag: "log-level", args: []string{"--log-level=trace"}, toml: `log-level = "trace"`, want: func(c *Config) { c.LogLevel = "trace" }},
 	{flag: "log-level", args: []string{"--log-level=err"}, toml: `log-level = "err"`, want: func(c *Config) { c.LogLevel = "error" }},
 	{flag: "debug", args: []string{"-d"}, want: func(c *Config) { c.LogLevel = "debug" }},
@@ -140,6 +138,7 @@ var flagCases = []flagCase{
 	{flag: "allow-direct-io", args: []string{"--allow-direct-io"}, toml: `allow-direct-io = true`, want: func(c *Config) { c.AllowDirectIO = true }},
 	{flag: "allow-mmap", args: []string{"--allow-mmap"}, toml: `allow-mmap = true`, want: func(c *Config) { c.AllowMmap = true }},
 	{flag: "announce-submounts", args: []string{"--announce-submounts"}, toml: `announce-submounts = true`, want: func(c *Config) { c.AnnounceSubmounts = true }},
+	{flag: "no-announce-submounts", args: []string{"--announce-submounts", "--no-announce-submounts"}, toml: `no-announce-submounts = true`, want: func(c *Config) {}},
 	{flag: "writeback", args: []string{"--writeback"}, toml: `writeback = true`, want: func(c *Config) { c.Writeback = true }},
 	{flag: "xattr", args: []string{"--xattr"}, toml: `xattr = true`, want: func(c *Config) { c.Xattr = true }},
 	{flag: "posix-acl", args: []string{"--posix-acl"}, toml: `posix-acl = true`, want: func(c *Config) { c.PosixACL = true; c.Xattr = true }},
@@ -157,7 +156,7 @@ var flagCases = []flagCase{
 	{flag: "inode-file-handles", args: []string{"--inode-file-handles=mandatory"}, toml: `inode-file-handles = "mandatory"`, want: func(c *Config) { c.InodeFileHandles = "mandatory" }},
 	{flag: "inode-file-handles", args: []string{"--inode-file-handles=never", "--inode-file-handles"}, want: func(c *Config) { c.InodeFileHandles = "prefer" }},
 	{flag: "modcaps", args: []string{"--modcaps=+sys_admin:-chown"}, toml: `modcaps = "+sys_admin:-chown"`, want: func(c *Config) { c.Modcaps = "+sys_admin:-chown" }},
-	{flag: "modcaps", args: []string{"--modcaps", "-mknod"}, toml: `modcaps = "-mknod"`, want: func(c *Config) { c.Modcaps = "-mknod" }},
+	{flag: "modcaps", args: []string{"--modcaps=-mknod"}, toml: `modcaps = "-mknod"`, want: func(c *Config) { c.Modcaps = "-mknod" }},
 	{flag: "uid-map", args: []string{"--uid-map=:0:1000:1:", "--uid-map", ":1:100000:65536:"}, toml: `uid-map = [":0:1000:1:", ":1:100000:65536:"]`,
 		want: func(c *Config) { c.UIDMap = []string{":0:1000:1:", ":1:100000:65536:"} }},
 	{flag: "uid-map", args: []string{"--uid-map=/0/1000/1/"}, toml: `uid-map = "/0/1000/1/"`, want: func(c *Config) { c.UIDMap = []string{"/0/1000/1/"} }},
@@ -239,14 +238,14 @@ func TestEveryFlagIsCovered(t *testing.T) {
 	for _, f := range []string{"help", "version", "print-capabilities", "config"} {
 		onCommandLine[f] = true
 	}
-	newFlagParser().fs.VisitAll(func(f *pflag.Flag) {
-		if !onCommandLine[f.Name] {
-			t.Errorf("flag --%s has no test case", f.Name)
+	for _, d := range newFlagParser().fs.defs {
+		if !onCommandLine[d.name] {
+			t.Errorf("flag --%s has no test case", d.name)
 		}
-		if !commandLineOnly[f.Name] && !inFile[f.Name] {
-			t.Errorf("flag --%s has no config file test case", f.Name)
+		if !commandLineOnly[d.name] && !inFile[d.name] {
+			t.Errorf("flag --%s has no config file test case", d.name)
 		}
-	})
+	}
 }
 
 // legacyCases covers every C virtiofsd -o option.
@@ -291,7 +290,9 @@ var legacyCases = []struct {
 	{"security_label", func(c *Config) { c.SecurityLabel = true; c.Xattr = true }},
 	{"no_security_label", func(c *Config) {}},
 	// libfuse-style escaped comma inside a value, and empty items.
-	{`xattrmap=:prefix:all:a\,b::,,xattr`, func(c *Config) { c.Xattrmap = ":prefix:all:a,b::"; c.Xattr = true }},
+	{`xattrmap=:prefix:all:a\,b::,xattr,`, func(c *Config) { c.Xattrmap = ":prefix:all:a,b::"; c.Xattr = true }},
+	// libvirt doubles a comma in a path.
+	{"source=/a,,b,,,xattr", func(c *Config) { c.SharedDir = "/a,b,"; c.Xattr = true }},
 }
 
 func TestLegacyOptions(t *testing.T) {
@@ -357,9 +358,8 @@ func TestWarnings(t *testing.T) {
 	}{
 		{nil, nil},
 		{[]string{"--seccomp=none"}, nil},
-		{[]string{"--seccomp=kill"}, []string{"--seccomp=kill: uvfsd has no seccomp filter"}},
 		{[]string{"-o", "timeout=5"}, []string{"ignoring -o timeout=5: uvfsd derives cache timeouts from --cache"}},
-		{[]string{"-o", "max_idle_threads=3", "--seccomp=trap"}, []string{"max_idle_threads=3", "--seccomp=trap"}},
+		{[]string{"-o", "max_idle_threads=3", "-o", "norace"}, []string{"max_idle_threads=3", "norace"}},
 	}
 	for _, tc := range cases {
 		c := mustParse(t, append(append([]string{}, baseArgs...), tc.args...), noEnv)
@@ -388,11 +388,14 @@ var errorCases = []errorCase{
 	{flag: "socket-path", args: []string{"--shared-dir=/d"}, wantErr: "missing --socket-path or --fd"},
 	{flag: "fd", args: append([]string{"--fd=3"}, baseArgs...), wantErr: "--socket-path and --fd both given"},
 	{flag: "fd", args: append([]string{"--fd=-1"}, baseArgs...), wantErr: "want a number from 0 to 2147483647"},
-	{flag: "fd", args: append([]string{"--fd=x"}, baseArgs...), wantErr: `invalid argument "x" for "--fd" flag`},
-	{flag: "tag", args: append([]string{"--tag=" + strings.Repeat("t", 37)}, baseArgs...), wantErr: "at most 36"},
+	{flag: "fd", args: append([]string{"--fd=x"}, baseArgs...), wantErr: `invalid value "x" for --fd: want a number`},
+	{flag: "tag", args: append([]string{"--tag=" + strings.Repeat("t", 37)}, baseArgs...), wantErr: `invalid value "ttttttttttttttttttttttttttttttttttttt" for --tag: a tag is 1 to 36 bytes long, not 37`},
+	{flag: "tag", args: append([]string{"--tag="}, baseArgs...), wantErr: "a tag is 1 to 36 bytes long, not 0"},
 	{flag: "cache", args: append([]string{"--cache=bogus"}, baseArgs...), wantErr: "must be one of auto, always, metadata, never"},
 	{flag: "sandbox", args: append([]string{"--sandbox=jail"}, baseArgs...), wantErr: "must be one of namespace, chroot, none"},
 	{flag: "seccomp", args: append([]string{"--seccomp=errno"}, baseArgs...), wantErr: "must be one of none, kill, log, trap"},
+	{flag: "seccomp", args: append([]string{"--seccomp=kill"}, baseArgs...), wantErr: "--seccomp=kill: uvfsd has no seccomp filter yet"},
+	{flag: "seccomp", args: append([]string{"--seccomp=trap"}, baseArgs...), wantErr: "--seccomp=trap: uvfsd has no seccomp filter yet"},
 	{flag: "log-level", args: append([]string{"--log-level=loud"}, baseArgs...), wantErr: "must be one of error, warn, info, debug, trace, off"},
 	{flag: "inode-file-handles", args: append([]string{"--inode-file-handles=always"}, baseArgs...), wantErr: "must be one of never, prefer, mandatory"},
 	{flag: "inode-file-handles", args: append([]string{"--inode-file-handles", "mandatory"}, baseArgs...), wantErr: `--inode-file-handles takes its value after '=': --inode-file-handles=mandatory`},
@@ -418,14 +421,15 @@ var errorCases = []errorCase{
 	{flag: "modcaps", args: append([]string{"--modcaps=+sys admin"}, baseArgs...), wantErr: `unknown capability "sys admin"`},
 	{flag: "modcaps", args: append([]string{"--modcaps=+-chown"}, baseArgs...), wantErr: `unknown capability "-chown"`},
 	{flag: "modcaps", args: append([]string{"--modcaps=+frobnicate"}, baseArgs...), wantErr: `unknown capability "frobnicate"`},
+	{flag: "modcaps", args: append([]string{"--modcaps", "-mknod"}, baseArgs...), wantErr: `--modcaps needs a value, and "-mknod" looks like a flag: if it is the value, write --modcaps=-mknod`},
 	{flag: "migration-mode", args: append([]string{"--migration-mode=file-handles"}, baseArgs...), wantErr: "--migration-mode=file-handles: uvfsd does not support migration"},
 	{flag: "migration-mode", args: append([]string{"--migration-mode=bogus"}, baseArgs...), wantErr: "must be one of find-paths, file-handles"},
 	{flag: "migration-on-error", args: append([]string{"--migration-on-error=guest-error"}, baseArgs...), wantErr: "--migration-on-error=guest-error: uvfsd does not support migration"},
 	{flag: "migration-verify-handles", args: append([]string{"--migration-verify-handles"}, baseArgs...), wantErr: "--migration-verify-handles: uvfsd does not support migration"},
 	{flag: "migration-confirm-paths", args: append([]string{"--migration-confirm-paths"}, baseArgs...), wantErr: "--migration-confirm-paths: uvfsd does not support migration"},
 	{flag: "daemonize", args: append([]string{"--daemonize"}, baseArgs...), wantErr: "--daemonize is not supported"},
-	{flag: "syslog", args: append([]string{"--syslog=maybe"}, baseArgs...), wantErr: `invalid argument "maybe" for "--syslog" flag`},
-	{flag: "", args: append([]string{"--bogus"}, baseArgs...), wantErr: "unknown flag: --bogus (see uvfsd --help)"},
+	{flag: "syslog", args: append([]string{"--syslog=maybe"}, baseArgs...), wantErr: `invalid value "maybe" for --syslog: want true or false`},
+	{flag: "", args: append([]string{"--bogus"}, baseArgs...), wantErr: "unknown flag --bogus (see uvfsd --help"},
 	{flag: "", args: append([]string{"extra"}, baseArgs...), wantErr: `unexpected argument "extra"`},
 	{flag: "option", args: append([]string{"-o", "allow_root"}, baseArgs...), wantErr: `unknown option "allow_root"`},
 	{flag: "option", args: append([]string{"-o", "xattr=1"}, baseArgs...), wantErr: "xattr takes no value"},
@@ -602,12 +606,13 @@ func TestHelp(t *testing.T) {
 	if !strings.Contains(help, "Usage: uvfsd [FLAGS] [OPTIONS] --fd <fd>|--socket-path <socket-path> --shared-dir <shared-dir>") {
 		t.Errorf("help has no usage line:\n%s", help)
 	}
-	newFlagParser().fs.VisitAll(func(f *pflag.Flag) {
-		listed := strings.Contains(help, "--"+f.Name+" ") || strings.Contains(help, "--"+f.Name+"\n")
-		if listed == f.Hidden {
-			t.Errorf("--%s: listed in help = %v, hidden = %v", f.Name, listed, f.Hidden)
+	for _, d := range newFlagParser().fs.defs {
+		listed := strings.Contains(help, "--"+d.name+" ") || strings.Contains(help, "--"+d.name+"\n") ||
+			strings.Contains(help, "--"+d.name+"[=")
+		if listed == d.hidden {
+			t.Errorf("--%s: listed in help = %v, hidden = %v", d.name, listed, d.hidden)
 		}
-	})
+	}
 	for _, f := range []string{"-o, --option", "-d, --debug", "-V, --version", "-h, --help", "-f, --foreground"} {
 		if !strings.Contains(help, f) {
 			t.Errorf("help does not list %q", f)

@@ -5,9 +5,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/syslog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -26,35 +26,36 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run returns the process exit code: 0 when the front-end disconnected normally.
-func run(args []string) int {
+// run returns the process exit code: 0 when the front-end disconnected normally. stdout takes
+// --help, --version and --print-capabilities, stderr the reason uvfsd did not start.
+func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := ParseConfig(args, os.Getenv)
 	switch {
 	case errors.Is(err, errHelp):
-		writeUsage(os.Stdout)
+		writeUsage(stdout)
 		return 0
 	case err != nil:
-		fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err)
+		fmt.Fprintf(stderr, "uvfsd: %v\n", err)
 		return 2
 	case cfg.Version:
-		printVersion(os.Stdout)
+		printVersion(stdout)
 		return 0
 	case cfg.PrintCapabilities:
-		printCapabilities(os.Stdout)
+		printCapabilities(stdout)
 		return 0
 	}
 	logger, err := newLogger(cfg)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err)
+		fmt.Fprintf(stderr, "uvfsd: %v\n", err)
 		return 1
 	}
 	if err := serve(cfg, logger); err != nil {
 		logger.errorf("%v", err)
 		if cfg.Syslog || logger.level < 0 {
-			fmt.Fprintf(os.Stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
+			fmt.Fprintf(stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
 		}
 		return 1
 	}
@@ -103,21 +104,23 @@ func serve(cfg *Config, lg *logger) error {
 
 	// The socket is made (or, with --fd, taken over) by the process the user started, before any
 	// namespace or sandbox: --socket-group names a host group there, and that process, which no
-	// sandbox confines, removes the socket at the end. A re-exec'ed child inherits it.
+	// sandbox confines, removes the socket at the end. A re-exec'ed child inherits it. That
+	// process also writes and holds the pid file, so that the pid in it is the one the client
+	// started, which it waits for and signals.
 	var listenerFile *os.File
-	var sock *vhost.SocketFile
+	var made madeFiles
 	var pass []*os.File
 	if !userns.InChild() {
-		if listenerFile, sock, err = listen(cfg); err != nil {
+		if listenerFile, made, err = listen(cfg); err != nil {
 			return err
 		}
-		defer sock.Remove() // on every way out of this process but a re-exec's (AtExit)
+		defer made.Remove() // on every way out of this process but a re-exec's (AtExit)
 		pass = []*os.File{listenerFile}
 	}
 	// Non-root: this re-execs into a user namespace and, in the original process, exits with
 	// the child's status.
 	st, err := userns.Enter(userns.Options{UIDMap: uidMap, GIDMap: gidMap,
-		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, Files: pass, AtExit: sock.Remove})
+		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, Files: pass, AtExit: made.Remove})
 	if err != nil {
 		return err
 	}
@@ -132,7 +135,7 @@ func serve(cfg *Config, lg *logger) error {
 	if err != nil {
 		return fmt.Errorf("the vhost-user socket: %w", err)
 	}
-	removeSocketOnSignal(sock, lg)
+	removeSocketOnSignal(made, lg)
 	lg.debugf("user namespace: %v; uid_map %q; gid_map %q; invoking user %d:%d",
 		st.InNamespace, st.UIDs.String(), st.GIDs.String(), st.HostUID, st.HostGID)
 	uids, gids, err := idMappers(cfg, st, uidRules, gidRules)
@@ -175,7 +178,7 @@ func serve(cfg *Config, lg *logger) error {
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, lg)
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg))
-	if err := backend.ServeListener(listener, sock); err != nil {
+	if err := backend.ServeListener(listener, made.sock); err != nil {
 		return err
 	}
 	lg.infof("front-end disconnected; exiting")
@@ -334,30 +337,60 @@ func checkSharedDir(dir string) error {
 	return nil
 }
 
+// madeFiles are what this process made for the daemon and removes when it ends: the socket and its
+// pid file (none with --fd, or in a re-exec'ed child).
+type madeFiles struct {
+	sock *vhost.SocketFile
+	pid  *pidFile
+}
+
+// Remove removes the socket, then the pid file, whose going says that the daemon is gone.
+func (m madeFiles) Remove() {
+	m.sock.Remove()
+	m.pid.Remove()
+}
+
 // listen returns the listening socket as a file (to pass to a re-exec'ed child or to listen on),
-// and, when this process made it (--socket-path), the socket's name for its removal.
-func listen(cfg *Config) (*os.File, *vhost.SocketFile, error) {
-	var l *net.UnixListener
-	var sock *vhost.SocketFile
-	var err error
+// and, when this process made it (--socket-path), the socket and its pid file for their removal.
+// A running daemon's pid file stops it before the socket is touched.
+func listen(cfg *Config) (*os.File, madeFiles, error) {
 	if cfg.FD >= 0 {
-		l, err = vhost.ListenerFromFD(cfg.FD)
-	} else if l, err = vhost.Listen(cfg.SocketPath, cfg.SocketGroup); err == nil {
-		if sock, err = vhost.OpenSocketFile(cfg.SocketPath); err != nil {
-			l.Close()
-			os.Remove(cfg.SocketPath)
+		l, err := vhost.ListenerFromFD(cfg.FD)
+		if err != nil {
+			return nil, madeFiles{}, err
 		}
+		defer l.Close() // the file is a duplicate
+		f, err := l.File()
+		if err != nil {
+			return nil, madeFiles{}, fmt.Errorf("the vhost-user socket: %w", err)
+		}
+		return f, madeFiles{}, nil
 	}
+	if err := checkPidFile(pidFilePath(cfg.SocketPath)); err != nil {
+		return nil, madeFiles{}, err
+	}
+	l, err := vhost.Listen(cfg.SocketPath, cfg.SocketGroup)
 	if err != nil {
-		return nil, nil, err
+		return nil, madeFiles{}, err
 	}
 	defer l.Close() // the file is a duplicate
+	var m madeFiles
+	if m.sock, err = vhost.OpenSocketFile(cfg.SocketPath); err != nil {
+		os.Remove(cfg.SocketPath)
+		return nil, madeFiles{}, err
+	}
 	f, err := l.File()
 	if err != nil {
-		sock.Remove()
-		return nil, nil, fmt.Errorf("the vhost-user socket: %w", err)
+		m.Remove()
+		return nil, madeFiles{}, fmt.Errorf("the vhost-user socket: %w", err)
 	}
-	return f, sock, nil
+	// The pid file appears once the socket listens: whoever waits for it can connect at once.
+	if m.pid, err = createPidFile(pidFilePath(cfg.SocketPath), os.Getpid()); err != nil {
+		f.Close()
+		m.Remove()
+		return nil, madeFiles{}, err
+	}
+	return f, m, nil
 }
 
 func describeSocket(cfg *Config) string {
@@ -367,14 +400,15 @@ func describeSocket(cfg *Config) string {
 	return cfg.SocketPath
 }
 
-// removeSocketOnSignal removes the socket (sock: nil in a re-exec'ed child, whose original
-// process removes it) when the daemon is told to stop, so that the next start finds no stale file.
-func removeSocketOnSignal(sock *vhost.SocketFile, lg *logger) {
+// removeSocketOnSignal removes the socket and the pid file (none in a re-exec'ed child, whose
+// original process removes them) when the daemon is told to stop, so that the next start finds no
+// stale file.
+func removeSocketOnSignal(made madeFiles, lg *logger) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		sig := <-ch
-		sock.Remove()
+		made.Remove()
 		lg.infof("%v: exiting", sig)
 		os.Exit(0)
 	}()

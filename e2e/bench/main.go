@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,8 +28,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/spf13/pflag"
 
 	"github.com/uvfsd/uvfsd/e2e/guest"
 )
@@ -78,41 +77,45 @@ func main() {
 
 func run() error {
 	b := &bench{}
-	quick := pflag.Bool("quick", false, "small run: 300 files, a 1000-file tree, 16 MiB, 1 round (unless set)")
-	pflag.IntVar(&b.rounds, "rounds", 3, "boots per system; the table shows the median")
-	pflag.IntVar(&b.rounds9p, "rounds-9p", 1, "boots of 9p (at most --rounds): 9p is 5-10x slower under TCG and would dominate the run time")
+	quick := flag.Bool("quick", false, "small run: 300 files, a 1000-file tree, 16 MiB, 1 round (unless set)")
+	flag.IntVar(&b.rounds, "rounds", 3, "boots per system; the table shows the median")
+	flag.IntVar(&b.rounds9p, "rounds-9p", 1, "boots of 9p (at most --rounds): 9p is 5-10x slower under TCG and would dominate the run time")
 	// The issue's sizes (2000 files, a 6000-file tree, 128 MiB) take over 20 minutes per round
 	// under TCG, mostly in 9p; the defaults keep a whole run near 10 minutes.
-	pflag.IntVar(&b.sizes.SmallFiles, "files", 1000, "small files to create, stat, read (the issue's full size: 2000)")
-	pflag.IntVar(&b.sizes.TreeFiles, "tree-files", 1500, "files in the host-made tree (full size: 6000)")
-	pflag.IntVar(&b.sizes.BigMiB, "mib", 64, "MiB of the sequential write and read (full size: 128)")
-	uvfsdArgs := pflag.String("uvfsd-args", "", `extra uvfsd flags, space separated (e.g. "--cache=always --writeback")`)
-	systems := pflag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated")
-	pflag.IntVar(&b.memoryMB, "memory", 1024, "guest memory in MiB (same for all systems)")
-	pflag.IntVar(&b.cpus, "cpus", 2, "guest CPUs (same for all systems)")
-	kernelPath := pflag.String("kernel", "", "guest kernel (default: /boot/vmlinuz-$(uname -r) or the newest)")
-	pflag.BoolVarP(&b.verbose, "verbose", "v", false, "copy the guest console to stderr")
-	pflag.DurationVar(&b.timeout, "boot-timeout", 15*time.Minute, "give up on one boot after this long")
-	variants := pflag.StringArray("variant", nil, `also run uvfsd as system NAME with these flags: "NAME=FLAGS" (repeatable; e.g. "nopoll=--poll-us=0")`)
-	pflag.BoolVar(&b.sequential, "sequential", false, "boot one system at a time and run all its steps, instead of all systems at once taking turns step by step")
-	pflag.BoolVar(&b.measureCPU, "cpu", false, "also report the CPU time each daemon and QEMU used per step (not with --sequential)")
-	pflag.BoolVar(&b.countRequests, "count-requests", false, "instead of timing, count each daemon's FUSE requests per workload (one boot each, no 9p)")
-	only := pflag.String("workloads", "", "run only these workloads, comma separated (create,stat,read,ls-lR,find,cp-a,write-seq,read-seq,rm-rf); stat and read need create, read-seq needs write-seq")
-	pflag.Parse()
+	flag.IntVar(&b.sizes.SmallFiles, "files", 1000, "small files to create, stat, read (the issue's full size: 2000)")
+	flag.IntVar(&b.sizes.TreeFiles, "tree-files", 1500, "files in the host-made tree (full size: 6000)")
+	flag.IntVar(&b.sizes.BigMiB, "mib", 64, "MiB of the sequential write and read (full size: 128)")
+	uvfsdArgs := flag.String("uvfsd-args", "", `extra uvfsd flags, space separated (e.g. "--cache=always --writeback")`)
+	systems := flag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated")
+	flag.IntVar(&b.memoryMB, "memory", 1024, "guest memory in MiB (same for all systems)")
+	flag.IntVar(&b.cpus, "cpus", 2, "guest CPUs (same for all systems)")
+	kernelPath := flag.String("kernel", "", "guest kernel (default: /boot/vmlinuz-$(uname -r) or the newest)")
+	flag.BoolVar(&b.verbose, "verbose", false, "copy the guest console to stderr")
+	flag.BoolVar(&b.verbose, "v", false, "short for --verbose")
+	flag.DurationVar(&b.timeout, "boot-timeout", 15*time.Minute, "give up on one boot after this long")
+	var variants guest.StringList
+	flag.Var(&variants, "variant", `also run uvfsd as system NAME with these flags: "NAME=FLAGS" (repeatable; e.g. "nopoll=--poll-us=0")`)
+	flag.BoolVar(&b.sequential, "sequential", false, "boot one system at a time and run all its steps, instead of all systems at once taking turns step by step")
+	flag.BoolVar(&b.measureCPU, "cpu", false, "also report the CPU time each daemon and QEMU used per step (not with --sequential)")
+	flag.BoolVar(&b.countRequests, "count-requests", false, "instead of timing, count each daemon's FUSE requests per workload (one boot each, no 9p)")
+	only := flag.String("workloads", "", "run only these workloads, comma separated (create,stat,read,ls-lR,find,cp-a,write-seq,read-seq,rm-rf); stat and read need create, read-seq needs write-seq")
+	flag.Parse()
 	if err := selectWorkloads(*only); err != nil {
 		return err
 	}
+	given := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if *quick {
-		if !pflag.CommandLine.Changed("files") {
+		if !given["files"] {
 			b.sizes.SmallFiles = 300
 		}
-		if !pflag.CommandLine.Changed("tree-files") {
+		if !given["tree-files"] {
 			b.sizes.TreeFiles = 1000
 		}
-		if !pflag.CommandLine.Changed("mib") {
+		if !given["mib"] {
 			b.sizes.BigMiB = 16
 		}
-		if !pflag.CommandLine.Changed("rounds") {
+		if !given["rounds"] {
 			b.rounds = 1
 		}
 	}
@@ -121,7 +124,7 @@ func run() error {
 	}
 	b.uvfsdArgs = strings.Fields(*uvfsdArgs)
 	b.uvfsdSystems = map[string][]string{sysUvfsd: b.uvfsdArgs}
-	vs, err := guest.ParseVariants(*variants, sysUvfsd, sysC, sys9p)
+	vs, err := guest.ParseVariants(variants, sysUvfsd, sysC, sys9p)
 	if err != nil {
 		return err
 	}

@@ -32,3 +32,9 @@ func ParseVariants(args []string, taken ...string) ([]Variant, error) {
 	}
 	return vs, nil
 }
+
+// StringList is a repeatable string flag (flag.Value), e.g. --variant.
+type StringList []string
+
+func (l *StringList) String() string     { return strings.Join(*l, " ") }
+func (l *StringList) Set(s string) error { *l = append(*l, s); return nil }

@@ -16,6 +16,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,8 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/spf13/pflag"
 
 	"github.com/uvfsd/uvfsd/e2e/guest"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
@@ -94,26 +93,27 @@ func main() {
 
 func run() error {
 	c := &config{}
-	pflag.DurationVar(&c.dur, "duration", 2*time.Second, "timed run per operation and depth")
-	rounds := pflag.Int("rounds", 3, "measure every target this many times, interleaved; the table shows the median")
-	variants := pflag.StringArray("variant", nil, `also measure uvfsd as target NAME with these flags: "NAME=FLAGS" (repeatable)`)
-	depths := pflag.String("depths", "1,64", "queue depths, comma separated")
-	systems := pflag.String("systems", strings.Join([]string{tUvfsd, tC, tDirect}, ","), "targets, comma separated")
-	uvfsdArgs := pflag.String("uvfsd-args", "", "extra uvfsd flags, space separated")
-	pflag.IntVar(&c.allocReqs, "alloc-requests", 2000, "requests per operation for the allocation count (1 MiB: a tenth); 0 skips it")
-	pflag.DurationVar(&c.spin, "spin", 0, "poll the used ring this long before sleeping on the interrupt eventfd (0: sleep at once, as a guest does)")
-	pflag.BoolVar(&c.callFrontEnd, "call-front-end", false, "measure with Frontend.Call per request (allocates and copies) instead of pre-built pipelined chains")
-	opsFilter := pflag.String("ops", "", "only operations whose name contains this text (e.g. CREATE)")
-	cpuProfile := pflag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
-	pflag.IntVar(&inProcessVhost.ThreadPoolSize, "in-process-pool", 0, "the in-process stack's --thread-pool-size")
-	inPoll := pflag.Int("in-process-poll-us", -1, "the in-process stack's --poll-us (-1: uvfsd's default for this CPU count)")
-	pflag.Parse()
+	flag.DurationVar(&c.dur, "duration", 2*time.Second, "timed run per operation and depth")
+	rounds := flag.Int("rounds", 3, "measure every target this many times, interleaved; the table shows the median")
+	var variants guest.StringList
+	flag.Var(&variants, "variant", `also measure uvfsd as target NAME with these flags: "NAME=FLAGS" (repeatable)`)
+	depths := flag.String("depths", "1,64", "queue depths, comma separated")
+	systems := flag.String("systems", strings.Join([]string{tUvfsd, tC, tDirect}, ","), "targets, comma separated")
+	uvfsdArgs := flag.String("uvfsd-args", "", "extra uvfsd flags, space separated")
+	flag.IntVar(&c.allocReqs, "alloc-requests", 2000, "requests per operation for the allocation count (1 MiB: a tenth); 0 skips it")
+	flag.DurationVar(&c.spin, "spin", 0, "poll the used ring this long before sleeping on the interrupt eventfd (0: sleep at once, as a guest does)")
+	flag.BoolVar(&c.callFrontEnd, "call-front-end", false, "measure with Frontend.Call per request (allocates and copies) instead of pre-built pipelined chains")
+	opsFilter := flag.String("ops", "", "only operations whose name contains this text (e.g. CREATE)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
+	flag.IntVar(&inProcessVhost.ThreadPoolSize, "in-process-pool", 0, "the in-process stack's --thread-pool-size")
+	inPoll := flag.Int("in-process-poll-us", -1, "the in-process stack's --poll-us (-1: uvfsd's default for this CPU count)")
+	flag.Parse()
 	if *inPoll >= 0 {
 		inProcessVhost.PollMax = time.Duration(*inPoll) * time.Microsecond
 	}
 	c.uvfsdArgs = strings.Fields(*uvfsdArgs)
 	c.variants = map[string][]string{tUvfsd: c.uvfsdArgs}
-	vs, err := guest.ParseVariants(*variants, tUvfsd, tC, tDirect, tInProcess)
+	vs, err := guest.ParseVariants(variants, tUvfsd, tC, tDirect, tInProcess)
 	if err != nil {
 		return err
 	}

@@ -10,13 +10,12 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/spf13/pflag"
 )
 
 // options are the command-line flags.
@@ -40,7 +39,7 @@ const (
 
 func main() {
 	var o options
-	fs := pflag.NewFlagSet("uvfs-vm", pflag.ContinueOnError)
+	fs := flag.NewFlagSet("uvfs-vm", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: uvfs-vm [flags] [-- CMD ARGS...]\n\n"+
 			"Boot a Linux guest with $HOME mounted read-write at the same path (served by\n"+
@@ -55,9 +54,10 @@ func main() {
 	fs.StringVar(&o.uvfsd, "uvfsd", "uvfsd", "uvfsd binary")
 	fs.StringVar(&o.helper, "helper", "", "static guest helper binary (e2e/guest/cmd/guesthelper; uvfs-vm builds it)")
 	fs.DurationVar(&o.timeout, "timeout", 0, "stop the VM after this long (0: no limit)")
-	fs.BoolVarP(&o.verbose, "verbose", "v", false, "show the guest console and daemon messages on stderr")
+	fs.BoolVar(&o.verbose, "verbose", false, "show the guest console and daemon messages on stderr")
+	fs.BoolVar(&o.verbose, "v", false, "short for --verbose")
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == pflag.ErrHelp {
+		if err == flag.ErrHelp {
 			os.Exit(0)
 		}
 		os.Exit(2)
