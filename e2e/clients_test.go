@@ -1,13 +1,14 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -240,24 +241,108 @@ func childOf(pid int) int {
 	return c
 }
 
-// killSession kills, by pid, every live process of session sid: what a
-// client left behind (QEMU, a daemon it started in the background).
-func killSession(sid int) []int {
-	if sid <= 1 {
-		return nil
-	}
+// sessionPids returns the live processes (not zombies) of session sid.
+func sessionPids(sid int) []int {
 	entries, _ := os.ReadDir("/proc")
-	var killed []int
+	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || sessionOf(pid) != sid {
 			continue
 		}
-		if st := processState(pid); st != 'Z' && st != 0 {
-			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil || !errors.Is(err, syscall.ESRCH) {
-				killed = append(killed, pid)
+		if st := processState(pid); st != 'Z' && st != 'X' && st != 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// sessionWatch follows the session that a child of script(1) leads (it
+// calls setsid): every process a client starts there, including daemons
+// it leaves running in the background. It records their pids while they
+// run, since a daemon may log from a child it re-executed into, and kills
+// by pid what is left.
+type sessionWatch struct {
+	mu   sync.Mutex
+	sid  int
+	pids map[int]bool
+	quit chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// watchSession follows the session of parent's first child.
+func watchSession(parent int) *sessionWatch {
+	w := &sessionWatch{pids: map[int]bool{}, quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			w.mu.Lock()
+			if w.sid == 0 {
+				w.sid = childOf(parent)
 			}
+			if w.sid != 0 {
+				for _, pid := range sessionPids(w.sid) {
+					w.pids[pid] = true
+				}
+			}
+			w.mu.Unlock()
+			select {
+			case <-w.quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return w
+}
+
+// stop ends the watch; seen and kill still work.
+func (w *sessionWatch) stop() {
+	w.once.Do(func() { close(w.quit) })
+	<-w.done
+}
+
+// seen returns every pid the session had while watched.
+func (w *sessionWatch) seen() map[int]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.pids)
+}
+
+// kill kills, by pid, every live process of the session and returns them.
+func (w *sessionWatch) kill() []int {
+	w.mu.Lock()
+	sid := w.sid
+	w.mu.Unlock()
+	if sid <= 1 {
+		return nil
+	}
+	var killed []int
+	for _, pid := range sessionPids(sid) {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			killed = append(killed, pid)
 		}
 	}
 	return killed
+}
+
+// syncBuffer collects a process's output; safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

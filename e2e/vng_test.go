@@ -1,10 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,10 @@ const vngGuestScript = `echo "VNG-ROOTFS $(awk '$2 == "/" {print $1, $3; exit}' 
 cat "$1/in.txt" > "$1/out.txt" && echo VNG-WROTE
 if cat "$2" > /dev/null 2>&1; then echo VNG-SECRET-READ; else echo VNG-SECRET-DENIED; fi
 `
+
+// vngInteractiveShell is what bash prints when virtme-init, unable to run
+// the command, starts a shell on the console.
+const vngInteractiveShell = "bash: no job control in this shell"
 
 // vngDaemonArgs is how vng 1.35 starts virtiofsd (virtme/commands/run.py,
 // VirtioFS.start), the socket path left out.
@@ -85,31 +90,54 @@ func runVng(t *testing.T, d clientDaemon) {
 	// vng wants a terminal: script(1) gives it a pseudo-terminal.
 	argv, cred := logs.command(u, "script", "-qec", vngLine, "/dev/null")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = home
 	cmd.Env = []string{
 		"HOME=" + home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=/bin/sh", "TERM=dumb",
 		"PATH=" + filepath.Dir(w.path) + ":" + filepath.Join(vng, "usr/bin") + ":/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 		"PYTHONPATH=" + filepath.Join(vng, "usr/lib/python3/dist-packages"),
 	}
-	var out strings.Builder
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 10 * time.Second // an orphan may hold the output pipe
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// script runs vng in a session of its own; QEMU and the daemon vng
-	// starts in the background stay in it. Kill what is left by pid.
-	session := 0
-	for i := 0; i < 200 && session == 0; i++ {
-		session = childOf(cmd.Process.Pid)
-		time.Sleep(10 * time.Millisecond)
+	// script runs vng in a session of its own, where QEMU and the daemon
+	// that vng starts in the background stay.
+	session := watchSession(cmd.Process.Pid)
+	t.Cleanup(func() { session.kill() })
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	// vng normally takes under two minutes here. A guest whose init
+	// fails does not run the command but starts an interactive shell that
+	// waits for input forever: stop then.
+	const vngTimeout = 6 * time.Minute
+	timeout := time.After(vngTimeout)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var stopped string
+	for done := false; !done; {
+		select {
+		case err = <-waited:
+			done = true
+		case <-tick.C:
+			if strings.Contains(out.String(), vngInteractiveShell) {
+				stopped = "vng's guest started an interactive shell instead of running the command (its init failed)"
+			}
+		case <-timeout:
+			stopped = fmt.Sprintf("vng did not finish within %v", vngTimeout)
+		}
+		if stopped != "" && !done {
+			session.kill()
+			cmd.Process.Kill()
+			err = <-waited
+			done = true
+		}
 	}
-	t.Cleanup(func() { killSession(session) })
-	err = cmd.Wait()
+	session.stop()
 	output := strings.ReplaceAll(out.String(), "\r", "")
 	t.Logf("vng with %s: %v in %v", d.name, err, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
@@ -118,8 +146,8 @@ func runVng(t *testing.T, d clientDaemon) {
 			t.Logf("syslog:\n%s", joinMessages(logs.Messages()))
 		}
 	})
-	if ctx.Err() != nil {
-		t.Fatalf("vng did not finish within 10 minutes")
+	if stopped != "" {
+		t.Fatal(stopped)
 	}
 	if err != nil {
 		t.Errorf("vng exited with %v, want status 0", err)
@@ -156,15 +184,18 @@ func runVng(t *testing.T, d clientDaemon) {
 	if err := waitExited(starts[0].pid, 30*time.Second); err != nil {
 		t.Errorf("%s (pid %d) did not exit after vng: %v", d.name, starts[0].pid, err)
 	}
+	// The daemon's messages: from its pid, or from a process it
+	// started (uvfsd re-executes itself into a user namespace).
+	pids := session.seen()
 	var daemonLog []string
 	for _, m := range logs.Messages() {
-		if m.PID == starts[0].pid {
+		if m.PID == starts[0].pid || pids[m.PID] {
 			daemonLog = append(daemonLog, m.Text)
 		}
 	}
 	t.Logf("%s's syslog:\n%s", d.name, strings.Join(daemonLog, "\n"))
 	checkServedLog(t, d, daemonLog, "/", socket)
-	if left := killSession(session); len(left) > 0 {
+	if left := session.kill(); len(left) > 0 {
 		t.Errorf("processes of vng's session still ran after it exited: %v", left)
 	}
 }
@@ -179,9 +210,10 @@ func joinMessages(msgs []guest.SyslogMessage) string {
 
 // syslogCapture receives what daemons started with --syslog log. They send
 // it to /dev/log. On a machine with no syslog daemon (CI) the test listens
-// there itself; where /dev/log exists it listens on a socket of its own and
-// runs the client in a private mount namespace with that socket bound on
-// /dev/log.
+// there itself (other processes' messages arrive too: the test picks the
+// daemon's by pid); where a syslog daemon owns /dev/log the test listens on
+// a socket of its own and runs the client in a private mount namespace with
+// that socket bound on /dev/log.
 type syslogCapture struct {
 	*guest.Syslog
 	bindFrom string // the socket to bind on /dev/log, or ""
@@ -191,9 +223,12 @@ func captureSyslog(t *testing.T) syslogCapture {
 	t.Helper()
 	path := "/dev/log"
 	bind := ""
-	if _, err := os.Lstat(path); err == nil {
+	if _, err := os.Lstat(path); err == nil && !staleSocket(path) {
 		path = filepath.Join(makeDir(t, "uvfs-e2e-syslog-", 0o755, currentUser(t)), "log")
 		bind = path
+	}
+	if bind == "" {
+		os.Remove(path) // left by a run that died before its cleanup
 	}
 	s, err := guest.ListenSyslog(path)
 	if err != nil {
@@ -213,4 +248,15 @@ func (c syslogCapture) command(u testUser, args ...string) ([]string, *syscall.C
 mount --bind "$sock" /dev/log && exec setpriv --reuid="$uid" --regid="$gid" --groups="$gid" -- "$@"`
 	return append([]string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", shell, "sh",
 		c.bindFrom, strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID))}, args...), nil
+}
+
+// staleSocket reports whether path is a datagram socket that nobody
+// receives on.
+func staleSocket(path string) bool {
+	c, err := net.Dial("unixgram", path)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
