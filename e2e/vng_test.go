@@ -29,6 +29,17 @@ func TestVngUvfsd(t *testing.T) { runVng(t, uvfsdClient(t)) }
 // daemon vng was written for: it proves the harness.
 func TestVngRustVirtiofsd(t *testing.T) { runVng(t, rustVirtiofsdClient(t)) }
 
+// TestVngStartUvfsdWithoutSyslog starts uvfsd as vng does on a machine
+// that runs no syslog daemon (CI, most containers): vng passes --syslog and
+// gives the daemon about 3 s to write SOCKET.pid, else it falls back to 9p.
+func TestVngStartUvfsdWithoutSyslog(t *testing.T) { runVngStartWithoutSyslog(t, uvfsdClient(t)) }
+
+// TestVngStartRustVirtiofsdWithoutSyslog: the Rust virtiofsd starts and
+// logs nothing.
+func TestVngStartRustVirtiofsdWithoutSyslog(t *testing.T) {
+	runVngStartWithoutSyslog(t, rustVirtiofsdClient(t))
+}
+
 // vngGuestScript runs in the guest as root (vng's default for a command),
 // from the host's file system: $1 is the user's home, $2 a file only host
 // root can read.
@@ -241,13 +252,20 @@ func captureSyslog(t *testing.T) syslogCapture {
 // command returns the command line that runs args as u, and the
 // credential to start it with.
 func (c syslogCapture) command(u testUser, args ...string) ([]string, *syscall.Credential) {
-	if c.bindFrom == "" {
+	return asUserWithDevLog(u, c.bindFrom, args...)
+}
+
+// asUserWithDevLog returns the command line that runs args as u with
+// devLog bound on /dev/log in a private mount namespace (none when devLog
+// is ""), and the credential to start it with.
+func asUserWithDevLog(u testUser, devLog string, args ...string) ([]string, *syscall.Credential) {
+	if devLog == "" {
 		return args, u.Credential()
 	}
-	shell := `sock=$1 uid=$2 gid=$3; shift 3
-mount --bind "$sock" /dev/log && exec setpriv --reuid="$uid" --regid="$gid" --groups="$gid" -- "$@"`
+	shell := `from=$1 uid=$2 gid=$3; shift 3
+mount --bind "$from" /dev/log && exec setpriv --reuid="$uid" --regid="$gid" --groups="$gid" -- "$@"`
 	return append([]string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", shell, "sh",
-		c.bindFrom, strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID))}, args...), nil
+		devLog, strconv.Itoa(int(u.UID)), strconv.Itoa(int(u.GID))}, args...), nil
 }
 
 // staleSocket reports whether path is a datagram socket that nobody
@@ -259,4 +277,66 @@ func staleSocket(path string) bool {
 		return false
 	}
 	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// runVngStartWithoutSyslog runs d with vng's command line as the test user
+// where /dev/log takes no messages (absent, or /dev/null bound on it), and
+// waits for SOCKET.pid the way vng 1.35 does: checks 0.1, 0.3, 0.7, 1.5 and
+// 3.1 s after the start. Then it stops the daemon as vng does, with
+// SIGTERM to the pid in that file.
+func runVngStartWithoutSyslog(t *testing.T, d clientDaemon) {
+	requireRoot(t, "the daemon runs as the test account, with no syslog in a private mount namespace")
+	u := e2eUser(t, userWithSubIDs)
+	w := writeWrapper(t, d, u)
+	socket := filepath.Join(makeDir(t, "uvfs-e2e-vng-start-", 0o755, u), "virtme-socket")
+	args := slices.Clone(vngDaemonArgs)
+	args[3] = socket
+	devLog := ""
+	if _, err := os.Lstat("/dev/log"); err == nil {
+		devLog = "/dev/null"
+	}
+	argv, cred := asUserWithDevLog(u, devLog, append([]string{w.path}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+
+	pidFile := socket + ".pid"
+	found := false
+	for wait := 100 * time.Millisecond; wait <= 1600*time.Millisecond && !found; wait *= 2 {
+		time.Sleep(wait)
+		_, err := os.Stat(pidFile)
+		found = err == nil
+	}
+	if !found {
+		t.Fatalf("%s wrote no %s within vng's 3.1 s (vng then falls back to 9p); it printed:\n%s", d.name, pidFile, out.String())
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err != nil || pid != cmd.Process.Pid {
+		t.Errorf("%s holds %q, want the pid vng started, %d", pidFile, data, cmd.Process.Pid)
+	}
+	select {
+	case <-exited:
+		t.Fatalf("%s exited after writing its pid file: %v; it printed:\n%s", d.name, cmd.ProcessState, out.String())
+	case <-time.After(time.Second):
+	}
+	if st, err := os.Stat(socket); err != nil || st.Mode().Type() != os.ModeSocket {
+		t.Errorf("no socket at %s: %v", socket, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s did not exit within 10 s of SIGTERM", d.name)
+	}
+	t.Logf("%s printed:\n%s", d.name, out.String())
 }
