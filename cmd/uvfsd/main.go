@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := serve(cfg, logger); err != nil {
 		logger.errorf("%v", err)
-		if cfg.Syslog || logger.level < 0 {
+		if logger.toSyslog || logger.level < 0 {
 			fmt.Fprintf(stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
 		}
 		return 1
@@ -524,8 +524,9 @@ func raiseNofile(want int, lg *logger) {
 
 // logger writes leveled messages to stderr or syslog.
 type logger struct {
-	level int
-	l     *log.Logger
+	level    int
+	l        *log.Logger
+	toSyslog bool // --syslog found a syslog daemon
 }
 
 var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "debug": 3, "trace": 4}
@@ -533,11 +534,15 @@ var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "deb
 func newLogger(cfg *Config) (*logger, error) {
 	lg := &logger{level: logLevels[cfg.LogLevel], l: log.New(os.Stderr, "uvfsd: ", 0)}
 	if cfg.Syslog {
+		// Containers and CI runners often have no syslog daemon; a client that passes --syslog
+		// (virtme-ng does) still needs the daemon, so it logs to stderr and says so once.
 		w, err := newSyslogWriter(syslogPaths, syslogDaemon|syslogInfo, "uvfsd")
-		if err != nil {
-			return nil, fmt.Errorf("--syslog: %w", err)
+		switch {
+		case err == nil:
+			lg.l, lg.toSyslog = log.New(w, "", 0), true
+		case !userns.InChild():
+			lg.warnf("--syslog: %v; logging to stderr instead", err)
 		}
-		lg.l = log.New(w, "", 0)
 	}
 	if !userns.InChild() { // the process the user started already said them
 		for _, w := range cfg.Warnings() {
