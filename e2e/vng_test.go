@@ -41,6 +41,15 @@ func TestVngStartRustVirtiofsdWithoutSyslog(t *testing.T) {
 	runVngStartWithoutSyslog(t, rustVirtiofsdClient(t))
 }
 
+// TestVngShareIDsUvfsd serves / with vng's command line (without
+// --syslog) as the test user and checks that the guest sees host ids
+// unchanged, as from the Rust virtiofsd: vng's guest boots from the host's
+// own /, whose set-user-id root programs (mount, su) must stay so.
+func TestVngShareIDsUvfsd(t *testing.T) { runVngShareIDs(t, uvfsdClient(t)) }
+
+// TestVngShareIDsRustVirtiofsd: the same with the Rust virtiofsd.
+func TestVngShareIDsRustVirtiofsd(t *testing.T) { runVngShareIDs(t, rustVirtiofsdClient(t)) }
+
 // vngGuestScript runs in the guest as root (vng's default for a command),
 // from the host's file system: $1 is the user's home, $2 a file only host
 // root can read.
@@ -340,4 +349,46 @@ func runVngStartWithoutSyslog(t *testing.T, d clientDaemon) {
 		t.Errorf("%s did not exit within 10 s of SIGTERM", d.name)
 	}
 	t.Logf("%s printed:\n%s", d.name, out.String())
+}
+
+func runVngShareIDs(t *testing.T, d clientDaemon) {
+	requireGuestTools(t)
+	requireRoot(t, "the daemon runs as the test account")
+	u := e2eUser(t, userWithSubIDs)
+	w := writeWrapper(t, d, u)
+	home := makeDir(t, "uvfs-e2e-vng-ids-", 0o755, u)
+	mine := filepath.Join(home, "mine")
+	if err := os.WriteFile(mine, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u.chown(t, mine)
+	paths := []string{"/usr/bin/mount", "/usr/bin/su", "/etc/shadow", mine}
+	script := `for p in ` + guest.ShellJoin(paths) + `; do echo "IDS $p $(stat -c '%u:%g %a' /mnt$p)"; done
+if cat /mnt/etc/shadow > /dev/null 2>&1; then echo "FAIL: guest root read the host's /etc/shadow"; fi
+`
+	b := bootWithDaemon(t, daemonSpec{
+		path: w.path,
+		args: func(socket, _ string) []string {
+			args := slices.Clone(vngDaemonArgs[1:]) // no syslog daemon here
+			args[2] = socket
+			return args
+		},
+		user: u,
+	}, script, nil)
+	for _, l := range b.res.Output {
+		if strings.HasPrefix(l, "FAIL:") {
+			t.Errorf("guest: %s", l)
+		}
+	}
+	seen := guestFields(b.res, "IDS")
+	for _, p := range paths {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%d:%d %o", st.Uid, st.Gid, st.Mode&0o7777)
+		if got := strings.Join(seen[p], " "); got != want {
+			t.Errorf("%s: the guest sees %q (uid:gid mode), the host %q", p, got, want)
+		}
+	}
 }
