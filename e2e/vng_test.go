@@ -363,7 +363,7 @@ func runVngShareIDs(t *testing.T, d clientDaemon) {
 	}
 	u.chown(t, mine)
 	paths := []string{"/usr/bin/mount", "/usr/bin/su", "/etc/shadow", mine}
-	script := `for p in ` + guest.ShellJoin(paths) + `; do echo "IDS $p $(stat -c '%u:%g %a' /mnt$p)"; done
+	script := `for p in ` + vm.ShellJoin(paths) + `; do echo "IDS $p $(stat -c '%u:%g %a' /mnt$p)"; done
 if cat /mnt/etc/shadow > /dev/null 2>&1; then echo "FAIL: guest root read the host's /etc/shadow"; fi
 `
 	b := bootWithDaemon(t, daemonSpec{
