@@ -20,7 +20,7 @@ func (fs *FS) Getattr(ctx *fuse.Context, in *fuse.GetattrIn, out *fuse.AttrOut) 
 	if e := fstatx(n.fd, &st); e != 0 {
 		return e
 	}
-	fs.fillAttrOut(&st, n.submount, out)
+	fs.fillAttrOut(&st, n, out)
 	return 0
 }
 
@@ -37,6 +37,9 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 	if in.Valid&setattrModifying != 0 {
 		if e := fs.readonlyErr(); e != 0 {
 			return e
+		}
+		if n.pseudo {
+			return syscall.EPERM // the mount root of a pseudo file system (pseudofs.go)
 		}
 	}
 	var h *handle
@@ -78,7 +81,7 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 	if e := fstatx(n.fd, &st); e != 0 {
 		return e
 	}
-	fs.fillAttrOut(&st, n.submount, out)
+	fs.fillAttrOut(&st, n, out)
 	return 0
 }
 
@@ -237,6 +240,9 @@ func (fs *FS) Readlink(ctx *fuse.Context, buf []byte) (int, fuse.Errno) {
 	if n.fileType != unix.S_IFLNK {
 		return 0, syscall.EINVAL
 	}
+	if n.pseudo {
+		return 0, syscall.EACCES
+	}
 	if len(buf) == 0 {
 		return 0, syscall.ERANGE
 	}
@@ -272,6 +278,9 @@ func (fs *FS) Syncfs(ctx *fuse.Context, in *fuse.SyncfsIn) fuse.Errno {
 		return e
 	}
 	defer n.unpin()
+	if n.pseudo {
+		return 0 // nothing of it is the guest's to sync
+	}
 	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_NONBLOCK)
 	if e != 0 {
 		return e
@@ -283,8 +292,12 @@ func (fs *FS) Syncfs(ctx *fuse.Context, in *fuse.SyncfsIn) fuse.Errno {
 
 // openNode opens the node's data through /proc/self/fd. Only regular files and directories are
 // ever opened: a FIFO would block the daemon and a device node would give access to host devices
-// (CVE-2020-35517); like virtiofsd, others get EBADF.
+// (CVE-2020-35517); like virtiofsd, others get EBADF. Nothing on a pseudo file system is ever
+// opened (pseudofs.go): EACCES.
 func (fs *FS) openNode(n *inode, flags int) (int, fuse.Errno) {
+	if n.pseudo {
+		return -1, syscall.EACCES
+	}
 	if !n.openable() {
 		return -1, syscall.EBADF
 	}

@@ -27,6 +27,10 @@ func (fs *FS) parentForCreate(ctx *fuse.Context, name fuse.CString) (*inode, fus
 		parent.unpin()
 		return nil, syscall.ENOTDIR
 	}
+	if parent.pseudo {
+		parent.unpin()
+		return nil, syscall.EACCES // an empty directory nobody may change (pseudofs.go)
+	}
 	return parent, 0
 }
 
@@ -121,6 +125,9 @@ func (fs *FS) Link(ctx *fuse.Context, in *fuse.LinkIn, name fuse.CString, out *f
 		return e
 	}
 	defer old.unpin()
+	if old.pseudo {
+		return syscall.EXDEV // never linked through its magic link (pseudofs.go)
+	}
 	var oldName fdName
 	_, _, e = unix.Syscall6(unix.SYS_LINKAT, uintptr(fs.procSelfFD), ptr(oldName.of(old.fd)),
 		uintptr(parent.fd), ptr(name.Ptr()), unix.AT_SYMLINK_FOLLOW, 0)
@@ -188,6 +195,9 @@ func (fs *FS) Rename(ctx *fuse.Context, newDir uint64, flags uint32, oldName, ne
 	defer target.unpin()
 	if !target.isDir() {
 		return syscall.ENOTDIR
+	}
+	if target.pseudo {
+		return syscall.EACCES
 	}
 	// The nodes at both names, pinned with their fds open while the names change, so that no
 	// concurrent reopen looks for them by a name that is no longer theirs.
@@ -307,6 +317,9 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 	defer parent.unpin()
 	if !parent.isDir() {
 		return syscall.ENOTDIR
+	}
+	if parent.pseudo {
+		return syscall.EACCES
 	}
 	flags, e := fs.createFlags(in.Flags)
 	if e != 0 {

@@ -176,6 +176,7 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 	popts.UIDs, popts.GIDs, popts.Logf = uids, gids, lg.warnf
+	popts.MountInfo = jail.MountInfo
 	fs, err := passfs.New(popts)
 	if err != nil {
 		return err
