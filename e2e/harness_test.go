@@ -25,6 +25,9 @@ type daemonSpec struct {
 	setup func(t *testing.T, shared string)
 	// env is added to the daemon's environment.
 	env []string
+	// inShare runs the daemon in the shared directory (podman machine's
+	// "--shared-dir .").
+	inShare bool
 }
 
 // makeDir creates a directory the daemon's user can reach: under /tmp
@@ -75,6 +78,9 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		Env:        spec.env,
 		Socket:     socket,
 		Credential: spec.user.Credential(),
+	}
+	if spec.inShare {
+		d.Dir = shared
 	}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
