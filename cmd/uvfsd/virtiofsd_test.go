@@ -98,12 +98,11 @@ var virtiofsdFlags = map[string][]flagUse{
 		{value: "none", want: func(c *Config) { c.Sandbox = "none" }},
 	},
 	"--readonly": {{want: func(c *Config) { c.Readonly = true }}},
-	// uvfsd has no seccomp filter: it runs with none, and says so to whoever asks for one.
 	"--seccomp": {
-		{value: "none", want: func(c *Config) {}},
-		{value: "kill", refuse: "uvfsd has no seccomp filter yet"},
-		{value: "log", refuse: "uvfsd has no seccomp filter yet"},
-		{value: "trap", refuse: "uvfsd has no seccomp filter yet"},
+		{value: "none", want: func(c *Config) { c.Seccomp = "none" }},
+		{value: "kill", want: func(c *Config) {}},
+		{value: "log", want: func(c *Config) { c.Seccomp = "log" }},
+		{value: "trap", want: func(c *Config) { c.Seccomp = "trap" }},
 	},
 	"--announce-submounts":    {{want: func(c *Config) { c.AnnounceSubmounts = true }}},
 	"--no-announce-submounts": {{extra: []string{"--announce-submounts"}, want: func(c *Config) {}}},
