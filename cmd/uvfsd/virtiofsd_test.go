@@ -292,7 +292,7 @@ func TestRealClientCommandLines(t *testing.T) {
 			func(c *Config) { vng(c); c.PosixACL, c.Xattr = true, true }},
 		{"Lima", "--socket-path " + S + " --shared-dir " + D, func(c *Config) { c.SocketPath, c.SharedDir = S, D }},
 		{"podman machine", "--sandbox none --socket-path " + S + " --shared-dir . --seccomp=none",
-			func(c *Config) { c.Sandbox, c.SocketPath, c.SharedDir = "none", S, "." }},
+			func(c *Config) { c.Sandbox, c.SocketPath, c.SharedDir, c.Seccomp = "none", S, ".", "none" }},
 		{"libvirt 9.0", "--fd=31 -o source=" + D + ",xattr", func(c *Config) { c.FD, c.SharedDir, c.Xattr = 31, D, true }},
 		{"libvirt 9.0, every option", "--fd=31 -o source=/srv/a,,b,cache=none,sandbox=chroot,xattr,flock,posix_lock --thread-pool-size=16",
 			func(c *Config) {
