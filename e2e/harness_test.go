@@ -119,6 +119,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err := d.Wait(20 * time.Second); err != nil {
 		t.Errorf("daemon did not exit cleanly after the guest powered off: %v", err)
 	}
+	checkNoSeccompDenials(t, d.Output())
 	return bootResult{shared: shared, res: res, daemonOutput: d.Output()}
 }
 

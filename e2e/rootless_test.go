@@ -54,7 +54,7 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 		socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, s.user), "vhost.sock")
 		d := &vm.Daemon{
 			Path:       bin,
-			Args:       append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, s.flags...),
+			Args:       append(append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, seccompArgs()...), s.flags...),
 			Socket:     socket,
 			Credential: s.user.Credential(),
 		}
@@ -97,6 +97,7 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 		if err := d.Wait(20 * time.Second); err != nil {
 			t.Errorf("daemon for share %s did not exit cleanly after the guest powered off: %v", shares[i].tag, err)
 		}
+		checkNoSeccompDenials(t, d.Output())
 	}
 	for _, l := range res.Output {
 		if strings.HasPrefix(l, "FAIL:") {

@@ -30,8 +30,8 @@ type Config struct {
 	// NoFallback makes a user namespace that cannot be made an error, instead of serving without
 	// one (confined by Landlock and no_new_privs).
 	NoFallback bool
-	// Seccomp is accepted for virtiofsd compatibility, but uvfsd installs no seccomp filter yet:
-	// the default is "none", and finish refuses any other value instead of pretending to filter.
+	// Seccomp is what the allow-list filter does with a system call outside it: kill (the
+	// default, as virtiofsd's), log, trap, or none for no filter (userns.InstallSeccomp).
 	Seccomp  string
 	LogLevel string // error|warn|info|debug|trace|off
 
@@ -99,7 +99,7 @@ func defaultConfig() *Config {
 		FD:               -1,
 		Cache:            "auto",
 		Sandbox:          "namespace",
-		Seccomp:          "none",
+		Seccomp:          "kill",
 		LogLevel:         "info",
 		RlimitNofile:     -1,
 		InodeFileHandles: "prefer",
@@ -185,7 +185,7 @@ func newFlagParser() *flagParser {
 	fs.variable(newEnum(&c.Cache, []string{"auto", "always", "metadata", "never"}, map[string]string{"none": "never"}), "cache", 0, "caching `POLICY`: auto, always, metadata, never")
 	fs.variable(newEnum(&c.Sandbox, []string{"namespace", "chroot", "none"}, nil), "sandbox", 0, "sandbox `MODE`: namespace, chroot, none; as non-root, none serves without a user namespace, confined to the share by Landlock and no_new_privs")
 	fs.boolVar(&c.NoFallback, "no-fallback", 0, "fail when the user namespace that --sandbox=namespace or chroot needs cannot be made, instead of serving without one (confined by Landlock and no_new_privs)")
-	fs.variable(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", 0, "seccomp `ACTION`: uvfsd has no seccomp filter yet, so it takes none only and refuses kill, log and trap")
+	fs.variable(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", 0, "seccomp `ACTION` for a system call outside uvfsd's list: kill (the daemon dies with SIGSYS), log (uvfsd logs its name and lets it run), trap (SIGSYS to the thread: the Go runtime prints the stack and exits), none (no filter)")
 	fs.variable(newEnum(&c.LogLevel, []string{"error", "warn", "info", "debug", "trace", "off"}, map[string]string{"err": "error", "warning": "warn"}), "log-level", 0, "log `LEVEL`: error, warn, info, debug, trace, off")
 	fs.variable(&debugValue{&c.LogLevel}, "debug", 'd', "same as --log-level=debug (virtiofsd's -d)")
 	fs.boolVar(&c.Syslog, "syslog", 0, "log to syslog instead of stderr")
@@ -313,9 +313,6 @@ func (p *flagParser) finish() error {
 	}
 	// virtiofsd: every xattr-based feature needs xattr support.
 	c.Xattr = c.Xattr || c.PosixACL || c.SecurityLabel || c.Xattrmap != "" || c.Profile == "home"
-	if c.Seccomp != "none" {
-		return fmt.Errorf("--seccomp=%s: uvfsd has no seccomp filter yet and will not run pretending to have one; use --seccomp=none or leave the flag out", c.Seccomp)
-	}
 	return nil
 }
 

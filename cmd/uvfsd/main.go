@@ -106,7 +106,7 @@ func serve(cfg *Config, lg *logger) error {
 	// sandbox confines, removes the socket at the end. A re-exec'ed child inherits it. That
 	// process also writes and holds the pid file, so that the pid in it is the one the client
 	// started, which it waits for and signals.
-	var listenerFile *os.File
+	var listenerFile, supervisor *os.File
 	var made madeFiles
 	var pass []*os.File
 	if !userns.InChild() {
@@ -115,13 +115,24 @@ func serve(cfg *Config, lg *logger) error {
 		}
 		defer made.Remove() // on every way out of this process but a re-exec's (AtExit)
 		pass = []*os.File{listenerFile}
+		if cfg.Seccomp == userns.SeccompLog {
+			// This process, which the filter does not cover, logs the calls outside the list.
+			parent, child, err := userns.NewSeccompSupervisor()
+			if err != nil {
+				return err
+			}
+			go userns.SuperviseSeccomp(parent, lg.warnf)
+			pass = append(pass, child)
+		}
 	}
 	// Non-root: this re-execs into a user namespace and, in the original process, exits with
 	// the child's status. --sandbox=none re-execs too, without a namespace, so that the process
-	// the user started stays unconfined to remove the socket after a confined child.
+	// the user started stays unconfined to remove the socket after a confined child, and so does
+	// --seccomp=log, so that this process can log what the child's filter reports.
 	st, err := userns.Enter(userns.Options{UIDMap: uidMap, GIDMap: gidMap,
 		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, NoUserNamespace: cfg.Sandbox == userns.SandboxNone,
-		Reexec: cfg.Sandbox == userns.SandboxNone, NoFallback: cfg.NoFallback, Files: pass, AtExit: made.Remove})
+		Reexec:     cfg.Sandbox == userns.SandboxNone || cfg.Seccomp == userns.SeccompLog,
+		NoFallback: cfg.NoFallback, Files: pass, AtExit: made.Remove})
 	if err != nil {
 		return err
 	}
@@ -130,10 +141,17 @@ func serve(cfg *Config, lg *logger) error {
 	}
 	if listenerFile == nil {
 		files := userns.InheritedFiles()
-		if len(files) != 1 {
-			return fmt.Errorf("internal error: the re-exec'ed daemon inherited %d files, want the listening socket", len(files))
+		want := 1
+		if cfg.Seccomp == userns.SeccompLog {
+			want = 2
+		}
+		if len(files) != want {
+			return fmt.Errorf("internal error: the re-exec'ed daemon inherited %d files, want %d (the listening socket, and for --seccomp=log the supervisor's)", len(files), want)
 		}
 		listenerFile = files[0]
+		if want == 2 {
+			supervisor = files[1]
+		}
 	}
 	listener, err := vhost.ListenerFromFile(listenerFile)
 	if err != nil {
@@ -189,6 +207,9 @@ func serve(cfg *Config, lg *logger) error {
 		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, lg)
+	if err := installSeccomp(cfg, supervisor, lg); err != nil {
+		return err
+	}
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg))
 	if err := backend.ServeListener(listener, made.sock); err != nil {
 		return err
