@@ -25,6 +25,11 @@ type daemonSpec struct {
 	setup func(t *testing.T, shared string)
 	// env is added to the daemon's environment.
 	env []string
+	// stack is the QEMU and guest kernel booted against the daemon.
+	stack guestStack
+	// requestQueues is the device's num-request-queues (1 when zero); cpus
+	// the guest's vCPUs (2 when zero).
+	requestQueues, cpus int
 }
 
 // makeDir creates a directory the daemon's user can reach: under /tmp
@@ -60,7 +65,7 @@ const shareTag = "uvfs"
 // 0. Everything the guest printed is logged when the test fails.
 func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) bootResult {
 	t.Helper()
-	g := requireGuestTools(t)
+	g := requireStack(t, spec.stack)
 	shared := makeDir(t, "uvfs-e2e-share-", 0o755, spec.user)
 	sockDir := makeDir(t, "uvfs-e2e-sock-", 0o700, spec.user)
 	socket := filepath.Join(sockDir, "vhost.sock")
@@ -93,9 +98,11 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		t.Fatal(err)
 	}
 	machine := vm.VM{
+		QEMU:       g.qemu,
 		Kernel:     g.bootKernel,
 		Initrd:     initrd,
-		FS:         []vm.FSDevice{{Socket: socket, Tag: shareTag}},
+		CPUs:       spec.cpus,
+		FS:         []vm.FSDevice{{Socket: socket, Tag: shareTag, RequestQueues: spec.requestQueues}},
 		ConsoleLog: filepath.Join(work, "console.log"),
 		Timeout:    10 * time.Minute,
 	}
@@ -103,7 +110,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err != nil {
 		t.Fatalf("guest run against %s failed: %v\n--- daemon output ---\n%s", spec.path, err, d.Output())
 	}
-	t.Logf("guest boot + script took %v against %s", res.Duration.Round(time.Millisecond), filepath.Base(spec.path))
+	t.Logf("guest boot + script took %v against %s on %s", res.Duration.Round(time.Millisecond), filepath.Base(spec.path), g.stack)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("guest script output:\n%s", strings.Join(res.Output, "\n"))
