@@ -159,6 +159,10 @@ var overlayWarnings = []string{"not support", "falling back", "missing", "fail",
 // store guest 1000 as namespace id 1000, a subordinate id).
 func TestOverlayOnShareRootless(t *testing.T) { testOverlayOnShareRootless(t, stackBaseline) }
 
+// TestOverlayOnShareRootlessQEMU10 is TestOverlayOnShareRootless on QEMU 10
+// with a Linux 6.12 guest, whose overlayfs keeps the tmpfile it copied up
+// through as the upper file.
+func TestOverlayOnShareRootlessQEMU10(t *testing.T) { testOverlayOnShareRootless(t, stackQEMU10) }
 
 func testOverlayOnShareRootless(t *testing.T, stack guestStack) {
 	requireStack(t, stack)
