@@ -141,6 +141,9 @@ func runWorkout(t *testing.T, spec daemonSpec) bootResult {
 	if spec.xattrs {
 		env = append(env, "WORKOUT_XATTR=1")
 	}
+	if spec.stack == stackQEMU10 && spec.path != cVirtiofsd {
+		env = append(env, "WORKOUT_BTIME=1") // a 6.12 guest asks with FUSE_STATX
+	}
 	b := bootWithDaemon(t, spec, readWorkout(t), env)
 	for _, l := range b.res.Output {
 		switch {

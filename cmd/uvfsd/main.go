@@ -180,7 +180,7 @@ func serve(cfg *Config, lg *logger) error {
 	if err != nil {
 		return err
 	}
-	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof})
+	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof, Debugf: lg.debugf})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: pollWindow(cfg.PollUS, runtime.NumCPU()),
 		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond,
@@ -365,6 +365,11 @@ func wantedCapabilities(cfg *Config) uint64 {
 	}
 	if cfg.SecurityLabel {
 		want |= fuse.CapSecurityCtx
+	}
+	if cfg.AllowMmap {
+		// With --cache=never or metadata files are FOPEN_DIRECT_IO; a guest of Linux 6.6 or
+		// newer may still map them shared (DIRECT_IO_ALLOW_MMAP), as with virtiofsd.
+		want |= fuse.CapDirectIOAllowMmap
 	}
 	if cfg.PosixLock {
 		want |= fuse.CapPosixLocks
