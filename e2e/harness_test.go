@@ -28,6 +28,11 @@ type daemonSpec struct {
 	// inShare runs the daemon in the shared directory (podman machine's
 	// "--shared-dir .").
 	inShare bool
+	// stack is the QEMU and guest kernel booted against the daemon.
+	stack guestStack
+	// requestQueues is the device's num-request-queues (1 when zero); cpus
+	// the guest's vCPUs (2 when zero).
+	requestQueues, cpus int
 }
 
 // makeDir creates a directory the daemon's user can reach: under /tmp
@@ -63,7 +68,7 @@ const shareTag = "uvfs"
 // 0. Everything the guest printed is logged when the test fails.
 func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) bootResult {
 	t.Helper()
-	g := requireGuestTools(t)
+	g := requireStack(t, spec.stack)
 	shared := makeDir(t, "uvfs-e2e-share-", 0o755, spec.user)
 	sockDir := makeDir(t, "uvfs-e2e-sock-", 0o700, spec.user)
 	socket := filepath.Join(sockDir, "vhost.sock")
@@ -99,9 +104,11 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		t.Fatal(err)
 	}
 	machine := vm.VM{
+		QEMU:       g.qemu,
 		Kernel:     g.bootKernel,
 		Initrd:     initrd,
-		FS:         []vm.FSDevice{{Socket: socket, Tag: shareTag}},
+		CPUs:       spec.cpus,
+		FS:         []vm.FSDevice{{Socket: socket, Tag: shareTag, RequestQueues: spec.requestQueues}},
 		ConsoleLog: filepath.Join(work, "console.log"),
 		Timeout:    10 * time.Minute,
 	}
@@ -109,7 +116,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err != nil {
 		t.Fatalf("guest run against %s failed: %v\n--- daemon output ---\n%s", spec.path, err, d.Output())
 	}
-	t.Logf("guest boot + script took %v against %s", res.Duration.Round(time.Millisecond), filepath.Base(spec.path))
+	t.Logf("guest boot + script took %v against %s on %s", res.Duration.Round(time.Millisecond), filepath.Base(spec.path), g.stack)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("guest script output:\n%s", strings.Join(res.Output, "\n"))
@@ -140,6 +147,9 @@ func runWorkout(t *testing.T, spec daemonSpec) bootResult {
 	env := []string{}
 	if spec.xattrs {
 		env = append(env, "WORKOUT_XATTR=1")
+	}
+	if spec.stack == stackQEMU10 && spec.path != cVirtiofsd {
+		env = append(env, "WORKOUT_BTIME=1") // a 6.12 guest asks with FUSE_STATX
 	}
 	b := bootWithDaemon(t, spec, readWorkout(t), env)
 	for _, l := range b.res.Output {

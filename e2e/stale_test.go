@@ -66,7 +66,7 @@ func TestCreateThroughStaleNegativeDentry(t *testing.T) {
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
-	machine := vm.VM{Kernel: g.bootKernel, Initrd: initrd, FS: fsDevs, Timeout: 5 * time.Minute}
+	machine := vm.VM{QEMU: g.qemu, Kernel: g.bootKernel, Initrd: initrd, FS: fsDevs, Timeout: 5 * time.Minute}
 	res, err := machine.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)

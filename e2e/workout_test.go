@@ -101,3 +101,13 @@ func TestWorkoutUvfsdUnprivileged(t *testing.T) {
 	requireGuestTools(t)
 	runWorkout(t, uvfsdSpec(t, e2eUser(t, userWithSubIDs)))
 }
+
+// TestWorkoutUvfsdUnprivilegedQEMU10 runs the workout against rootless uvfsd
+// (default flags: a user namespace through newuidmap) on QEMU 10 with a
+// Linux 6.12 guest, which offers FUSE 7.41 and a newer vhost-user front-end.
+func TestWorkoutUvfsdUnprivilegedQEMU10(t *testing.T) {
+	requireStack(t, stackQEMU10)
+	spec := uvfsdSpec(t, e2eUser(t, userWithSubIDs))
+	spec.stack = stackQEMU10
+	runWorkout(t, spec)
+}

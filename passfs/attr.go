@@ -24,6 +24,33 @@ func (fs *FS) Getattr(ctx *fuse.Context, in *fuse.GetattrIn, out *fuse.AttrOut) 
 	return 0
 }
 
+// Statx answers STATX: the basic fields as for GETATTR, and the birth time where the host file
+// system keeps one.
+func (fs *FS) Statx(ctx *fuse.Context, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Errno {
+	n, e := fs.node(ctx.NodeID)
+	if e != 0 {
+		return e
+	}
+	defer n.unpin()
+	var st unix.Statx_t
+	if e := statxMasked(n.fd, &emptyPath[0], unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, statxMask|unix.STATX_BTIME, &st); e != 0 {
+		return e
+	}
+	var a fuse.Attr
+	fs.fillAttr(&st, n, &a)
+	out.AttrValid = fs.timeout
+	x := &out.Stat
+	x.Mask = st.Mask & (unix.STATX_BASIC_STATS | unix.STATX_BTIME)
+	x.Blksize, x.Nlink, x.UID, x.GID, x.Mode = a.Blksize, a.Nlink, a.UID, a.GID, uint16(a.Mode)
+	x.Attributes, x.AttributesMask = st.Attributes, st.Attributes_mask
+	x.Ino, x.Size, x.Blocks = a.Ino, a.Size, a.Blocks
+	sx := func(t unix.StatxTimestamp) fuse.SxTime { return fuse.SxTime{Sec: t.Sec, Nsec: t.Nsec} }
+	x.Atime, x.Btime, x.Ctime, x.Mtime = sx(st.Atime), sx(st.Btime), sx(st.Ctime), sx(st.Mtime)
+	x.RdevMajor, x.RdevMinor = st.Rdev_major, st.Rdev_minor
+	x.DevMajor, x.DevMinor = st.Dev_major, st.Dev_minor
+	return 0
+}
+
 const setattrModifying = fuse.FattrMode | fuse.FattrUID | fuse.FattrGID | fuse.FattrSize |
 	fuse.FattrAtime | fuse.FattrMtime | fuse.FattrAtimeNow | fuse.FattrMtimeNow | fuse.FattrKillSuidgid
 

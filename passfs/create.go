@@ -305,6 +305,9 @@ func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, out *fus
 	return 0
 }
 
+// tmpfileEntryValid is the entry timeout of a tmpfile's dentry, in seconds: a century.
+const tmpfileEntryValid = 100 * 365 * 24 * 3600
+
 // Tmpfile creates an unnamed regular file in the directory ctx.NodeID (O_TMPFILE) and opens it.
 func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
 	if e := fs.readonlyErr(); e != 0 {
@@ -342,6 +345,11 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 		closeFD(fd)
 		return e
 	}
+	// The guest's dentry of a tmpfile has no name it could look up ("/"), so it must never
+	// expire: Linux revalidates an expired one with a LOOKUP of "/", which can only fail, and
+	// overlayfs, whose copy-up keeps that dentry as the upper file (Linux 6.12), then fails every
+	// later access to the copied-up file with ESTALE. A link of it gets a dentry of its own.
+	entry.EntryValid, entry.EntryValidNsec = tmpfileEntryValid, 0
 	if e := fs.applySecCtx(ctx, entry.NodeID); e != 0 {
 		fs.inodes.forget(entry.NodeID, 1)
 		*entry = fuse.EntryOut{}

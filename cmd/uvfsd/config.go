@@ -77,7 +77,7 @@ type Config struct {
 	// both default off there (no_flock, no_posix_lock) and Rust virtiofsd has
 	// no locks at all, so uvfsd defaults them off too.
 	Flock, PosixLock bool
-	RequestQueues    int    // --num-request-queues: request virtqueues served, 1..1022 (QEMU's limit)
+	RequestQueues    int    // --num-request-queues: most request virtqueues served, 1..1022; 0 follows QEMU
 	ConfigFile       string // the config file that was read ("" = none); set with --config
 
 	warnings []string
@@ -92,7 +92,7 @@ const maxTagLen = 36
 
 // maxRequestQueues is QEMU's limit: VIRTIO_QUEUE_MAX minus the hiprio and
 // notification queues.
-const maxRequestQueues = 1022
+const maxRequestQueues = vhost.MaxRequestQueues
 
 func defaultConfig() *Config {
 	return &Config{
@@ -105,7 +105,7 @@ func defaultConfig() *Config {
 		InodeFileHandles: "prefer",
 		HomeUID:          -1,
 		HomeGID:          -1,
-		RequestQueues:    1,
+		RequestQueues:    0,
 		PollUS:           -1,
 		HiprioGatherUS:   0,
 		HiprioLingerUS:   1000,
@@ -198,7 +198,7 @@ func newFlagParser() *flagParser {
 	fs.intVar(&c.HiprioLingerUS, "forget-linger-us", "while the guest keeps sending FORGETs, serve them every `N` µs without asking it to kick for each one, and interrupt it once per quarter ring or when they stop instead of once per FORGET (0: serve on kicks, one interrupt per batch served)")
 	fs.intVar(&c.HotWaitMS, "hot-wait-ms", "for `N` ms after the guest's last request, a queue's worker waits in a system call that the Go runtime does not see, which spares the runtime's monitor thread a wake-up per request (0 to 10000; 0: always wait through the runtime)")
 	fs.variable(&idValue{target: &c.RlimitNofile, max: 1 << 40}, "rlimit-nofile", 0, "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
-	fs.intVar(&c.RequestQueues, "num-request-queues", "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
+	fs.intVar(&c.RequestQueues, "num-request-queues", "serve at most `N` request virtqueues, 1 to 1022 (default 0: as many as QEMU's num-request-queues= sets up)")
 
 	fs.boolVar(&c.AllowDirectIO, "allow-direct-io", 0, "honor O_DIRECT from guest applications")
 	fs.boolVar(&c.AllowMmap, "allow-mmap", 0, "allow mmap with --cache=metadata or never")
@@ -302,8 +302,8 @@ func (p *flagParser) finish() error {
 	if c.PollUS < -1 || c.PollUS > 1000 {
 		return fmt.Errorf("--poll-us=%d: use 0 (never poll) to 1000, or -1 (by the CPU count)", c.PollUS)
 	}
-	if c.RequestQueues < 1 || c.RequestQueues > maxRequestQueues {
-		return fmt.Errorf("--num-request-queues=%d: use 1 to %d, matching QEMU's num-request-queues=", c.RequestQueues, maxRequestQueues)
+	if c.RequestQueues < 0 || c.RequestQueues > maxRequestQueues {
+		return fmt.Errorf("--num-request-queues=%d: use 1 to %d, at least QEMU's num-request-queues=, or 0 to serve as many as QEMU sets up", c.RequestQueues, maxRequestQueues)
 	}
 	if c.Profile == "none" {
 		c.Profile = ""

@@ -199,24 +199,44 @@ func serve(cfg *Config, lg *logger) error {
 	if err != nil {
 		return err
 	}
-	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof})
+	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof, Debugf: lg.debugf})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: pollWindow(cfg.PollUS, runtime.NumCPU()),
 		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond,
 		HiprioLinger: time.Duration(cfg.HiprioLingerUS) * time.Microsecond,
 		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
 		fuseHandler{server})
-	logCountsOnSignal(usr1, server, lg)
+	logCountsOnSignal(usr1, server, backend, lg)
 	if err := installSeccomp(cfg, supervisor, lg); err != nil {
 		return err
 	}
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg))
 	if err := backend.ServeListener(listener, made.sock); err != nil {
+		var limit *vhost.QueueLimitError
+		if errors.As(err, &limit) {
+			return fmt.Errorf("%w: start uvfsd with --num-request-queues=%d or more, or without it to serve as many as QEMU sets up",
+				err, limit.Index)
+		}
 		return err
 	}
-	lg.infof("front-end disconnected; exiting")
+	lg.infof("front-end disconnected; exiting (%s)", formatQueueCounts(backend.QueueCounts()))
 	lg.debugf("requests served: %s", formatCounts(server.RequestCounts()))
 	return nil
+}
+
+// formatQueueCounts says how many requests each queue took: "requests per queue: hiprio=3 1=120
+// 2=98". With several request queues it shows whether the guest spread its requests over them.
+func formatQueueCounts(counts []uint64) string {
+	var b strings.Builder
+	b.WriteString("requests per queue:")
+	for i, n := range counts {
+		if i == 0 {
+			fmt.Fprintf(&b, " hiprio=%d", n)
+		} else {
+			fmt.Fprintf(&b, " %d=%d", i, n)
+		}
+	}
+	return b.String()
 }
 
 // confine restricts a daemon that has no chroot or pivot_root to the share (userns.Confine) and
@@ -368,6 +388,11 @@ func wantedCapabilities(cfg *Config) uint64 {
 	if cfg.SecurityLabel {
 		want |= fuse.CapSecurityCtx
 	}
+	if cfg.AllowMmap {
+		// With --cache=never or metadata files are FOPEN_DIRECT_IO; a guest of Linux 6.6 or
+		// newer may still map them shared (DIRECT_IO_ALLOW_MMAP), as with virtiofsd.
+		want |= fuse.CapDirectIOAllowMmap
+	}
 	if cfg.PosixLock {
 		want |= fuse.CapPosixLocks
 	}
@@ -509,10 +534,10 @@ func removeSocketOnSignal(made madeFiles, lg *logger) {
 
 // logCountsOnSignal logs the requests served so far on each signal from ch (SIGUSR1), so that a
 // benchmark can see what one guest operation costs in round trips.
-func logCountsOnSignal(ch <-chan os.Signal, server *fuse.Server, lg *logger) {
+func logCountsOnSignal(ch <-chan os.Signal, server *fuse.Server, backend *vhost.Backend, lg *logger) {
 	go func() {
 		for range ch {
-			lg.infof("requests served: %s", formatCounts(server.RequestCounts()))
+			lg.infof("requests served: %s; %s", formatCounts(server.RequestCounts()), formatQueueCounts(backend.QueueCounts()))
 		}
 	}()
 }
