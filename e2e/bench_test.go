@@ -35,7 +35,7 @@ func TestBenchmarkRunsInLockstep(t *testing.T) {
 			systems["C-virtiofsd"] = 2
 		}
 	}
-	const steps = 9
+	const steps = 11
 	for system, rounds := range systems {
 		if n := strings.Count(string(out), "system="+system+" workload="); n != rounds*steps {
 			t.Errorf("%s: %d results, want %d rounds of %d steps\n%s", system, n, rounds, steps, out)
@@ -49,5 +49,30 @@ func TestBenchmarkRunsInLockstep(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "CPU time per step") {
 		t.Errorf("no CPU table (--cpu)\n%s", out)
+	}
+}
+
+// TestBenchmarkQueuesQEMU10 runs the benchmark's parallel steps on QEMU 10 with a Linux 6.12 guest
+// against uvfsd with one request queue and, as system uvfsd-q2, with two (--queues 1,2).
+func TestBenchmarkQueuesQEMU10(t *testing.T) {
+	requireStack(t, stackQEMU10)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "bench")
+	if err := vm.GoBuild(ctx, bin, "github.com/uvfsd/uvfsd/e2e/bench"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(ctx, bin, "--qemu10", "--queues", "1,2", "--systems", "uvfsd",
+		"--workloads", "write-seq,par-files,par-read", "--files", "20", "--mib", "4", "--rounds", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	for _, system := range []string{"uvfsd", "uvfsd-q2"} {
+		if n := strings.Count(string(out), "system="+system+" workload="); n != 3 {
+			t.Errorf("%s: %d results, want 3 steps\n%s", system, n, out)
+		}
+	}
+	if !strings.Contains(string(out), "par read 4 MiB") {
+		t.Errorf("no parallel read in the results table\n%s", out)
 	}
 }

@@ -511,3 +511,21 @@ func TestTooManyQueuesFailsAtOnce(t *testing.T) {
 		t.Errorf("error %q does not name the queue and the limit", msg)
 	}
 }
+
+// TestReplyAckOnVringFDs sends SET_VRING_KICK and SET_VRING_CALL with NEED_REPLY, as QEMU does
+// since 2025-10 when REPLY_ACK is negotiated: each must be answered (a back-end that does not
+// answer hangs the guest's mount), and the ring must work with the new fds.
+func TestReplyAckOnVringFDs(t *testing.T) {
+	hs := start(t, vhost.Config{}, &echo{}, frontend.Options{})
+	for _, req := range []uint32{vhost.ReqSetVringCall, vhost.ReqSetVringKick} {
+		// Request sets NEED_REPLY on every message without a reply of its own and waits for the ack.
+		if _, err := hs.f.Request(req, u64(1), []int{eventfd(t)}); err != nil {
+			t.Fatalf("request %d with NEED_REPLY: %v", req, err)
+		}
+	}
+	// The front-end's own fds were replaced: restart the ring with fresh ones, as QEMU would.
+	if err := hs.f.StartQueue(1); err != nil {
+		t.Fatal(err)
+	}
+	hs.mustEcho(1, "after new fds")
+}

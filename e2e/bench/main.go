@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,7 +45,12 @@ type bench struct {
 	uvfsdArgs []string
 	memoryMB  int
 	cpus      int
-	verbose   bool
+	// queues is the virtio-fs devices' num-request-queues (the first --queues); systemQueues
+	// the count of the systems that run uvfsd with another (uvfsd-qN); qemu the QEMU binary.
+	queues       int
+	systemQueues map[string]int
+	qemu         string
+	verbose      bool
 	// sequential boots one system at a time and runs all its steps (the guest script has no
 	// gates); otherwise every round runs in lockstep.
 	sequential bool
@@ -87,10 +93,12 @@ func run() error {
 	flag.IntVar(&b.sizes.TreeFiles, "tree-files", 1500, "files in the host-made tree (full size: 6000)")
 	flag.IntVar(&b.sizes.BigMiB, "mib", 64, "MiB of the sequential write and read (full size: 128)")
 	uvfsdArgs := flag.String("uvfsd-args", "", `extra uvfsd flags, space separated (e.g. "--cache=always --writeback")`)
-	systems := flag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated")
+	systems := flag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated ("+sysRust+" too, from "+rustDir()+")")
 	flag.IntVar(&b.memoryMB, "memory", 1024, "guest memory in MiB (same for all systems)")
 	flag.IntVar(&b.cpus, "cpus", 2, "guest CPUs (same for all systems)")
-	kernelPath := flag.String("kernel", "", "guest kernel (default: /boot/vmlinuz-$(uname -r) or the newest)")
+	kernelPath := flag.String("kernel", "", "guest kernel (default: the newest /boot/vmlinuz-6.1.*, Debian bookworm's, or $UVFS_E2E_KERNEL)")
+	qemu10 := flag.Bool("qemu10", false, "boot QEMU 10 and Linux 6.12 from $UVFS_E2E_QEMU10 (/opt/uvfs-e2e/qemu10, .ci/install-qemu10) instead of the system's QEMU and --kernel")
+	queues := flag.String("queues", "1", `num-request-queues of the virtio-fs devices (a Linux 6.11+ guest uses one per vCPU; the C and Rust virtiofsd refuse more than 1); "1,2" also runs uvfsd as system uvfsd-q2 with 2`)
 	flag.BoolVar(&b.verbose, "verbose", false, "copy the guest console to stderr")
 	flag.BoolVar(&b.verbose, "v", false, "short for --verbose")
 	flag.DurationVar(&b.timeout, "boot-timeout", 15*time.Minute, "give up on one boot after this long")
@@ -99,7 +107,7 @@ func run() error {
 	flag.BoolVar(&b.sequential, "sequential", false, "boot one system at a time and run all its steps, instead of all systems at once taking turns step by step")
 	flag.BoolVar(&b.measureCPU, "cpu", false, "also report the CPU time each daemon and QEMU used per step (not with --sequential)")
 	flag.BoolVar(&b.countRequests, "count-requests", false, "instead of timing, count each daemon's FUSE requests per workload (one boot each, no 9p)")
-	only := flag.String("workloads", "", "run only these workloads, comma separated (create,stat,read,ls-lR,find,cp-a,write-seq,read-seq,rm-rf); stat and read need create, read-seq needs write-seq")
+	only := flag.String("workloads", "", "run only these workloads, comma separated (create,stat,read,ls-lR,find,cp-a,write-seq,read-seq,par-files,par-read,rm-rf); stat and read need create, read-seq and par-read need write-seq")
 	flag.Parse()
 	if err := selectWorkloads(*only); err != nil {
 		return err
@@ -133,6 +141,20 @@ func run() error {
 		b.uvfsdSystems[v.Name] = v.Flags
 		*systems += "," + v.Name
 	}
+	b.systemQueues = map[string]int{}
+	for i, q := range strings.Split(*queues, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(q))
+		if err != nil || n < 1 || n > 1022 {
+			return fmt.Errorf("--queues: %q is not a queue count from 1 to 1022", q)
+		}
+		if i == 0 {
+			b.queues = n
+			continue
+		}
+		name := fmt.Sprintf("%s-q%d", sysUvfsd, n)
+		b.uvfsdSystems[name], b.systemQueues[name] = b.uvfsdArgs, n
+		*systems += "," + name
+	}
 	if b.countRequests {
 		// Counting follows one daemon's log per boot, step by step: one guest at a time.
 		b.rounds, b.counts, b.sequential = 1, map[string]stepCounts{}, true
@@ -147,6 +169,15 @@ func run() error {
 	for _, s := range strings.Split(*systems, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case sys9p:
+		case sysRust:
+			if _, err := os.Stat(filepath.Join(rustDir(), rustBinary)); err != nil {
+				fmt.Printf("note: skipping the Rust virtiofsd: %v (.ci/install-clients unpacks it)\n", err)
+				continue
+			}
+			if b.queues > 1 {
+				fmt.Printf("note: skipping the Rust virtiofsd: it refuses a device with %d request queues (it serves one)\n", b.queues)
+				continue
+			}
 		case sysC:
 			if os.Geteuid() != 0 {
 				fmt.Println("note: skipping the C virtiofsd: it needs root (run this program as root to include it)")
@@ -156,21 +187,25 @@ func run() error {
 				fmt.Printf("note: skipping the C virtiofsd: %v (apt-get install qemu-system-common)\n", err)
 				continue
 			}
+			if b.queues > 1 {
+				fmt.Printf("note: skipping the C virtiofsd: it refuses a device with %d request queues (libvhost-user: Invalid queue index)\n", b.queues)
+				continue
+			}
 		default:
 			if _, ok := b.uvfsdSystems[s]; ok {
 				break
 			}
-			return fmt.Errorf("--systems: unknown system %q (know %s, %s, %s)", s, sysUvfsd, sysC, sys9p)
+			return fmt.Errorf("--systems: unknown system %q (know %s, %s, %s, %s)", s, sysUvfsd, sysC, sysRust, sys9p)
 		}
 		b.systems = append(b.systems, s)
 	}
-	if err := b.prepare(*kernelPath); err != nil {
+	if err := b.prepare(*kernelPath, *qemu10); err != nil {
 		return err
 	}
 	defer os.RemoveAll(b.work)
 
-	fmt.Printf("guest: %d CPUs, %d MiB, TCG; %d small files, %d-file tree, %d MiB; uvfsd as %s with flags %q\n",
-		b.cpus, b.memoryMB, b.sizes.SmallFiles, b.sizes.TreeFiles, b.sizes.BigMiB, b.rootless.Name, b.uvfsdArgs)
+	fmt.Printf("guest: %d CPUs, %d MiB, TCG, %s on %s, %d request queue(s); %d small files, %d-file tree, %d MiB; uvfsd as %s with flags %q\n",
+		b.cpus, b.memoryMB, filepath.Base(b.kernel), b.qemu, b.queues, b.sizes.SmallFiles, b.sizes.TreeFiles, b.sizes.BigMiB, b.rootless.Name, b.uvfsdArgs)
 	if b.measureCPU && b.sequential {
 		return fmt.Errorf("--cpu measures steps in lockstep: it does not go with --sequential or --count-requests")
 	}
@@ -252,22 +287,41 @@ func run() error {
 	return nil
 }
 
-// prepare finds the kernel, builds uvfsd and the guest timer, and writes
+// prepare finds QEMU and the kernel, builds uvfsd and the guest timer, and writes
 // the two initramfs images.
-func (b *bench) prepare(kernelPath string) error {
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		return fmt.Errorf("qemu-system-x86_64 not found (apt-get install qemu-system-x86): %w", err)
-	}
+func (b *bench) prepare(kernelPath string, qemu10 bool) error {
+	var k vm.Kernel
 	var err error
+	if qemu10 {
+		dir := os.Getenv("UVFS_E2E_QEMU10")
+		if dir == "" {
+			dir = "/opt/uvfs-e2e/qemu10"
+		}
+		b.qemu = filepath.Join(dir, "qemu-system-x86_64")
+		if _, err := os.Stat(b.qemu); err != nil {
+			return fmt.Errorf("QEMU 10 not unpacked (run .ci/install-qemu10): %w", err)
+		}
+		if k, err = vm.FindKernelSeries(filepath.Join(dir, "boot"), "6.12"); err != nil {
+			return err
+		}
+	} else {
+		if b.qemu, err = exec.LookPath("qemu-system-x86_64"); err != nil {
+			return fmt.Errorf("qemu-system-x86_64 not found (apt-get install qemu-system-x86): %w", err)
+		}
+		if kernelPath != "" {
+			k, err = vm.FindKernel(kernelPath)
+		} else {
+			k, err = vm.BaselineKernel()
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if b.rootless, err = rootlessAccount(); err != nil {
 		return err
 	}
 	// 0755 under /tmp: the unprivileged daemon must be able to run uvfsd from here.
 	if b.work, err = tempDir("uvfs-bench-", 0o755, currentAccount()); err != nil {
-		return err
-	}
-	k, err := vm.FindKernel(kernelPath)
-	if err != nil {
 		return err
 	}
 	b.kernel = k.Path
@@ -348,6 +402,7 @@ func (b *bench) runOnce(system string) (map[string]time.Duration, time.Duration,
 func (b *bench) vm(bt *boot, system string) vm.VM {
 	b.bootCount++
 	return vm.VM{
+		QEMU:       b.qemu,
 		Kernel:     b.kernel,
 		Initrd:     bt.initrd,
 		MemoryMB:   b.memoryMB,

@@ -15,7 +15,19 @@ const (
 	sysUvfsd = "uvfsd"
 	sysC     = "C-virtiofsd"
 	sys9p    = "9p"
+	sysRust  = "rust-virtiofsd"
 )
+
+// The Rust virtiofsd (1.13, Debian trixie's) as .ci/install-clients unpacks it, with the trixie
+// libc it needs, run through that libc's loader.
+const rustBinary = "usr/libexec/virtiofsd"
+
+func rustDir() string {
+	if d := os.Getenv("UVFS_E2E_CLIENTS"); d != "" {
+		return filepath.Join(d, "virtiofsd")
+	}
+	return "/opt/uvfs-e2e/virtiofsd"
+}
 
 // cVirtiofsd is QEMU's C virtiofsd (package qemu-system-common).
 const cVirtiofsd = "/usr/lib/qemu/virtiofsd"
@@ -103,24 +115,35 @@ func (b *bench) setUp(system string) (*boot, error) {
 	}
 	socket := filepath.Join(sockDir, "vhost.sock")
 	d := &vm.Daemon{Socket: socket, Credential: owner.Credential()}
-	if isUvfsd {
+	switch {
+	case isUvfsd:
 		d.Path = b.uvfsd
 		d.Args = append([]string{"--socket-path=" + socket, "--shared-dir=" + share}, uvfsdArgs...)
-	} else {
+	case system == sysRust:
+		lib := filepath.Join(rustDir(), "usr/lib/x86_64-linux-gnu")
+		d.Path = filepath.Join(lib, "ld-linux-x86-64.so.2")
+		d.Args = []string{"--library-path", lib, filepath.Join(rustDir(), rustBinary),
+			"--socket-path=" + socket, "--shared-dir=" + share, "--cache=auto"}
+	default:
 		d.Path = cVirtiofsd
 		d.Args = []string{"--socket-path=" + socket, "-o", "source=" + share, "-o", "cache=auto"}
 	}
 	if b.countRequests {
 		bt.counter = newRequestCounter()
 		d.Stderr = bt.counter
-		if isUvfsd {
+		switch {
+		case isUvfsd:
 			d.Args = append(d.Args, "--log-level=debug")
-		} else {
+		case system == sysC:
 			d.Args = append(d.Args, "-d")
 		}
 	}
 	bt.daemon = d
-	bt.fs = []vm.FSDevice{{Socket: socket, Tag: shareTag}}
+	queues := b.queues
+	if n, ok := b.systemQueues[system]; ok {
+		queues = n
+	}
+	bt.fs = []vm.FSDevice{{Socket: socket, Tag: shareTag, RequestQueues: queues}}
 	if err := d.Start(); err != nil {
 		os.RemoveAll(sockDir)
 		bt.close()

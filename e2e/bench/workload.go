@@ -30,6 +30,10 @@ var workloads = []workload{
 	{"cp-a", func(s sizes) string { return fmt.Sprintf("cp -a %d (cold)", s.TreeFiles) }},
 	{"write-seq", func(s sizes) string { return fmt.Sprintf("dd write %d MiB+fsync", s.BigMiB) }},
 	{"read-seq", func(s sizes) string { return fmt.Sprintf("dd read %d MiB (cold)", s.BigMiB) }},
+	// One guest process per vCPU, pinned to it (benchstep @par-files, @par-read): with several
+	// request queues a Linux 6.11+ guest sends each vCPU's requests on its own queue.
+	{"par-files", func(s sizes) string { return fmt.Sprintf("par create+stat+read %d/CPU", s.SmallFiles/2) }},
+	{"par-read", func(s sizes) string { return fmt.Sprintf("par read %d MiB (cold)", s.BigMiB) }},
 	{"rm-rf", func(s sizes) string { return "rm -rf all" }},
 }
 
@@ -55,7 +59,7 @@ func selectWorkloads(names string) error {
 // prints one "BENCH name ns" line per step through /bin/benchstep. Caches
 // are dropped before each step marked cold, so the daemon is asked again.
 // Steps not in workloads are skipped (a step may need the files an earlier
-// one makes: stat and cat those of create, the dd read that of the dd write).
+// one makes: stat and cat those of create, the dd read and par-read that of the dd write).
 //
 // With gated set, each step first prints "BENCH-WAIT name" and waits for a
 // line on the console: the host lets one guest at a time run a step (see
@@ -92,7 +96,9 @@ step find cold find tree
 step cp-a cold cp -a tree tree2
 step write-seq warm dd if=/dev/zero of=big bs=1M count=$MIB conv=fsync
 step read-seq cold dd if=big of=/dev/null bs=1M
-step rm-rf warm rm -rf small tree tree2 big
+step par-files warm @par-files par $((N / 2))
+step par-read cold @par-read big
+step rm-rf warm rm -rf small tree tree2 big par
 gate end
 exit $fail
 `)
