@@ -178,6 +178,13 @@ func (fs *FS) fillDir(d *dirStream, fd int, offset uint64, plus bool, buf *fuse.
 			}
 			ep = &entry
 			ino = entry.Attr.Ino
+			if fs.mapped {
+				typ = entry.Attr.Mode & unix.S_IFMT >> 12
+			}
+		} else if fs.mapped && typ == unix.DT_REG {
+			// A regular host file may stand for a symlink or special file, which only its
+			// attribute tells: the guest stats it when it needs to know.
+			typ = unix.DT_UNKNOWN
 		}
 		if !buf.Add(ino, off, typ, name, ep) {
 			if ep != nil {

@@ -50,7 +50,11 @@ type FS struct {
 
 	specialXattr specialXattrWorker
 
-	submountWarning sync.Once // warnUnannouncedSubmount
+	// mapped: the mapped ownership model (mapped.go); every node has mapped state. Fixed after New.
+	mapped bool
+
+	submountWarning    sync.Once // warnUnannouncedSubmount
+	badOverrideWarning sync.Once // warnBadOverride
 
 	closeOnce sync.Once
 }
@@ -106,7 +110,12 @@ func New(o Options) (*FS, error) {
 			fs.capHostName = append(append([]byte(nil), host...), 0)
 		}
 	}
-	if err := fs.setUpFileHandles(o.InodeFileHandles, o.RootFD, st.Mnt_id); err != nil {
+	err = fs.setUpFileHandles(o.InodeFileHandles, o.RootFD, st.Mnt_id)
+	if err == nil && o.Ownership == OwnershipMapped {
+		fs.mapped = true
+		err = checkMappedOptions(&o)
+	}
+	if err != nil {
 		if fs.ownsProcFD {
 			closeFD(fs.procSelfFD)
 		}
@@ -114,7 +123,10 @@ func New(o Options) (*FS, error) {
 	}
 	fs.writeback.Store(o.Writeback)
 	unix.Umask(0)
-	fs.inodes.addRoot(o.RootFD, keyOf(&st))
+	root := fs.inodes.addRoot(o.RootFD, keyOf(&st))
+	if fs.mapped {
+		root.mapped = &mappedState{}
+	}
 	return fs, nil
 }
 
@@ -208,8 +220,9 @@ func checkName(name fuse.CString) fuse.Errno {
 	return 0
 }
 
-// fillAttr converts statx results to a FUSE attr, with ids translated for the guest.
-func (fs *FS) fillAttr(st *unix.Statx_t, submount bool, a *fuse.Attr) {
+// fillAttr converts statx results of n to a FUSE attr, with ids translated for the guest (and in
+// the mapped model, owner, mode and device number from the node's attribute).
+func (fs *FS) fillAttr(n *inode, st *unix.Statx_t, a *fuse.Attr) {
 	a.Ino = st.Ino
 	a.Size = st.Size
 	a.Blocks = st.Blocks
@@ -223,8 +236,11 @@ func (fs *FS) fillAttr(st *unix.Statx_t, submount bool, a *fuse.Attr) {
 	a.Rdev = encodeDev(st.Rdev_major, st.Rdev_minor)
 	a.Blksize = st.Blksize
 	a.Flags = 0
-	if submount && fs.o.AnnounceSubmounts {
+	if n.submount && fs.o.AnnounceSubmounts {
 		a.Flags |= fuse.AttrSubmount
+	}
+	if n.mapped != nil {
+		fs.applyMapped(n, st, a)
 	}
 }
 
@@ -240,10 +256,10 @@ func decodeDev(rdev uint32) uint64 {
 	return unix.Mkdev(major, minor)
 }
 
-func (fs *FS) fillAttrOut(st *unix.Statx_t, submount bool, out *fuse.AttrOut) {
+func (fs *FS) fillAttrOut(n *inode, st *unix.Statx_t, out *fuse.AttrOut) {
 	out.AttrValid = fs.timeout
 	out.AttrValidNsec = 0
-	fs.fillAttr(st, submount, &out.Attr)
+	fs.fillAttr(n, st, &out.Attr)
 }
 
 func (fs *FS) fillEntry(n *inode, st *unix.Statx_t, out *fuse.EntryOut) {
@@ -251,7 +267,7 @@ func (fs *FS) fillEntry(n *inode, st *unix.Statx_t, out *fuse.EntryOut) {
 	out.Generation = 0
 	out.EntryValid = fs.timeout
 	out.AttrValid = fs.timeout
-	fs.fillAttr(st, n.submount, &out.Attr)
+	fs.fillAttr(n, st, &out.Attr)
 }
 
 // readonlyErr is EROFS for modifying operations when the share is read-only.

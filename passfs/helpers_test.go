@@ -25,6 +25,12 @@ func newEnv(t *testing.T, configure func(*passfs.Options)) *env {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	return newEnvOn(t, dir, configure)
+}
+
+// newEnvOn is newEnv on an existing directory (a second daemon on the same share).
+func newEnvOn(t *testing.T, dir string, configure func(*passfs.Options)) *env {
+	t.Helper()
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
