@@ -222,14 +222,19 @@ func (fs *FS) newOverride(ctx *fuse.Context, parent *inode, mode, rdev uint32) (
 		return overrideStat{}, syscall.EPERM
 	}
 	s := overrideStat{uid: ctx.UID, gid: ctx.GID, mode: mode}
-	var st unix.Statx_t
-	if e := fstatx(parent.fd, &st); e != 0 {
-		return s, e
+	// The parent's attribute as last read, when it was: a directory's ctime changes with every
+	// entry made in it, so checking it would read the attribute again for each new file.
+	ps, has, read := parent.mapped.cached()
+	if !read || !has {
+		var st unix.Statx_t
+		if e := fstatx(parent.fd, &st); e != 0 {
+			return s, e
+		}
+		if ps, has = fs.mappedView(parent, &st); !has {
+			ps = overrideStat{mode: uint32(st.Mode), gid: fs.gids.NSToGuest(st.Gid)}
+		}
 	}
-	pmode, pgid := uint32(st.Mode), fs.gids.NSToGuest(st.Gid)
-	if ps, ok := fs.mappedView(parent, &st); ok {
-		pmode, pgid = ps.mode, ps.gid
-	}
+	pmode, pgid := ps.mode, ps.gid
 	if pmode&unix.S_ISGID != 0 {
 		s.gid = pgid
 		if s.fileType() == unix.S_IFDIR {
@@ -435,7 +440,7 @@ func (fs *FS) setattrMapped(ctx *fuse.Context, n *inode, in *fuse.SetattrIn) fus
 	if !canHoldOverride(n.fileType) {
 		return fs.setattrUnmappable(ctx, n, in, chown)
 	}
-	return fs.changeOverride(n, func(s *overrideStat) bool {
+	e := fs.changeOverride(n, func(s *overrideStat) bool {
 		if in.Valid&fuse.FattrMode != 0 {
 			s.mode = s.mode&unix.S_IFMT | in.Mode&0o7777
 		}
@@ -456,6 +461,11 @@ func (fs *FS) setattrMapped(ctx *fuse.Context, n *inode, in *fuse.SetattrIn) fus
 		}
 		return true
 	})
+	if e == 0 && chown && fs.capHostName != nil && n.openable() {
+		// chown drops file capabilities, as the host kernel drops security.capability.
+		fs.nodeXattr(n, xattrRemove, &fs.capHostName[0], nil, 0)
+	}
+	return e
 }
 
 // setattrUnmappable serves chmod and chown of a host symlink or special file, which cannot carry

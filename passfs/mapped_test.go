@@ -374,6 +374,20 @@ func TestMappedAttributeIsHiddenFromTheGuest(t *testing.T) {
 		if got := e.override("f"); got != "5:5:0644:file" {
 			t.Errorf("rootless map %v: the attribute is now %q", rootless, got)
 		}
+		if !rootless {
+			continue
+		}
+		// chown drops file capabilities, also under their mapped name.
+		if errno := e.fs.Setxattr(e.ctx(f), &fuse.SetxattrIn{}, cs("security.capability"), []byte("cap")); errno != 0 {
+			t.Fatal(errno)
+		}
+		var out fuse.AttrOut
+		if errno := e.fs.Setattr(e.ctx(f), &fuse.SetattrIn{Valid: fuse.FattrUID, UID: 6}, &out); errno != 0 {
+			t.Fatal(errno)
+		}
+		if _, errno := getxattr(t, e, f, "security.capability"); errno != syscall.ENODATA {
+			t.Errorf("security.capability after chown: %v, want ENODATA", errno)
+		}
 	}
 }
 
