@@ -44,6 +44,18 @@ type servedShare struct {
 // daemon configurations keeps the tests fast under TCG.
 func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []string) *vm.Result {
 	t.Helper()
+	return bootUvfsdSharesWith(t, shares, script, env, guestExtras{})
+}
+
+// guestExtras are what some boots need beyond the script.
+type guestExtras struct {
+	files   map[string][]byte // extra files in the initramfs (guest path -> contents)
+	timeout time.Duration     // for the whole run; 5 minutes when zero
+}
+
+// bootUvfsdSharesWith is bootUvfsdShares with extras.
+func bootUvfsdSharesWith(t *testing.T, shares []servedShare, script string, env []string, extra guestExtras) *vm.Result {
+	t.Helper()
 	g := requireGuestTools(t)
 	bin := buildUvfsd(t)
 	work := t.TempDir()
@@ -69,13 +81,16 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 		devs = append(devs, vm.FSDevice{Socket: socket, Tag: s.tag})
 		mounts = append(mounts, vm.Mount{Tag: s.tag, Dir: "/mnt/" + s.tag})
 	}
-	rd := vm.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/", Script: script, Env: env}
+	rd := vm.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/", Script: script, Env: env, Files: extra.files}
 	initrd := filepath.Join(work, "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
+	if extra.timeout == 0 {
+		extra.timeout = 5 * time.Minute
+	}
 	machine := vm.VM{Kernel: g.bootKernel, Initrd: initrd, FS: devs,
-		ConsoleLog: filepath.Join(work, "console.log"), Timeout: 5 * time.Minute}
+		ConsoleLog: filepath.Join(work, "console.log"), Timeout: extra.timeout}
 	res, err := machine.Run(context.Background())
 	logDaemons := func() {
 		for i, d := range daemons {
