@@ -182,9 +182,8 @@ func (fs *FS) fillDir(d *dirStream, fd int, offset uint64, plus bool, buf *fuse.
 				typ = entry.Attr.Mode & unix.S_IFMT >> 12
 			}
 		} else if fs.mapped && typ == unix.DT_REG {
-			// A regular host file may stand for a symlink or special file, which only its
-			// attribute tells: the guest stats it when it needs to know.
-			typ = unix.DT_UNKNOWN
+			// A regular host file may stand for a symlink or special file.
+			typ = fs.mappedDirentType(fd, &rec[direntNameOff])
 		}
 		if !buf.Add(ino, off, typ, name, ep) {
 			if ep != nil {

@@ -197,6 +197,50 @@ func (fs *FS) applyMapped(n *inode, st *unix.Statx_t, a *fuse.Attr) {
 	}
 }
 
+// mappedDirentType is the d_type of name, a regular file in the directory open as dirfd, in the
+// mapped model: what its attribute says it stands for. overlayfs and find rely on d_type, so it is
+// read rather than left DT_UNKNOWN: from the node when the guest knows the file, else from the
+// attribute (DT_UNKNOWN if that fails).
+func (fs *FS) mappedDirentType(dirfd int, name *byte) uint32 {
+	fd, e := fs.openat(dirfd, name, pathFlags, 0)
+	if e != 0 {
+		return unix.DT_UNKNOWN
+	}
+	defer closeFD(fd)
+	var st unix.Statx_t
+	if fstatx(fd, &st) != 0 {
+		return unix.DT_UNKNOWN
+	}
+	hostType := uint32(st.Mode) & unix.S_IFMT
+	if hostType != unix.S_IFREG {
+		return hostType >> 12 // replaced since getdents64 saw it
+	}
+	if n := fs.inodes.getByKey(keyOf(&st)); n != nil {
+		k := n.mapped.kind.Load()
+		n.unpin()
+		if k != 0 {
+			return k >> 12
+		}
+	}
+	rfd, e := fs.reopenFD(fd, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	if e != 0 {
+		return unix.DT_UNKNOWN
+	}
+	var buf [overrideMax]byte
+	l, e := fdXattr(xattrGet, rfd, &overrideName[0], buf[:], 0)
+	closeFD(rfd)
+	switch {
+	case e == syscall.ENODATA:
+		return unix.DT_REG
+	case e != 0:
+		return unix.DT_UNKNOWN
+	}
+	if s, ok := parseOverride(buf[:l], unix.S_IFREG); ok {
+		return s.fileType() >> 12
+	}
+	return unix.DT_REG // read as none, as in replies
+}
+
 // hostMode is the mode of the host file for a guest file of mode (type and 07777 bits): a regular
 // file or directory keeps its permission bits (and a directory its sticky bit), plus what the
 // daemon's user needs to reach it without privilege; set-id bits stay in the attribute. A file
