@@ -108,6 +108,14 @@ for tag in $SHARES; do
 		tar -x -f /extra/archive.tar -C /mnt/$tag || echo "FAIL: $tag: tar -x"
 		# busybox tar leaves a symlink's owner alone
 		chown -h 42:43 /mnt/$tag/tree/link || echo "FAIL: $tag: chown -h"
+		# Device nodes are the guest's: its null driver takes the write, and a block device
+		# with no driver (sd) gives ENXIO.
+		echo discard >/mnt/$tag/tree/dev/null || echo "FAIL: $tag: write to the guest's null device"
+		if out=$(head -c 1 /mnt/$tag/tree/dev/sda1 2>&1); then
+			echo "FAIL: $tag: read from a block device without a driver worked"
+		else
+			case $out in *"No such device or address"*) ;; *) echo "FAIL: $tag: read from sda1: $out, want ENXIO" ;; esac
+		fi
 		list unpacked $tag
 		umount /mnt/$tag && mount -t virtiofs $tag /mnt/$tag || echo "FAIL: $tag: remount"
 		list remounted $tag
@@ -225,6 +233,9 @@ func checkHostFilesPlain(t *testing.T, s servedShare) {
 		}
 		if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 && typ == unix.S_IFREG {
 			t.Errorf("%s: host %s has set-id bits (%#o)", s.tag, p, st.Mode)
+		}
+		if strings.Contains(p, "/tree/dev/") && st.Size != 0 {
+			t.Errorf("%s: host %s has %d bytes: what the guest wrote to a device reached the host", s.tag, p, st.Size)
 		}
 		buf := make([]byte, 128)
 		if l, err := unix.Lgetxattr(p, "user.containers.override_stat", buf); err != nil {
