@@ -96,7 +96,8 @@ type pjdCounts struct{ pass, fail, todo, skip, missing, secs int }
 // pjdRun is what the guest reported for one label (a share's tag, or tmpfs).
 type pjdRun struct {
 	total *pjdCounts
-	files map[string]bool // .t files that ran
+	files map[string]bool       // .t files that ran
+	dirs  map[string]*pjdCounts // per tests/ directory: pass, fail and todo
 	// failures maps "dir/NN.t #N" (a failed test's number) and "dir/NN.t incomplete" to the
 	// guest's line (test names are random, so only the number is compared).
 	failures map[string]string
@@ -108,7 +109,7 @@ func parsePjdfstest(t *testing.T, lines []string) map[string]*pjdRun {
 	runs := map[string]*pjdRun{}
 	run := func(label string) *pjdRun {
 		if runs[label] == nil {
-			runs[label] = &pjdRun{files: map[string]bool{}, failures: map[string]string{}}
+			runs[label] = &pjdRun{files: map[string]bool{}, dirs: map[string]*pjdCounts{}, failures: map[string]string{}}
 		}
 		return runs[label]
 	}
@@ -119,7 +120,18 @@ func parsePjdfstest(t *testing.T, lines []string) map[string]*pjdRun {
 		}
 		switch f[0] {
 		case "PJDT":
-			run(f[1]).files[f[2]] = true
+			r := run(f[1])
+			r.files[f[2]] = true
+			var c pjdCounts
+			if _, err := fmt.Sscan(strings.Join(f[3:], " "), &c.pass, &c.fail, &c.todo); err != nil {
+				t.Errorf("bad file line %q: %v", l, err)
+			}
+			dir, _, _ := strings.Cut(f[2], "/")
+			if r.dirs[dir] == nil {
+				r.dirs[dir] = &pjdCounts{}
+			}
+			d := r.dirs[dir]
+			d.pass, d.fail, d.todo = d.pass+c.pass, d.fail+c.fail, d.todo+c.todo
 		case "NOK":
 			key := f[2] + " " + strings.Join(f[3:], " ")
 			switch {
@@ -203,6 +215,7 @@ func TestPjdfstestMapped(t *testing.T) {
 		t.Logf("%s (uvfsd as %s, %v): %d ok, %d failed, %d TODO (%d skipped, %d not run) in %d s over %s",
 			s.tag, s.user.Name, s.flags, r.total.pass, r.total.fail, r.total.todo, r.total.skip, r.total.missing, r.total.secs,
 			strings.Join(dirs, ","))
+		t.Logf("%s per directory (ok/failed/TODO): %s", s.tag, r.perDir())
 		for _, f := range want {
 			if !r.files[f] {
 				t.Errorf("%s: %s did not run", s.tag, f)
@@ -220,9 +233,24 @@ func TestPjdfstestMapped(t *testing.T) {
 		}
 	}
 	if ref.total != nil {
-		t.Logf("tmpfs reference: %d ok, %d failed, %d TODO (%d skipped, %d not run) in %d s", ref.total.pass, ref.total.fail,
-			ref.total.todo, ref.total.skip, ref.total.missing, ref.total.secs)
+		t.Logf("tmpfs reference: %d ok, %d failed, %d TODO (%d skipped, %d not run) in %d s; per directory: %s", ref.total.pass,
+			ref.total.fail, ref.total.todo, ref.total.skip, ref.total.missing, ref.total.secs, ref.perDir())
 	}
+}
+
+// perDir lists the counts of each directory, "chown 1/0/0 chmod ...".
+func (r *pjdRun) perDir() string {
+	var dirs []string
+	for d := range r.dirs {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	var b strings.Builder
+	for _, d := range dirs {
+		c := r.dirs[d]
+		fmt.Fprintf(&b, " %s %d/%d/%d", d, c.pass, c.fail, c.todo)
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // TestParsePjdfstest: failures are keyed by file and test number, since the names in a test's line
@@ -241,7 +269,7 @@ func TestParsePjdfstest(t *testing.T) {
 	if sub == nil || ref == nil || sub.total == nil || *sub.total != (pjdCounts{170, 1, 0, 0, 3, 30}) {
 		t.Fatalf("parsed %+v", runs)
 	}
-	if !sub.files["chown/00.t"] || len(sub.failures) != 2 {
+	if !sub.files["chown/00.t"] || len(sub.failures) != 2 || sub.perDir() != "chown 170/1/0" {
 		t.Errorf("sub: files %v failures %v", sub.files, sub.failures)
 	}
 	if _, ok := ref.failures["chown/00.t #17"]; !ok {
