@@ -25,6 +25,14 @@ type daemonSpec struct {
 	setup func(t *testing.T, shared string)
 	// env is added to the daemon's environment.
 	env []string
+	// inShare runs the daemon in the shared directory (podman machine's
+	// "--shared-dir .").
+	inShare bool
+	// stack is the QEMU and guest kernel booted against the daemon.
+	stack guestStack
+	// requestQueues is the device's num-request-queues (1 when zero); cpus
+	// the guest's vCPUs (2 when zero).
+	requestQueues, cpus int
 }
 
 // makeDir creates a directory the daemon's user can reach: under /tmp
@@ -60,7 +68,7 @@ const shareTag = "uvfs"
 // 0. Everything the guest printed is logged when the test fails.
 func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) bootResult {
 	t.Helper()
-	g := requireGuestTools(t)
+	g := requireStack(t, spec.stack)
 	shared := makeDir(t, "uvfs-e2e-share-", 0o755, spec.user)
 	sockDir := makeDir(t, "uvfs-e2e-sock-", 0o700, spec.user)
 	socket := filepath.Join(sockDir, "vhost.sock")
@@ -75,6 +83,9 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		Env:        spec.env,
 		Socket:     socket,
 		Credential: spec.user.Credential(),
+	}
+	if spec.inShare {
+		d.Dir = shared
 	}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
@@ -93,9 +104,11 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		t.Fatal(err)
 	}
 	machine := vm.VM{
+		QEMU:       g.qemu,
 		Kernel:     g.bootKernel,
 		Initrd:     initrd,
-		FS:         []vm.FSDevice{{Socket: socket, Tag: shareTag}},
+		CPUs:       spec.cpus,
+		FS:         []vm.FSDevice{{Socket: socket, Tag: shareTag, RequestQueues: spec.requestQueues}},
 		ConsoleLog: filepath.Join(work, "console.log"),
 		Timeout:    10 * time.Minute,
 	}
@@ -103,7 +116,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err != nil {
 		t.Fatalf("guest run against %s failed: %v\n--- daemon output ---\n%s", spec.path, err, d.Output())
 	}
-	t.Logf("guest boot + script took %v against %s", res.Duration.Round(time.Millisecond), filepath.Base(spec.path))
+	t.Logf("guest boot + script took %v against %s on %s", res.Duration.Round(time.Millisecond), filepath.Base(spec.path), g.stack)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("guest script output:\n%s", strings.Join(res.Output, "\n"))
@@ -113,6 +126,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err := d.Wait(20 * time.Second); err != nil {
 		t.Errorf("daemon did not exit cleanly after the guest powered off: %v", err)
 	}
+	checkNoSeccompDenials(t, d.Output())
 	return bootResult{shared: shared, res: res, daemonOutput: d.Output()}
 }
 
@@ -133,6 +147,9 @@ func runWorkout(t *testing.T, spec daemonSpec) bootResult {
 	env := []string{}
 	if spec.xattrs {
 		env = append(env, "WORKOUT_XATTR=1")
+	}
+	if spec.stack == stackQEMU10 && spec.path != cVirtiofsd {
+		env = append(env, "WORKOUT_BTIME=1") // a 6.12 guest asks with FUSE_STATX
 	}
 	b := bootWithDaemon(t, spec, readWorkout(t), env)
 	for _, l := range b.res.Output {

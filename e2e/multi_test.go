@@ -58,7 +58,7 @@ func TestSeveralSharesCVirtiofsd(t *testing.T) {
 		t.Fatal(err)
 	}
 	machine := vm.VM{
-		Kernel: g.bootKernel,
+		QEMU: g.qemu, Kernel: g.bootKernel,
 		Initrd: initrd,
 		FS:     fsDevs,
 		ExtraArgs: []string{

@@ -44,11 +44,18 @@ type servedShare struct {
 // daemon configurations keeps the tests fast under TCG.
 func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []string) *vm.Result {
 	t.Helper()
-	return bootUvfsdSharesWith(t, shares, script, env, guestExtras{})
+	return bootUvfsdSharesOn(t, stackBaseline, shares, script, env)
+}
+
+// bootUvfsdSharesOn is bootUvfsdShares on the given QEMU and guest kernel.
+func bootUvfsdSharesOn(t *testing.T, stack guestStack, shares []servedShare, script string, env []string) *vm.Result {
+	t.Helper()
+	return bootUvfsdSharesWith(t, shares, script, env, guestExtras{stack: stack})
 }
 
 // guestExtras are what some boots need beyond the script.
 type guestExtras struct {
+	stack   guestStack        // QEMU and guest kernel; the zero value is stackBaseline
 	files   map[string][]byte // extra files in the initramfs (guest path -> contents)
 	timeout time.Duration     // for the whole run; 5 minutes when zero
 }
@@ -56,7 +63,7 @@ type guestExtras struct {
 // bootUvfsdSharesWith is bootUvfsdShares with extras.
 func bootUvfsdSharesWith(t *testing.T, shares []servedShare, script string, env []string, extra guestExtras) *vm.Result {
 	t.Helper()
-	g := requireGuestTools(t)
+	g := requireStack(t, extra.stack)
 	bin := buildUvfsd(t)
 	work := t.TempDir()
 	var devs []vm.FSDevice
@@ -66,7 +73,7 @@ func bootUvfsdSharesWith(t *testing.T, shares []servedShare, script string, env 
 		socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, s.user), "vhost.sock")
 		d := &vm.Daemon{
 			Path:       bin,
-			Args:       append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, s.flags...),
+			Args:       append(append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, seccompArgs()...), s.flags...),
 			Socket:     socket,
 			Credential: s.user.Credential(),
 		}
@@ -89,7 +96,7 @@ func bootUvfsdSharesWith(t *testing.T, shares []servedShare, script string, env 
 	if extra.timeout == 0 {
 		extra.timeout = 5 * time.Minute
 	}
-	machine := vm.VM{Kernel: g.bootKernel, Initrd: initrd, FS: devs,
+	machine := vm.VM{QEMU: g.qemu, Kernel: g.bootKernel, Initrd: initrd, FS: devs,
 		ConsoleLog: filepath.Join(work, "console.log"), Timeout: extra.timeout}
 	res, err := machine.Run(context.Background())
 	logDaemons := func() {
@@ -101,7 +108,7 @@ func bootUvfsdSharesWith(t *testing.T, shares []servedShare, script string, env 
 		logDaemons()
 		t.Fatalf("guest run failed: %v", err)
 	}
-	t.Logf("guest boot + script took %v with %d shares", res.Duration.Round(time.Millisecond), len(shares))
+	t.Logf("guest boot + script took %v with %d shares on %s", res.Duration.Round(time.Millisecond), len(shares), g.stack)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("guest script output:\n%s", strings.Join(res.Output, "\n"))
@@ -112,6 +119,7 @@ func bootUvfsdSharesWith(t *testing.T, shares []servedShare, script string, env 
 		if err := d.Wait(20 * time.Second); err != nil {
 			t.Errorf("daemon for share %s did not exit cleanly after the guest powered off: %v", shares[i].tag, err)
 		}
+		checkNoSeccompDenials(t, d.Output())
 	}
 	for _, l := range res.Output {
 		if strings.HasPrefix(l, "FAIL:") {
@@ -220,8 +228,14 @@ func ownershipShare(t *testing.T, tag string, u testUser, flags ...string) serve
 // an unprivileged uvfsd with different id flags, creates files as guest
 // root and guest uid 1000, and checks who owns them on the host and what
 // the guest sees.
-func TestOwnershipRootless(t *testing.T) {
-	requireGuestTools(t)
+func TestOwnershipRootless(t *testing.T) { testOwnershipRootless(t, stackBaseline) }
+
+// TestOwnershipRootlessQEMU10 is TestOwnershipRootless on QEMU 10 with a
+// Linux 6.12 guest.
+func TestOwnershipRootlessQEMU10(t *testing.T) { testOwnershipRootless(t, stackQEMU10) }
+
+func testOwnershipRootless(t *testing.T, stack guestStack) {
+	requireStack(t, stack)
 	requireRoot(t, "the daemons run as the test accounts")
 	with := e2eUser(t, userWithSubIDs)
 	without := e2eUser(t, userWithoutSubIDs)
@@ -243,7 +257,7 @@ func TestOwnershipRootless(t *testing.T) {
 	for _, s := range shares {
 		tags = append(tags, s.tag)
 	}
-	res := bootUvfsdShares(t, shares, ownershipScript, []string{"SHARES=" + strings.Join(tags, " ")})
+	res := bootUvfsdSharesOn(t, stack, shares, ownershipScript, []string{"SHARES=" + strings.Join(tags, " ")})
 
 	ids := func(u, g uint32) string { return fmt.Sprintf("%d:%d", u, g) }
 	invoking := ids(with.UID, with.GID)
@@ -375,11 +389,12 @@ func uvfsVMRunner(t *testing.T, u testUser, wrap ...string) (home, runDir string
 		t.Fatal(err)
 	}
 	home, runDir, env := launcherEnv(t, u)
+	kernel := requireGuestTools(t).kernel.Path // the baseline's, not whatever uvfs-vm would pick
 	run = func(args ...string) (stdout, stderr string, code int) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
-		argv := append(append(append([]string{}, wrap...), script, "--timeout=5m", "--mem=512"), args...)
+		argv := append(append(append([]string{}, wrap...), script, "--timeout=5m", "--mem=512", "--kernel="+kernel), args...)
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Dir, cmd.Env = home, env
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential(), Setpgid: true}

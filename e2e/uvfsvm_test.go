@@ -116,7 +116,8 @@ func TestLauncherStopsEverything(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, script, "--timeout=5m", "--mem=512", "--", "sh", "-c", "echo READY; sleep 600")
+			cmd := exec.CommandContext(ctx, script, "--timeout=5m", "--mem=512", "--kernel="+requireGuestTools(t).kernel.Path,
+				"--", "sh", "-c", "echo READY; sleep 600")
 			cmd.Dir, cmd.Env = home, env
 			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: u.Credential(), Setpgid: true}
 			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

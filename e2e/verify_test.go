@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/md5"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -111,6 +112,12 @@ func verifyWorkoutOnHost(t *testing.T, work string, guestOutput []string, owner 
 			n, err := unix.Lgetxattr(p(f[2]), f[3], buf)
 			if err != nil || string(buf[:max(n, 0)]) != f[4] {
 				t.Errorf("host xattr %s on %s: %q (err %v), want %q", f[3], f[2], buf[:max(n, 0)], err, f[4])
+			}
+		case f[1] == "btime" && len(f) == 5 && f[3] == "BTIME":
+			var st unix.Statx_t
+			err := unix.Statx(unix.AT_FDCWD, p(f[2]), unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME, &st)
+			if want := fmt.Sprintf("%d.%09d", st.Btime.Sec, st.Btime.Nsec); err != nil || st.Mask&unix.STATX_BTIME == 0 || f[4] != want {
+				t.Errorf("guest birth time of %s is %s, the host's %s (mask %#x, %v)", f[2], f[4], want, st.Mask, err)
 			}
 		case f[1] == "longname" && len(f) == 3:
 			if _, err := os.Stat(p(strings.Repeat("n", 255))); err != nil {

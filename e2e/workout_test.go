@@ -73,7 +73,7 @@ func uvfsdSpec(t *testing.T, user testUser, extra ...string) daemonSpec {
 	return daemonSpec{
 		path: buildUvfsd(t),
 		args: func(socket, shared string) []string {
-			return append([]string{"--socket-path=" + socket, "--shared-dir=" + shared, "--xattr"}, extra...)
+			return append(append([]string{"--socket-path=" + socket, "--shared-dir=" + shared, "--xattr"}, seccompArgs()...), extra...)
 		},
 		user:   user,
 		xattrs: true,
@@ -100,4 +100,14 @@ func TestWorkoutUvfsdUnprivilegedNoSandbox(t *testing.T) {
 func TestWorkoutUvfsdUnprivileged(t *testing.T) {
 	requireGuestTools(t)
 	runWorkout(t, uvfsdSpec(t, e2eUser(t, userWithSubIDs)))
+}
+
+// TestWorkoutUvfsdUnprivilegedQEMU10 runs the workout against rootless uvfsd
+// (default flags: a user namespace through newuidmap) on QEMU 10 with a
+// Linux 6.12 guest, which offers FUSE 7.41 and a newer vhost-user front-end.
+func TestWorkoutUvfsdUnprivilegedQEMU10(t *testing.T) {
+	requireStack(t, stackQEMU10)
+	spec := uvfsdSpec(t, e2eUser(t, userWithSubIDs))
+	spec.stack = stackQEMU10
+	runWorkout(t, spec)
 }

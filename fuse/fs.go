@@ -69,6 +69,9 @@ type FileSystem interface {
 	// Forget drops nlookup references from a node; it has no reply.
 	Forget(nodeID, nlookup uint64)
 	Getattr(ctx *Context, in *GetattrIn, out *AttrOut) Errno
+	// Statx is GETATTR with the birth time (STATX, 7.39), which the guest asks for when a
+	// statx(2) wants more than the basic fields.
+	Statx(ctx *Context, in *StatxIn, out *StatxOut) Errno
 	Setattr(ctx *Context, in *SetattrIn, out *AttrOut) Errno
 	// Readlink writes the link target into buf (at least 4096 bytes) and returns its length.
 	Readlink(ctx *Context, buf []byte) (int, Errno)

@@ -50,6 +50,7 @@ func (fuzzFS) Init(*fuse.InitInfo)                                           {}
 func (fuzzFS) Destroy()                                                      {}
 func (fuzzFS) Lookup(*fuse.Context, fuse.CString, *fuse.EntryOut) fuse.Errno { return 0 }
 func (fuzzFS) Forget(uint64, uint64)                                         {}
+func (fuzzFS) Statx(*fuse.Context, *fuse.StatxIn, *fuse.StatxOut) fuse.Errno { return 0 }
 func (fuzzFS) Getattr(*fuse.Context, *fuse.GetattrIn, *fuse.AttrOut) fuse.Errno {
 	return 0
 }

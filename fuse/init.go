@@ -53,6 +53,9 @@ func (s *Server) init(r *request) Errno {
 		s.logf("guest sent INIT again without DESTROY (a reset guest?): forgetting the old mount's nodes and handles")
 		s.fs.Destroy()
 	}
+	if s.opts.Debugf != nil {
+		s.opts.Debugf("INIT: the guest speaks FUSE 7.%d and offers %#x; agreed on 7.%d and %#x", a.Minor, offered, o.Minor, agreed)
+	}
 	info := InitInfo{Minor: o.Minor, Flags: agreed, MaxWrite: s.maxWrite}
 	s.setxattrExt.Store(agreed&CapSetxattrExt != 0)
 	s.fs.Init(&info)

@@ -63,6 +63,7 @@ var opTable = [...]opRow{
 	OpRemoveMapping: {name: "REMOVEMAPPING"},
 	OpSyncfs:        {name: "SYNCFS", inSize: sizeOf[SyncfsIn](), handle: (*Server).syncfs},
 	OpTmpfile:       {name: "TMPFILE", inSize: sizeOf[CreateIn](), handle: (*Server).tmpfile},
+	OpStatx:         {name: "STATX", inSize: sizeOf[StatxIn](), handle: (*Server).statx},
 }
 
 // OpName returns the opcode's name for logs.
@@ -131,6 +132,10 @@ func (s *Server) batchForget(r *request) Errno {
 
 func (s *Server) getattr(r *request) Errno {
 	return s.fs.Getattr(&r.ctx, in[GetattrIn](r), out[AttrOut](r))
+}
+
+func (s *Server) statx(r *request) Errno {
+	return s.fs.Statx(&r.ctx, in[StatxIn](r), out[StatxOut](r))
 }
 
 func (s *Server) setattr(r *request) Errno {

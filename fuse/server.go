@@ -23,6 +23,8 @@ type Options struct {
 	// MaxBackground limits the guest's background requests (readahead, async writes); 0 means 256.
 	MaxBackground uint16
 	Logf          func(format string, a ...any)
+	// Debugf, if set, receives what INIT agreed on.
+	Debugf func(format string, a ...any)
 }
 
 // DefaultWant is what a virtio-fs server offers unless told otherwise.
@@ -49,7 +51,7 @@ type Server struct {
 	// served counts requests per opcode, for RequestCounts (what a guest workload costs).
 	// Indexed by opcode. Sized by the last opcode rather than len(opTable), which would make the
 	// types refer to each other; TestServedHasARowPerOpcode keeps the two in step.
-	served [OpTmpfile + 1]atomic.Uint64
+	served [OpStatx + 1]atomic.Uint64
 }
 
 // NewServer returns a server for fs.

@@ -119,6 +119,9 @@ func TestWireSizesMatchKernel(t *testing.T) {
 		"CreateIn":        {unsafe.Sizeof(fuse.CreateIn{}), 16},
 		"OpenOut":         {unsafe.Sizeof(fuse.OpenOut{}), 16},
 		"SetxattrIn":      {unsafe.Sizeof(fuse.SetxattrIn{}), 16},
+		"StatxIn":         {unsafe.Sizeof(fuse.StatxIn{}), 24},
+		"Statx":           {unsafe.Sizeof(fuse.Statx{}), 256},
+		"StatxOut":        {unsafe.Sizeof(fuse.StatxOut{}), 288},
 	}
 	for name, s := range sizes {
 		if s[0] != s[1] {
@@ -521,5 +524,46 @@ func TestRequestCountsCountDispatchedOpcodes(t *testing.T) {
 	got := s.RequestCounts()
 	if got["INIT"] != 1 || got["LOOKUP"] != 3 || len(got) != 2 {
 		t.Fatalf("RequestCounts() = %v, want INIT=1 LOOKUP=3", got)
+	}
+}
+
+// TestInitNegotiatesWithLinux612 answers the INIT of a Linux 6.12 guest (FUSE 7.41, flags seen
+// from the real guest) with 7.41, and TestOpcodesOfLinux612AreNamed checks that every opcode it may
+// send is served or answered ENOSYS under its name.
+func TestInitNegotiatesWithLinux612(t *testing.T) {
+	fs := &fakeFS{}
+	want := fuse.DefaultWant | fuse.CapDirectIOAllowMmap
+	s := fuse.NewServer(fs, fuse.Options{Want: want})
+	c := &fusetest.Client{T: fusetest.ServerTransport{S: s}}
+	var offered uint64 = 0x1ff7bfffffb
+	in := fuse.InitIn{Major: 7, Minor: 41, MaxReadahead: 128 << 10, Flags: uint32(offered), Flags2: uint32(offered >> 32)}
+	out, err := fusetest.Call[fuse.InitOut](c, fuse.OpInit, 0, fusetest.Bytes(&in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Major != 7 || out.Minor != 41 {
+		t.Errorf("version %d.%d, want 7.41", out.Major, out.Minor)
+	}
+	got := uint64(out.Flags) | uint64(out.Flags2)<<32
+	if got != offered&want {
+		t.Errorf("agreed %#x, want %#x", got, offered&want)
+	}
+	if got&fuse.CapDirectIOAllowMmap == 0 {
+		t.Errorf("DIRECT_IO_ALLOW_MMAP not agreed")
+	}
+	newer := fuse.InitIn{Major: 7, Minor: 45, Flags: uint32(fuse.CapAsyncRead)}
+	if out, err := fusetest.Call[fuse.InitOut](c, fuse.OpInit, 0, fusetest.Bytes(&newer)); err != nil || out.Minor != fuse.KernelMinorVersion {
+		t.Errorf("a 7.45 guest: %+v, %v; want 7.%d", out, err, fuse.KernelMinorVersion)
+	}
+}
+
+func TestOpcodesOfLinux612AreNamed(t *testing.T) {
+	for op := fuse.OpLookup; op <= fuse.OpStatx; op++ {
+		if op == 7 || op == 19 { // never assigned (FUSE_LINK is 13, 19 was never used)
+			continue
+		}
+		if name := fuse.OpName(op); name == "UNKNOWN" {
+			t.Errorf("opcode %d has no name: answer it ENOSYS under its name or serve it", op)
+		}
 	}
 }

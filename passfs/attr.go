@@ -20,7 +20,38 @@ func (fs *FS) Getattr(ctx *fuse.Context, in *fuse.GetattrIn, out *fuse.AttrOut) 
 	if e := fstatx(n.fd, &st); e != 0 {
 		return e
 	}
-	fs.fillAttrOut(n, &st, out)
+	fs.fillAttrOut(&st, n, out)
+	return 0
+}
+
+// Statx answers STATX: the basic fields as for GETATTR, and the birth time where the host file
+// system keeps one.
+func (fs *FS) Statx(ctx *fuse.Context, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Errno {
+	n, e := fs.node(ctx.NodeID)
+	if e != 0 {
+		return e
+	}
+	defer n.unpin()
+	var st unix.Statx_t
+	if e := statxMasked(n.fd, &emptyPath[0], unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, statxMask|unix.STATX_BTIME, &st); e != 0 {
+		return e
+	}
+	var a fuse.Attr
+	fs.fillAttr(&st, n, &a)
+	out.AttrValid = fs.timeout
+	x := &out.Stat
+	x.Mask = st.Mask & (unix.STATX_BASIC_STATS | unix.STATX_BTIME)
+	x.Blksize, x.Nlink, x.UID, x.GID, x.Mode = a.Blksize, a.Nlink, a.UID, a.GID, uint16(a.Mode)
+	x.Attributes, x.AttributesMask = st.Attributes, st.Attributes_mask
+	x.Ino, x.Size, x.Blocks = a.Ino, a.Size, a.Blocks
+	sx := func(t unix.StatxTimestamp) fuse.SxTime { return fuse.SxTime{Sec: t.Sec, Nsec: t.Nsec} }
+	x.Atime, x.Btime, x.Ctime, x.Mtime = sx(st.Atime), sx(st.Btime), sx(st.Ctime), sx(st.Mtime)
+	x.RdevMajor, x.RdevMinor = st.Rdev_major, st.Rdev_minor
+	if n.mapped != nil {
+		d := decodeDev(a.Rdev) // the mapped device number
+		x.RdevMajor, x.RdevMinor = unix.Major(d), unix.Minor(d)
+	}
+	x.DevMajor, x.DevMinor = st.Dev_major, st.Dev_minor
 	return 0
 }
 
@@ -37,6 +68,9 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 	if in.Valid&setattrModifying != 0 {
 		if e := fs.readonlyErr(); e != 0 {
 			return e
+		}
+		if n.pseudo {
+			return syscall.EPERM // the mount root of a pseudo file system (pseudofs.go)
 		}
 	}
 	var h *handle
@@ -84,7 +118,7 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 	if e := fstatx(n.fd, &st); e != 0 {
 		return e
 	}
-	fs.fillAttrOut(n, &st, out)
+	fs.fillAttrOut(&st, n, out)
 	return 0
 }
 
@@ -257,6 +291,9 @@ func (fs *FS) Readlink(ctx *fuse.Context, buf []byte) (int, fuse.Errno) {
 	if n.guestType() != unix.S_IFLNK {
 		return 0, syscall.EINVAL
 	}
+	if n.pseudo {
+		return 0, syscall.EACCES
+	}
 	if len(buf) == 0 {
 		return 0, syscall.ERANGE
 	}
@@ -295,6 +332,9 @@ func (fs *FS) Syncfs(ctx *fuse.Context, in *fuse.SyncfsIn) fuse.Errno {
 		return e
 	}
 	defer n.unpin()
+	if n.pseudo {
+		return 0 // nothing of it is the guest's to sync
+	}
 	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_NONBLOCK)
 	if e != 0 {
 		return e
@@ -306,8 +346,12 @@ func (fs *FS) Syncfs(ctx *fuse.Context, in *fuse.SyncfsIn) fuse.Errno {
 
 // openNode opens the node's data through /proc/self/fd. Only regular files and directories are
 // ever opened: a FIFO would block the daemon and a device node would give access to host devices
-// (CVE-2020-35517); like virtiofsd, others get EBADF.
+// (CVE-2020-35517); like virtiofsd, others get EBADF. Nothing on a pseudo file system is ever
+// opened (pseudofs.go): EACCES.
 func (fs *FS) openNode(n *inode, flags int) (int, fuse.Errno) {
+	if n.pseudo {
+		return -1, syscall.EACCES
+	}
 	if !n.openable() {
 		return -1, syscall.EBADF
 	}

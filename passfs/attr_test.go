@@ -213,3 +213,33 @@ func TestCachePolicies(t *testing.T) {
 		t.Fatal("unknown cache policy accepted")
 	}
 }
+
+// TestStatxBirthTime answers STATX (a Linux 6.11+ guest's statx for the birth time) with the basic
+// fields GETATTR gives and the host's birth time.
+func TestStatxBirthTime(t *testing.T) {
+	e := newEnv(t, nil)
+	e.writeHost("f", "0123456789")
+	f := e.lookup(fuse.RootID, "f")
+	var host unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, e.host("f"), unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &host); err != nil {
+		t.Fatal(err)
+	}
+	var out fuse.StatxOut
+	if errno := e.fs.Statx(e.ctx(f.NodeID), &fuse.StatxIn{SxMask: unix.STATX_BASIC_STATS | unix.STATX_BTIME}, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	var attr fuse.AttrOut
+	if errno := e.fs.Getattr(e.ctx(f.NodeID), &fuse.GetattrIn{}, &attr); errno != 0 {
+		t.Fatal(errno)
+	}
+	x := out.Stat
+	if x.Mask&unix.STATX_BASIC_STATS != unix.STATX_BASIC_STATS || x.Size != 10 || x.Ino != attr.Attr.Ino ||
+		uint32(x.Mode) != attr.Attr.Mode || x.UID != attr.Attr.UID || x.GID != attr.Attr.GID || x.Nlink != 1 ||
+		x.Mtime.Sec != int64(attr.Attr.Mtime) || x.Mtime.Nsec != attr.Attr.Mtimensec || out.AttrValid != attr.AttrValid {
+		t.Errorf("STATX %+v (valid %d) does not match GETATTR %+v (valid %d)", x, out.AttrValid, attr.Attr, attr.AttrValid)
+	}
+	if host.Mask&unix.STATX_BTIME != 0 && (x.Mask&unix.STATX_BTIME == 0 || x.Btime.Sec != host.Btime.Sec || x.Btime.Nsec != host.Btime.Nsec) {
+		t.Errorf("birth time %+v (mask %#x), the host's %+v", x.Btime, x.Mask, host.Btime)
+	}
+	wantErrno(t, "STATX of an unknown node", e.fs.Statx(e.ctx(999), &fuse.StatxIn{}, &out), syscall.EBADF)
+}

@@ -27,6 +27,10 @@ func (fs *FS) parentForCreate(ctx *fuse.Context, name fuse.CString) (*inode, fus
 		parent.unpin()
 		return nil, syscall.ENOTDIR
 	}
+	if parent.pseudo {
+		parent.unpin()
+		return nil, syscall.EACCES // an empty directory nobody may change (pseudofs.go)
+	}
 	return parent, 0
 }
 
@@ -154,6 +158,9 @@ func (fs *FS) Link(ctx *fuse.Context, in *fuse.LinkIn, name fuse.CString, out *f
 		return e
 	}
 	defer old.unpin()
+	if old.pseudo {
+		return syscall.EXDEV // never linked through its magic link (pseudofs.go)
+	}
 	var oldName fdName
 	_, _, e = unix.Syscall6(unix.SYS_LINKAT, uintptr(fs.procSelfFD), ptr(oldName.of(old.fd)),
 		uintptr(parent.fd), ptr(name.Ptr()), unix.AT_SYMLINK_FOLLOW, 0)
@@ -221,6 +228,9 @@ func (fs *FS) Rename(ctx *fuse.Context, newDir uint64, flags uint32, oldName, ne
 	defer target.unpin()
 	if !target.isDir() {
 		return syscall.ENOTDIR
+	}
+	if target.pseudo {
+		return syscall.EACCES
 	}
 	// The nodes at both names, pinned with their fds open while the names change, so that no
 	// concurrent reopen looks for them by a name that is no longer theirs.
@@ -337,6 +347,9 @@ func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, seed *ov
 	return 0
 }
 
+// tmpfileEntryValid is the entry timeout of a tmpfile's dentry, in seconds: a century.
+const tmpfileEntryValid = 100 * 365 * 24 * 3600
+
 // Tmpfile creates an unnamed regular file in the directory ctx.NodeID (O_TMPFILE) and opens it.
 func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut, open *fuse.OpenOut) fuse.Errno {
 	if e := fs.readonlyErr(); e != 0 {
@@ -349,6 +362,9 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 	defer parent.unpin()
 	if !parent.isDir() {
 		return syscall.ENOTDIR
+	}
+	if parent.pseudo {
+		return syscall.EACCES
 	}
 	flags, e := fs.createFlags(in.Flags)
 	if e != 0 {
@@ -376,6 +392,11 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 		closeFD(fd)
 		return e
 	}
+	// The guest's dentry of a tmpfile has no name it could look up ("/"), so it must never
+	// expire: Linux revalidates an expired one with a LOOKUP of "/", which can only fail, and
+	// overlayfs, whose copy-up keeps that dentry as the upper file (Linux 6.12), then fails every
+	// later access to the copied-up file with ESTALE. A link of it gets a dentry of its own.
+	entry.EntryValid, entry.EntryValidNsec = tmpfileEntryValid, 0
 	if e := fs.applySecCtx(ctx, entry.NodeID); e != 0 {
 		fs.inodes.forget(entry.NodeID, 1)
 		*entry = fuse.EntryOut{}

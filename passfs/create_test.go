@@ -318,6 +318,10 @@ func TestTmpfile(t *testing.T) {
 	if ent.Attr.Nlink != 0 || ent.Attr.Mode != syscall.S_IFREG|0o600 {
 		t.Fatalf("tmpfile attr %+v", ent.Attr)
 	}
+	// Its dentry, named "/" in the guest, must never be revalidated (a LOOKUP of "/" fails).
+	if ent.EntryValid < 50*365*24*3600 {
+		t.Errorf("tmpfile entry timeout %d s: an expired tmpfile dentry breaks overlayfs copy-up (Linux 6.12)", ent.EntryValid)
+	}
 	entries, _ := os.ReadDir(e.dir)
 	if len(entries) != 0 {
 		t.Fatalf("tmpfile has a name: %v", entries)
@@ -329,6 +333,9 @@ func TestTmpfile(t *testing.T) {
 	}
 	if readHost(t, e.host("named")) != "temp" || link.NodeID != ent.NodeID {
 		t.Fatal("linking the tmpfile failed")
+	}
+	if link.EntryValid >= 50*365*24*3600 {
+		t.Errorf("the link's entry timeout is %d s, the tmpfile's: a named dentry follows the cache policy", link.EntryValid)
 	}
 	e.release(o.Fh)
 	wantErrno(t, "read-only tmpfile", e.fs.Tmpfile(e.ctx(fuse.RootID), &fuse.CreateIn{Flags: syscall.O_RDONLY, Mode: 0o600}, &ent, &o), syscall.EINVAL)

@@ -52,6 +52,15 @@
 // As the virtiofs submounts RFC notes, stat(2) does not trigger the automount, so the mount point
 // itself shows the parent's st_dev until something enters it.
 //
+// # Kernel pseudo file systems
+//
+// A mount of /proc, /sys, devtmpfs, devpts, cgroup, debugfs and the other kernel interfaces in the
+// share is an empty directory to the guest (pseudofs.go): the guest can look up the mount point
+// (and mount its own /proc on it) but nothing under it, and no request opens, changes or reads
+// xattrs of it. Whether a node is on such a file system is decided once, when a node on another
+// mount than its parent is made (statfs f_type; devtmpfs by its device number from mountinfo), so
+// no request pays for it.
+//
 // # POSIX ACLs and rootless device nodes
 //
 // ACL xattrs name users and groups by number; passfs translates those ids through Options.UIDs and

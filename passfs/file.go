@@ -257,6 +257,9 @@ func (fs *FS) Fsyncdir(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
 			return e
 		}
 		defer n.unpin()
+		if fd < 0 {
+			return 0 // a pseudo directory (pseudofs.go): nothing to sync
+		}
 		defer closeFD(fd)
 		_, _, e = unix.Syscall(unix.SYS_FSYNC, uintptr(fd), 0, 0)
 		return e
@@ -270,6 +273,9 @@ func (fs *FS) fsyncHandle(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
 		return e
 	}
 	defer h.unpin()
+	if h.fd < 0 {
+		return 0 // a pseudo directory's handle (pseudofs.go): nothing to sync
+	}
 	nr := uintptr(unix.SYS_FSYNC)
 	if in.FsyncFlags&fuse.FsyncFdatasync != 0 {
 		nr = unix.SYS_FDATASYNC

@@ -35,6 +35,8 @@ type FS struct {
 	useHandles bool     // nodes get file handles (filehandles.go); fixed after New
 	mounts     mountFDs // mount fds for open_by_handle_at
 
+	pseudoMounts pseudoMounts // recognises /proc, /sys, /dev and the like (pseudofs.go)
+
 	// What INIT negotiated (set in Init, read by every request).
 	dontMask   atomic.Bool // the kernel left the umask to us
 	writeback  atomic.Bool // the kernel caches writes: it may read through write-only handles
@@ -104,6 +106,18 @@ func New(o Options) (*FS, error) {
 		}
 		fs.procSelfFD, fs.ownsProcFD = fd, true
 	}
+	fs.pseudoMounts.setUp(o.MountInfo, fs.procSelfFD)
+	if kind, e := fs.pseudoKind(o.RootFD, &st); kind != "" || e != 0 {
+		fs.pseudoMounts.close()
+		if fs.ownsProcFD {
+			closeFD(fs.procSelfFD)
+		}
+		if e != 0 {
+			return nil, fmt.Errorf("passfs: statfs of the shared directory failed: %w", e)
+		}
+		return nil, fmt.Errorf("passfs: the shared directory is on %s, a kernel pseudo file system, which uvfsd never serves "+
+			"(within a shared directory it shows as an empty directory): share a directory of another file system", kind)
+	}
 	if o.XattrMap != nil {
 		host, errno := o.XattrMap.ToHost(nil, []byte("security.capability"))
 		if errno == 0 && !bytes.Equal(host, []byte("security.capability")) {
@@ -116,6 +130,7 @@ func New(o Options) (*FS, error) {
 		err = checkMappedOptions(&o)
 	}
 	if err != nil {
+		fs.pseudoMounts.close()
 		if fs.ownsProcFD {
 			closeFD(fs.procSelfFD)
 		}
@@ -139,6 +154,7 @@ func (fs *FS) Close() error {
 		fs.inodes.dropAllBut(0)
 		fs.mounts.closeAll()
 		fs.specialXattr.stop()
+		fs.pseudoMounts.close()
 		if fs.ownsProcFD {
 			closeFD(fs.procSelfFD)
 		}
@@ -220,9 +236,9 @@ func checkName(name fuse.CString) fuse.Errno {
 	return 0
 }
 
-// fillAttr converts statx results of n to a FUSE attr, with ids translated for the guest (and in
-// the mapped model, owner, mode and device number from the node's attribute).
-func (fs *FS) fillAttr(n *inode, st *unix.Statx_t, a *fuse.Attr) {
+// fillAttr converts statx results of node n to a FUSE attr, with ids translated for the guest (and
+// in the mapped model owner, mode and device number from the node's attribute).
+func (fs *FS) fillAttr(st *unix.Statx_t, n *inode, a *fuse.Attr) {
 	a.Ino = st.Ino
 	a.Size = st.Size
 	a.Blocks = st.Blocks
@@ -238,6 +254,14 @@ func (fs *FS) fillAttr(n *inode, st *unix.Statx_t, a *fuse.Attr) {
 	a.Flags = 0
 	if n.submount && fs.o.AnnounceSubmounts {
 		a.Flags |= fuse.AttrSubmount
+	}
+	if n.pseudo {
+		// An empty directory: nothing of the pseudo file system's own counts shows.
+		a.Size, a.Blocks, a.Nlink = 0, 0, 1
+		if n.isDir() {
+			a.Nlink = 2
+		}
+		return
 	}
 	if n.mapped != nil {
 		fs.applyMapped(n, st, a)
@@ -256,10 +280,10 @@ func decodeDev(rdev uint32) uint64 {
 	return unix.Mkdev(major, minor)
 }
 
-func (fs *FS) fillAttrOut(n *inode, st *unix.Statx_t, out *fuse.AttrOut) {
+func (fs *FS) fillAttrOut(st *unix.Statx_t, n *inode, out *fuse.AttrOut) {
 	out.AttrValid = fs.timeout
 	out.AttrValidNsec = 0
-	fs.fillAttr(n, st, &out.Attr)
+	fs.fillAttr(st, n, &out.Attr)
 }
 
 func (fs *FS) fillEntry(n *inode, st *unix.Statx_t, out *fuse.EntryOut) {
@@ -267,7 +291,7 @@ func (fs *FS) fillEntry(n *inode, st *unix.Statx_t, out *fuse.EntryOut) {
 	out.Generation = 0
 	out.EntryValid = fs.timeout
 	out.AttrValid = fs.timeout
-	fs.fillAttr(n, st, &out.Attr)
+	fs.fillAttr(st, n, &out.Attr)
 }
 
 // readonlyErr is EROFS for modifying operations when the share is read-only.

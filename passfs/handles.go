@@ -29,61 +29,60 @@ func (h *handle) unpin() {
 	}
 }
 
-// handleTable maps file handles given to the guest to open fds. Handles are never reused.
+// handleTable maps file handles given to the guest to open fds. Handles are never reused. Like
+// inodeTable.byID it is a sync.Map: READ and WRITE look their handle up on every request, from
+// every request queue's worker at once, and a Load takes no lock and writes no shared memory.
 type handleTable struct {
-	mu   sync.RWMutex
-	m    map[uint64]*handle
-	next uint64
+	m    sync.Map // uint64 -> *handle
+	next atomic.Uint64
 }
 
-func newHandleTable() *handleTable { return &handleTable{m: map[uint64]*handle{}, next: 1} }
+func newHandleTable() *handleTable {
+	t := &handleTable{}
+	t.next.Store(1)
+	return t
+}
 
 func (t *handleTable) add(h *handle) uint64 {
 	h.pins.Store(1)
-	t.mu.Lock()
-	id := t.next
-	t.next++
-	t.m[id] = h
-	t.mu.Unlock()
+	id := t.next.Add(1) - 1
+	t.m.Store(id, h)
 	return id
 }
 
-// get returns the handle pinned (call unpin when done), or nil for an unknown fh.
+// get returns the handle pinned (call unpin when done), or nil for an unknown fh. A handle that a
+// RELEASE removed between the Load and the pin is unknown too.
 func (t *handleTable) get(fh uint64) *handle {
-	t.mu.RLock()
-	h := t.m[fh]
-	if h != nil {
-		h.pins.Add(1)
+	v, ok := t.m.Load(fh)
+	if !ok {
+		return nil
 	}
-	t.mu.RUnlock()
+	h := v.(*handle)
+	if !h.tryPin() {
+		return nil
+	}
 	return h
 }
 
 // remove takes a handle out of the table; its fd closes once no operation uses it.
 func (t *handleTable) remove(fh uint64) bool {
-	t.mu.Lock()
-	h := t.m[fh]
-	delete(t.m, fh)
-	t.mu.Unlock()
-	if h == nil {
+	v, ok := t.m.LoadAndDelete(fh)
+	if !ok {
 		return false
 	}
-	h.unpin()
+	v.(*handle).unpin()
 	return true
 }
 
 func (t *handleTable) removeAll() {
-	t.mu.Lock()
-	all := t.m
-	t.m = map[uint64]*handle{}
-	t.mu.Unlock()
-	for _, h := range all {
-		h.unpin()
-	}
+	t.m.Range(func(fh, _ any) bool {
+		t.remove(fh.(uint64))
+		return true
+	})
 }
 
 func (t *handleTable) count() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.m)
+	n := 0
+	t.m.Range(func(_, _ any) bool { n++; return true })
+	return n
 }

@@ -22,13 +22,15 @@ func keyOf(st *unix.Statx_t) inodeKey {
 // operation reopens it (reopen.go) from its file handle or its (parent, name) and checks that it is
 // still the inode with key.
 type inode struct {
-	id       uint64
-	key      inodeKey
-	fileType uint32       // S_IFMT bits; they never change for an inode
-	submount bool         // a directory on another mount than its parent (announced with AttrSubmount)
-	handle   *fileHandle  // set at creation when file handles are in use (filehandles.go), else nil
-	mapped   *mappedState // set at creation in the mapped ownership model (mapped.go), else nil
-	tab      *inodeTable
+	id        uint64
+	key       inodeKey
+	fileType  uint32       // S_IFMT bits; they never change for an inode
+	submount  bool         // a directory on another mount than its parent (announced with AttrSubmount)
+	mountRoot bool         // on another mount than its parent: a mount point the guest crossed into
+	pseudo    bool         // on a kernel pseudo file system: an empty directory, never opened (pseudofs.go)
+	handle    *fileHandle  // set at creation when file handles are in use (filehandles.go), else nil
+	mapped    *mappedState // set at creation in the mapped ownership model (mapped.go), else nil
+	tab       *inodeTable
 
 	lookups atomic.Uint64 // the guest's lookup count; changed under the table's lock (read or write)
 	// pins counts running operations that use the node. Closing the fds takes the node from 0 pins

@@ -101,7 +101,7 @@ func (fs *FS) mappedView(n *inode, st *unix.Statx_t) (overrideStat, bool) {
 		return s, has
 	}
 	m.mu.Unlock()
-	if !canHoldOverride(n.fileType) {
+	if !canHoldOverride(n.fileType) || n.pseudo {
 		m.store(st.Ctime, overrideStat{}, false)
 		return overrideStat{}, false
 	}
@@ -162,7 +162,7 @@ func trimNUL(s string) string {
 // writeOverride sets n's attribute to s (n pinned with its fd open, a regular file or directory on
 // the host) and remembers it.
 func (fs *FS) writeOverride(n *inode, s *overrideStat) fuse.Errno {
-	if !canHoldOverride(n.fileType) {
+	if !canHoldOverride(n.fileType) || n.pseudo {
 		return syscall.EPERM
 	}
 	fd, e := fs.reopenFD(n.fd, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
@@ -404,15 +404,15 @@ func (fs *FS) createStandIn(parent *inode, name fuse.CString, s *overrideStat, d
 	return e
 }
 
+// pwrite writes b (not empty) at off, with pwritev like every write of the daemon.
 func pwrite(fd int, b []byte, off int64) (int, fuse.Errno) {
-	r, _, e := unix.Syscall6(unix.SYS_PWRITE64, uintptr(fd), ptrOrNil(b), uintptr(len(b)), uintptr(off), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	if r == 0 {
+	iov := [1]unix.Iovec{{Base: &b[0]}}
+	iov[0].SetLen(len(b))
+	r, e := vectorIO(unix.SYS_PWRITEV, fd, iov[:], off)
+	if e == 0 && r == 0 {
 		return 0, syscall.EIO
 	}
-	return int(r), 0
+	return r, e
 }
 
 // readStandInLink reads the target of a symlink that a regular host file stands for.

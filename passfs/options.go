@@ -2,6 +2,7 @@ package passfs
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/uvfsd/uvfsd/fuse"
 )
@@ -140,6 +141,12 @@ type Options struct {
 	RootFD     int // O_PATH|O_DIRECTORY fd of the shared directory; the FS owns it from New on
 	ProcSelfFD int // O_PATH fd of /proc/self/fd opened before the sandbox; -1: open it in New
 	Cache      CachePolicy
+
+	// MountInfo is /proc/self/mountinfo of the daemon's mount namespace, opened before a sandbox
+	// forbids it and so that it lists the mounts in the shared directory (userns.Jail); the
+	// caller keeps it open while the FS lives. nil: New opens it beside ProcSelfFD. passfs reads
+	// it to tell devtmpfs (/dev) from tmpfs (pseudofs.go).
+	MountInfo *os.File
 
 	// Writeback: O_WRONLY opens become O_RDWR and O_APPEND is dropped (once INIT agreed on it).
 	// AllowDirectIO keeps the guest's O_DIRECT; PreserveNoatime keeps O_NOATIME. AllowMmap is

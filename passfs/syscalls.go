@@ -36,8 +36,13 @@ func openat(dirfd int, name *byte, flags int, mode uint32) (int, fuse.Errno) {
 }
 
 func statx(dirfd int, name *byte, flags int, st *unix.Statx_t) fuse.Errno {
+	return statxMasked(dirfd, name, flags, statxMask, st)
+}
+
+// statxMasked is statx for the fields in mask.
+func statxMasked(dirfd int, name *byte, flags int, mask uint32, st *unix.Statx_t) fuse.Errno {
 	_, _, e := unix.Syscall6(unix.SYS_STATX, uintptr(dirfd), ptr(name), uintptr(flags|unix.AT_STATX_SYNC_AS_STAT),
-		statxMask, uintptr(unsafe.Pointer(st)), 0)
+		uintptr(mask), uintptr(unsafe.Pointer(st)), 0)
 	return e
 }
 

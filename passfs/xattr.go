@@ -68,6 +68,9 @@ func pathXattr(op xattrOp, path *byte, name *byte, buf []byte, flags int) (int, 
 
 // nodeXattr runs op on a node.
 func (fs *FS) nodeXattr(n *inode, op xattrOp, name *byte, buf []byte, flags int) (int, fuse.Errno) {
+	if n.pseudo {
+		return pseudoXattr(op)
+	}
 	if !n.openable() {
 		return fs.specialXattr.do(fs.procSelfFD, op, n.fd, name, buf, flags)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -21,8 +22,12 @@ type Config struct {
 	// virtio_fs_config{tag[36], num_request_queues}. Leave it empty for QEMU 7.1-8.0, which only
 	// logs a warning and then crashes when a vhost-user-fs back-end offers CONFIG.
 	Tag string
-	// RequestQueues is the number of request queues advertised via GET_QUEUE_NUM (the hiprio queue
-	// comes on top). Default 1; QEMU may set up fewer.
+	// RequestQueues is the most request queues served (the hiprio queue comes on top), which
+	// GET_QUEUE_NUM and GET_CONFIG report. 0, the default, serves as many as the front-end sets
+	// up, up to MaxRequestQueues: QEMU sets up its num-request-queues= whatever GET_QUEUE_NUM
+	// answered, so the back-end follows it (GET_CONFIG then reports 1). A front-end that sets up
+	// a queue beyond a non-zero RequestQueues is refused at once: ServeConn returns a
+	// *QueueLimitError instead of leaving that queue unserved and the guest waiting on it.
 	RequestQueues int
 	// ThreadPoolSize N > 1 lets up to N goroutines drain a request queue at once: the worker
 	// wakes a helper whenever it pops a request and more are waiting, so a backlog (readahead,
@@ -68,18 +73,57 @@ type Backend struct {
 	h   Handler
 
 	// Per-connection state, touched only by the ServeConn goroutine (queues have their own lock).
+	// queues grows as the front-end sets queues up; queuesMu guards the slice for readers on
+	// other goroutines (QueueCounts), the ServeConn goroutine reads it without.
 	queues           []*queue
+	queuesMu         sync.Mutex
 	features         uint64 // acked virtio features
 	protocolFeatures uint64 // acked protocol features
 	mem              *memTable
 }
 
+// MaxRequestQueues is the most request queues a virtio-fs device can have: QEMU's limit,
+// VIRTIO_QUEUE_MAX (1024) less the hiprio queue and the notification queue.
+const MaxRequestQueues = 1022
+
 // NewBackend returns a back-end that passes requests to h.
 func NewBackend(cfg Config, h Handler) *Backend {
-	if cfg.RequestQueues <= 0 {
-		cfg.RequestQueues = 1
+	if cfg.RequestQueues < 0 {
+		cfg.RequestQueues = 0
 	}
 	return &Backend{cfg: cfg, h: h}
+}
+
+// maxQueues is how many queues, hiprio included, the back-end serves.
+func (b *Backend) maxQueues() int {
+	if b.cfg.RequestQueues > 0 {
+		return 1 + min(b.cfg.RequestQueues, MaxRequestQueues)
+	}
+	return 1 + MaxRequestQueues
+}
+
+// QueueLimitError is a front-end that set up more request queues than the back-end serves.
+type QueueLimitError struct {
+	Index  int // the queue it set up (0 is hiprio, 1.. request queues)
+	Served int // request queues served
+}
+
+func (e *QueueLimitError) Error() string {
+	return fmt.Sprintf("the front-end set up request queue %d (num-request-queues=%d or more), but only %d request queues are served",
+		e.Index, e.Index, e.Served)
+}
+
+// QueueCounts returns how many requests each queue has taken from its ring on this connection
+// (index 0 is the hiprio queue), for logs and tests: with several request queues it shows
+// whether the guest spread its requests.
+func (b *Backend) QueueCounts() []uint64 {
+	b.queuesMu.Lock()
+	defer b.queuesMu.Unlock()
+	counts := make([]uint64, len(b.queues))
+	for i, q := range b.queues {
+		counts[i] = q.served.Load()
+	}
+	return counts
 }
 
 func (b *Backend) logf(format string, args ...any) {
@@ -119,10 +163,11 @@ func (b *Backend) serveConn(c syscall.Conn, onFirst func()) (spoke bool, err err
 		return false, err
 	}
 	b.features, b.protocolFeatures, b.mem = 0, 0, nil
-	b.queues = make([]*queue, 1+b.cfg.RequestQueues)
-	for i := range b.queues {
-		b.queues[i] = newQueue(b, i)
-	}
+	b.queuesMu.Lock()
+	b.queues = nil
+	b.queuesMu.Unlock()
+	// The hiprio queue and one request queue always; more as the front-end sets them up.
+	b.growQueues(2)
 	defer b.teardown()
 	for {
 		m, err := cn.recv()
@@ -169,6 +214,10 @@ func (b *Backend) handle(cn *conn, m *message) error {
 		return b.ack(cn, m, err)
 	}
 	reply, err := b.dispatch(m)
+	var limit *QueueLimitError
+	if errors.As(err, &limit) {
+		return err // the guest would wait forever on a queue nobody serves
+	}
 	if r.hasReply {
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.name, err)
@@ -193,12 +242,29 @@ func (b *Backend) ack(cn *conn, m *message, err error) error {
 	return cn.send(m.hdr.Request, p[:])
 }
 
-// queue returns the queue a message refers to, or an error for an index out of range.
+// queue returns the queue a message refers to, setting up the queues up to it when the
+// front-end uses one for the first time, or a *QueueLimitError beyond what is served.
 func (b *Backend) queue(index uint32) (*queue, error) {
-	if index >= uint32(len(b.queues)) {
-		return nil, fmt.Errorf("queue index %d out of range (device has %d queues)", index, len(b.queues))
+	if index < uint32(len(b.queues)) {
+		return b.queues[index], nil
 	}
+	if index >= uint32(b.maxQueues()) {
+		return nil, &QueueLimitError{Index: int(index), Served: b.maxQueues() - 1}
+	}
+	b.growQueues(int(index) + 1)
 	return b.queues[index], nil
+}
+
+// growQueues sets up queues until there are n, with the features and memory negotiated so far.
+func (b *Backend) growQueues(n int) {
+	for i := len(b.queues); i < n; i++ {
+		q := newQueue(b, i)
+		q.eventIdx, q.indirect = b.features&FeatureEventIdx != 0, b.features&FeatureIndirectDesc != 0
+		q.mem = b.mem
+		b.queuesMu.Lock()
+		b.queues = append(b.queues, q)
+		b.queuesMu.Unlock()
+	}
 }
 
 func u64Payload(v uint64) []byte {

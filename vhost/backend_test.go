@@ -3,6 +3,7 @@ package vhost_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -458,5 +459,55 @@ func TestResetDeviceStopsRings(t *testing.T) {
 	}
 	if _, _, err := hs.f.Call(1, [][]byte{[]byte("x")}, []int{8}); err == nil {
 		t.Fatal("ring still running after RESET_DEVICE")
+	}
+}
+
+// TestQueuesFollowTheFrontEnd sets up four request queues against a back-end that was not told how
+// many to serve: it serves each on its own, counts them apart, and answers GET_QUEUE_NUM with the
+// most it can serve.
+func TestQueuesFollowTheFrontEnd(t *testing.T) {
+	h := &echo{}
+	hs := start(t, vhost.Config{}, h, frontend.Options{Queues: 5})
+	p, err := hs.f.Request(vhost.ReqGetQueueNum, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.LittleEndian.Uint64(p); n != 1+vhost.MaxRequestQueues {
+		t.Errorf("GET_QUEUE_NUM = %d, want %d", n, 1+vhost.MaxRequestQueues)
+	}
+	for q := 0; q < 5; q++ {
+		for i := 0; i <= q; i++ {
+			hs.mustEcho(q, fmt.Sprintf("queue %d call %d", q, i))
+		}
+	}
+	counts := hs.b.QueueCounts()
+	if len(counts) != 5 {
+		t.Fatalf("QueueCounts = %v, want 5 queues", counts)
+	}
+	for q, n := range counts {
+		if n != uint64(q+1) || h.served[q].Load() != int64(q+1) {
+			t.Errorf("queue %d: counted %d, served %d, want %d", q, n, h.served[q].Load(), q+1)
+		}
+	}
+}
+
+// TestTooManyQueuesFailsAtOnce sets up three request queues, as QEMU does with
+// num-request-queues=3 whatever GET_QUEUE_NUM said, against a back-end told to serve two: the
+// connection must end at once with an error that names the numbers, not leave a queue unserved.
+func TestTooManyQueuesFailsAtOnce(t *testing.T) {
+	hs, front := startBackend(t, vhost.Config{RequestQueues: 2}, &echo{})
+	defer front.Close()
+	f, err := frontend.New(front, frontend.Options{Queues: 4, IgnoreQueueNum: true, Timeout: 5 * time.Second})
+	if err == nil {
+		f.Close()
+		t.Fatal("the front-end set up a queue the back-end does not serve")
+	}
+	err = hs.wait(5 * time.Second)
+	var limit *vhost.QueueLimitError
+	if !errors.As(err, &limit) || limit.Index != 3 || limit.Served != 2 {
+		t.Fatalf("ServeConn: %v, want a QueueLimitError for queue 3 of 2", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "request queue 3") || !strings.Contains(msg, "only 2 request queues") {
+		t.Errorf("error %q does not name the queue and the limit", msg)
 	}
 }

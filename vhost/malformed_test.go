@@ -231,23 +231,18 @@ func TestRefusedMessagesLeaveTheDeviceUsable(t *testing.T) {
 		}
 	}
 	cases := map[string]msg{
-		"SET_VRING_NUM bad queue":         {req: vhost.ReqSetVringNum, payload: fixed(vringState(99, 8))},
 		"SET_VRING_NUM not power of two":  {req: vhost.ReqSetVringNum, payload: fixed(vringState(1, 3))},
 		"SET_VRING_NUM too large":         {req: vhost.ReqSetVringNum, payload: fixed(vringState(1, 65536))},
 		"SET_VRING_NUM zero":              {req: vhost.ReqSetVringNum, payload: fixed(vringState(1, 0))},
 		"SET_VRING_NUM ring outgrows mem": {req: vhost.ReqSetVringNum, payload: fixed(vringState(1, 32768))},
 		"SET_VRING_NUM short payload":     {req: vhost.ReqSetVringNum, payload: fixed([]byte{1, 0, 0, 0})},
 		"SET_VRING_BASE too large":        {req: vhost.ReqSetVringBase, payload: fixed(vringState(1, 70000))},
-		"SET_VRING_BASE bad queue":        {req: vhost.ReqSetVringBase, payload: fixed(vringState(2, 0))},
-		"SET_VRING_ENABLE bad queue":      {req: vhost.ReqSetVringEnable, payload: fixed(vringState(1<<31, 1))},
 		"SET_VRING_ENABLE value 2":        {req: vhost.ReqSetVringEnable, payload: fixed(vringState(1, 2))},
 		"SET_VRING_ADDR outside memory": {req: vhost.ReqSetVringAddr, payload: ringAddr(func(a *vhost.VringAddr) {
 			a.Used = a.Desc + smallMem - 8
 		})},
 		"SET_VRING_ADDR below memory":    {req: vhost.ReqSetVringAddr, payload: ringAddr(func(a *vhost.VringAddr) { a.Desc = 0 })},
 		"SET_VRING_ADDR misaligned used": {req: vhost.ReqSetVringAddr, payload: ringAddr(func(a *vhost.VringAddr) { a.Used += 2 })},
-		"SET_VRING_ADDR bad queue":       {req: vhost.ReqSetVringAddr, payload: ringAddr(func(a *vhost.VringAddr) { a.Index = 7 })},
-		"SET_VRING_KICK bad queue":       {req: vhost.ReqSetVringKick, payload: fixed(u64(9)), fds: oneFD},
 		"SET_VRING_CALL unknown bits":    {req: vhost.ReqSetVringCall, payload: fixed(u64(1 | 1<<20)), fds: oneFD},
 		"SET_VRING_CALL fd with no-fd":   {req: vhost.ReqSetVringCall, payload: fixed(u64(1 | vhost.VringFdNoFD)), fds: oneFD},
 		"SET_VRING_KICK missing fd":      {req: vhost.ReqSetVringKick, payload: fixed(u64(1))},
@@ -308,7 +303,10 @@ func TestBrokenFramingClosesTheConnection(t *testing.T) {
 	}
 	cases := map[string]func(t *testing.T, f *frontend.Frontend) error{
 		"GET_VRING_BASE bad queue": func(t *testing.T, f *frontend.Frontend) error {
-			return f.Send(vhost.ReqGetVringBase, vhost.FlagVersion, vringState(5, 0), nil)
+			return f.Send(vhost.ReqGetVringBase, vhost.FlagVersion, vringState(vhost.MaxRequestQueues+1, 0), nil)
+		},
+		"SET_VRING_ENABLE bad queue": func(t *testing.T, f *frontend.Frontend) error {
+			return f.Send(vhost.ReqSetVringEnable, vhost.FlagVersion, vringState(1<<31, 1), nil)
 		},
 		"GET_FEATURES with payload": func(t *testing.T, f *frontend.Frontend) error {
 			return f.Send(vhost.ReqGetFeatures, vhost.FlagVersion, u64(0), nil)

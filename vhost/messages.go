@@ -31,7 +31,7 @@ func (b *Backend) dispatch(m *message) ([]byte, error) {
 	case ReqSetProtocolFeatures:
 		return nil, b.setProtocolFeatures(m.u64())
 	case ReqGetQueueNum:
-		return u64Payload(uint64(len(b.queues))), nil
+		return u64Payload(uint64(b.maxQueues())), nil
 	case ReqGetMaxMemSlots:
 		return u64Payload(MaxMemSlots), nil
 	case ReqSetMemTable:
@@ -278,7 +278,7 @@ func (b *Backend) getConfig(m *message) []byte {
 	}
 	var space [FSConfigSize]byte
 	copy(space[:FSConfigTagLength], b.cfg.Tag)
-	binary.LittleEndian.PutUint32(space[FSConfigTagLength:], uint32(b.cfg.RequestQueues))
+	binary.LittleEndian.PutUint32(space[FSConfigTagLength:], uint32(max(b.cfg.RequestQueues, 1)))
 	reply := append([]byte(nil), hdr...)
 	return append(reply, space[offset:offset+size]...)
 }

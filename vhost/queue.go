@@ -44,6 +44,7 @@ type queue struct {
 	// chain of a batch: chains popped before the ring went back are returned unserved.
 	handedBack atomic.Uint64
 	badChains  atomic.Uint64 // malformed chains seen, to log only some
+	served     atomic.Uint64 // chains taken from the ring (Backend.QueueCounts)
 
 	// Notification state.
 	batching       bool // worker or helpers are draining: completions only mark pendingSignal

@@ -409,5 +409,6 @@ func (w *worker) popLocked(d *drainer) (more bool) {
 	d.nTodo, d.ring, d.mem = n, q.ring, q.mem
 	q.mem.acquireN(n)
 	q.inflight += n
+	q.served.Add(uint64(n))
 	return avail != q.lastAvail
 }

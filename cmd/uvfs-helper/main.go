@@ -18,6 +18,7 @@
 //	uvfs-helper setacl PATH access|default ENTRIES   (acl.go)
 //	uvfs-helper getacl PATH access|default
 //	uvfs-helper walk DIR                             (walk.go)
+//	uvfs-helper btime PATH                           (prints "BTIME SEC.NSEC", statx(2))
 //
 // Failed system calls print "uvfs-helper: OP ARG: ENAME (text)" and exit 1,
 // so scripts can grep for the errno name. tmpfile exits 3 when the file
@@ -76,6 +77,9 @@ func main() {
 	case "walk":
 		need(args, 1)
 		err = walk(args[0])
+	case "btime":
+		need(args, 1)
+		err = btime(args[0])
 	default:
 		usage()
 	}
@@ -89,7 +93,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: uvfs-helper runas|setxattr|getxattr|listxattr|removexattr|rename|tmpfile|setacl|getacl|walk ARGS (see the package comment)")
+	fmt.Fprintln(os.Stderr, "usage: uvfs-helper runas|setxattr|getxattr|listxattr|removexattr|rename|tmpfile|setacl|getacl|walk|btime ARGS (see the package comment)")
 	os.Exit(2)
 }
 
@@ -100,6 +104,19 @@ func need(args []string, n int) {
 }
 
 var errUnsupported = errors.New("not supported by this file system")
+
+// btime prints the birth time statx(2) gives for path, or exits 3 when the file system has none.
+func btime(path string) error {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS|unix.STATX_BTIME, &st); err != nil {
+		return wrap("statx", path, err)
+	}
+	if st.Mask&unix.STATX_BTIME == 0 {
+		return fmt.Errorf("statx %s: no birth time (mask %#x): %w", path, st.Mask, errUnsupported)
+	}
+	fmt.Printf("BTIME %d.%09d\n", st.Btime.Sec, st.Btime.Nsec)
+	return nil
+}
 
 // wrap formats a failed call with the errno's symbolic name.
 func wrap(op, arg string, err error) error {

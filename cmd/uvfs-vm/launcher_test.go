@@ -31,7 +31,8 @@ func TestLauncherRunsCommandInHome(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		skip("qemu-system-x86_64 missing: %v", err)
 	}
-	if _, err := vm.FindKernel(""); err != nil {
+	k, err := vm.BaselineKernel()
+	if err != nil {
 		skip("%v", err)
 	}
 	bin := t.TempDir()
@@ -45,7 +46,7 @@ func TestLauncherRunsCommandInHome(t *testing.T) {
 	}
 	home := t.TempDir()
 	runBase := t.TempDir()
-	cmd := exec.Command(launcher, "--helper", helper, "--mem", "512", "--rootfs=busybox", "--",
+	cmd := exec.Command(launcher, "--helper", helper, "--mem", "512", "--rootfs=busybox", "--kernel", k.Path, "--",
 		"sh", "-c", `echo "in $(pwd) as $(id -u)"; echo from-guest > "$HOME/probe"; exit 7`)
 	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_RUNTIME_DIR="+runBase, daemonEnv+"=c-virtiofsd", "XDG_CACHE_HOME="+filepath.Join(runBase, "cache"))
 	out, err := cmd.Output()

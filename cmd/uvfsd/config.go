@@ -30,8 +30,8 @@ type Config struct {
 	// NoFallback makes a user namespace that cannot be made an error, instead of serving without
 	// one (confined by Landlock and no_new_privs).
 	NoFallback bool
-	// Seccomp is accepted for virtiofsd compatibility, but uvfsd installs no seccomp filter yet:
-	// the default is "none", and finish refuses any other value instead of pretending to filter.
+	// Seccomp is what the allow-list filter does with a system call outside it: kill (the
+	// default, as virtiofsd's), log, trap, or none for no filter (userns.InstallSeccomp).
 	Seccomp  string
 	LogLevel string // error|warn|info|debug|trace|off
 
@@ -81,7 +81,7 @@ type Config struct {
 	// both default off there (no_flock, no_posix_lock) and Rust virtiofsd has
 	// no locks at all, so uvfsd defaults them off too.
 	Flock, PosixLock bool
-	RequestQueues    int    // --num-request-queues: request virtqueues served, 1..1022 (QEMU's limit)
+	RequestQueues    int    // --num-request-queues: most request virtqueues served, 1..1022; 0 follows QEMU
 	ConfigFile       string // the config file that was read ("" = none); set with --config
 
 	warnings []string
@@ -96,21 +96,21 @@ const maxTagLen = 36
 
 // maxRequestQueues is QEMU's limit: VIRTIO_QUEUE_MAX minus the hiprio and
 // notification queues.
-const maxRequestQueues = 1022
+const maxRequestQueues = vhost.MaxRequestQueues
 
 func defaultConfig() *Config {
 	return &Config{
 		FD:               -1,
 		Cache:            "auto",
 		Sandbox:          "namespace",
-		Seccomp:          "none",
+		Seccomp:          "kill",
 		LogLevel:         "info",
 		RlimitNofile:     -1,
 		InodeFileHandles: "prefer",
 		Ownership:        "passthrough",
 		HomeUID:          -1,
 		HomeGID:          -1,
-		RequestQueues:    1,
+		RequestQueues:    0,
 		PollUS:           -1,
 		HiprioGatherUS:   0,
 		HiprioLingerUS:   1000,
@@ -190,7 +190,7 @@ func newFlagParser() *flagParser {
 	fs.variable(newEnum(&c.Cache, []string{"auto", "always", "metadata", "never"}, map[string]string{"none": "never"}), "cache", 0, "caching `POLICY`: auto, always, metadata, never")
 	fs.variable(newEnum(&c.Sandbox, []string{"namespace", "chroot", "none"}, nil), "sandbox", 0, "sandbox `MODE`: namespace, chroot, none; as non-root, none serves without a user namespace, confined to the share by Landlock and no_new_privs")
 	fs.boolVar(&c.NoFallback, "no-fallback", 0, "fail when the user namespace that --sandbox=namespace or chroot needs cannot be made, instead of serving without one (confined by Landlock and no_new_privs)")
-	fs.variable(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", 0, "seccomp `ACTION`: uvfsd has no seccomp filter yet, so it takes none only and refuses kill, log and trap")
+	fs.variable(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", 0, "seccomp `ACTION` for a system call outside uvfsd's list: kill (the daemon dies with SIGSYS), log (uvfsd logs its name and lets it run), trap (SIGSYS to the thread: the Go runtime prints the stack and exits), none (no filter)")
 	fs.variable(newEnum(&c.LogLevel, []string{"error", "warn", "info", "debug", "trace", "off"}, map[string]string{"err": "error", "warning": "warn"}), "log-level", 0, "log `LEVEL`: error, warn, info, debug, trace, off")
 	fs.variable(&debugValue{&c.LogLevel}, "debug", 'd', "same as --log-level=debug (virtiofsd's -d)")
 	fs.boolVar(&c.Syslog, "syslog", 0, "log to syslog instead of stderr")
@@ -203,7 +203,7 @@ func newFlagParser() *flagParser {
 	fs.intVar(&c.HiprioLingerUS, "forget-linger-us", "while the guest keeps sending FORGETs, serve them every `N` µs without asking it to kick for each one, and interrupt it once per quarter ring or when they stop instead of once per FORGET (0: serve on kicks, one interrupt per batch served)")
 	fs.intVar(&c.HotWaitMS, "hot-wait-ms", "for `N` ms after the guest's last request, a queue's worker waits in a system call that the Go runtime does not see, which spares the runtime's monitor thread a wake-up per request (0 to 10000; 0: always wait through the runtime)")
 	fs.variable(&idValue{target: &c.RlimitNofile, max: 1 << 40}, "rlimit-nofile", 0, "set the file descriptor limit to `N`; 0 leaves it unchanged (default min(1000000, nr_open))")
-	fs.intVar(&c.RequestQueues, "num-request-queues", "serve `N` request virtqueues, 1 to 1022; match QEMU's num-request-queues=")
+	fs.intVar(&c.RequestQueues, "num-request-queues", "serve at most `N` request virtqueues, 1 to 1022 (default 0: as many as QEMU's num-request-queues= sets up)")
 
 	fs.boolVar(&c.AllowDirectIO, "allow-direct-io", 0, "honor O_DIRECT from guest applications")
 	fs.boolVar(&c.AllowMmap, "allow-mmap", 0, "allow mmap with --cache=metadata or never")
@@ -308,8 +308,8 @@ func (p *flagParser) finish() error {
 	if c.PollUS < -1 || c.PollUS > 1000 {
 		return fmt.Errorf("--poll-us=%d: use 0 (never poll) to 1000, or -1 (by the CPU count)", c.PollUS)
 	}
-	if c.RequestQueues < 1 || c.RequestQueues > maxRequestQueues {
-		return fmt.Errorf("--num-request-queues=%d: use 1 to %d, matching QEMU's num-request-queues=", c.RequestQueues, maxRequestQueues)
+	if c.RequestQueues < 0 || c.RequestQueues > maxRequestQueues {
+		return fmt.Errorf("--num-request-queues=%d: use 1 to %d, at least QEMU's num-request-queues=, or 0 to serve as many as QEMU sets up", c.RequestQueues, maxRequestQueues)
 	}
 	if c.Profile == "none" {
 		c.Profile = ""
@@ -322,9 +322,6 @@ func (p *flagParser) finish() error {
 	}
 	// virtiofsd: every xattr-based feature needs xattr support.
 	c.Xattr = c.Xattr || c.PosixACL || c.SecurityLabel || c.Xattrmap != "" || c.Profile == "home"
-	if c.Seccomp != "none" {
-		return fmt.Errorf("--seccomp=%s: uvfsd has no seccomp filter yet and will not run pretending to have one; use --seccomp=none or leave the flag out", c.Seccomp)
-	}
 	return nil
 }
 

@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := serve(cfg, logger); err != nil {
 		logger.errorf("%v", err)
-		if cfg.Syslog || logger.level < 0 {
+		if logger.toSyslog || logger.level < 0 {
 			fmt.Fprintf(stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
 		}
 		return 1
@@ -106,7 +106,7 @@ func serve(cfg *Config, lg *logger) error {
 	// sandbox confines, removes the socket at the end. A re-exec'ed child inherits it. That
 	// process also writes and holds the pid file, so that the pid in it is the one the client
 	// started, which it waits for and signals.
-	var listenerFile *os.File
+	var listenerFile, supervisor *os.File
 	var made madeFiles
 	var pass []*os.File
 	if !userns.InChild() {
@@ -115,13 +115,24 @@ func serve(cfg *Config, lg *logger) error {
 		}
 		defer made.Remove() // on every way out of this process but a re-exec's (AtExit)
 		pass = []*os.File{listenerFile}
+		if cfg.Seccomp == userns.SeccompLog {
+			// This process, which the filter does not cover, logs the calls outside the list.
+			parent, child, err := userns.NewSeccompSupervisor()
+			if err != nil {
+				return err
+			}
+			go userns.SuperviseSeccomp(parent, lg.warnf)
+			pass = append(pass, child)
+		}
 	}
 	// Non-root: this re-execs into a user namespace and, in the original process, exits with
 	// the child's status. --sandbox=none re-execs too, without a namespace, so that the process
-	// the user started stays unconfined to remove the socket after a confined child.
+	// the user started stays unconfined to remove the socket after a confined child, and so does
+	// --seccomp=log, so that this process can log what the child's filter reports.
 	st, err := userns.Enter(userns.Options{UIDMap: uidMap, GIDMap: gidMap,
 		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, NoUserNamespace: cfg.Sandbox == userns.SandboxNone,
-		Reexec: cfg.Sandbox == userns.SandboxNone, NoFallback: cfg.NoFallback, Files: pass, AtExit: made.Remove})
+		Reexec:     cfg.Sandbox == userns.SandboxNone || cfg.Seccomp == userns.SeccompLog,
+		NoFallback: cfg.NoFallback, Files: pass, AtExit: made.Remove})
 	if err != nil {
 		return err
 	}
@@ -130,10 +141,17 @@ func serve(cfg *Config, lg *logger) error {
 	}
 	if listenerFile == nil {
 		files := userns.InheritedFiles()
-		if len(files) != 1 {
-			return fmt.Errorf("internal error: the re-exec'ed daemon inherited %d files, want the listening socket", len(files))
+		want := 1
+		if cfg.Seccomp == userns.SeccompLog {
+			want = 2
+		}
+		if len(files) != want {
+			return fmt.Errorf("internal error: the re-exec'ed daemon inherited %d files, want %d (the listening socket, and for --seccomp=log the supervisor's)", len(files), want)
 		}
 		listenerFile = files[0]
+		if want == 2 {
+			supervisor = files[1]
+		}
 	}
 	listener, err := vhost.ListenerFromFile(listenerFile)
 	if err != nil {
@@ -176,25 +194,49 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 	popts.UIDs, popts.GIDs, popts.Logf = uids, gids, lg.warnf
+	popts.MountInfo = jail.MountInfo
 	fs, err := passfs.New(popts)
 	if err != nil {
 		return err
 	}
-	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof})
+	server := fuse.NewServer(fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: lg.infof, Debugf: lg.debugf})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: pollWindow(cfg.PollUS, runtime.NumCPU()),
 		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond,
 		HiprioLinger: time.Duration(cfg.HiprioLingerUS) * time.Microsecond,
 		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
 		fuseHandler{server})
-	logCountsOnSignal(usr1, server, lg)
-	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg))
-	if err := backend.ServeListener(listener, made.sock); err != nil {
+	logCountsOnSignal(usr1, server, backend, lg)
+	if err := installSeccomp(cfg, supervisor, lg); err != nil {
 		return err
 	}
-	lg.infof("front-end disconnected; exiting")
+	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg))
+	if err := backend.ServeListener(listener, made.sock); err != nil {
+		var limit *vhost.QueueLimitError
+		if errors.As(err, &limit) {
+			return fmt.Errorf("%w: start uvfsd with --num-request-queues=%d or more, or without it to serve as many as QEMU sets up",
+				err, limit.Index)
+		}
+		return err
+	}
+	lg.infof("front-end disconnected; exiting (%s)", formatQueueCounts(backend.QueueCounts()))
 	lg.debugf("requests served: %s", formatCounts(server.RequestCounts()))
 	return nil
+}
+
+// formatQueueCounts says how many requests each queue took: "requests per queue: hiprio=3 1=120
+// 2=98". With several request queues it shows whether the guest spread its requests over them.
+func formatQueueCounts(counts []uint64) string {
+	var b strings.Builder
+	b.WriteString("requests per queue:")
+	for i, n := range counts {
+		if i == 0 {
+			fmt.Fprintf(&b, " hiprio=%d", n)
+		} else {
+			fmt.Fprintf(&b, " %d=%d", i, n)
+		}
+	}
+	return b.String()
 }
 
 // confine restricts a daemon that has no chroot or pivot_root to the share (userns.Confine) and
@@ -350,6 +392,11 @@ func wantedCapabilities(cfg *Config) uint64 {
 	if cfg.SecurityLabel {
 		want |= fuse.CapSecurityCtx
 	}
+	if cfg.AllowMmap {
+		// With --cache=never or metadata files are FOPEN_DIRECT_IO; a guest of Linux 6.6 or
+		// newer may still map them shared (DIRECT_IO_ALLOW_MMAP), as with virtiofsd.
+		want |= fuse.CapDirectIOAllowMmap
+	}
 	if cfg.PosixLock {
 		want |= fuse.CapPosixLocks
 	}
@@ -491,10 +538,10 @@ func removeSocketOnSignal(made madeFiles, lg *logger) {
 
 // logCountsOnSignal logs the requests served so far on each signal from ch (SIGUSR1), so that a
 // benchmark can see what one guest operation costs in round trips.
-func logCountsOnSignal(ch <-chan os.Signal, server *fuse.Server, lg *logger) {
+func logCountsOnSignal(ch <-chan os.Signal, server *fuse.Server, backend *vhost.Backend, lg *logger) {
 	go func() {
 		for range ch {
-			lg.infof("requests served: %s", formatCounts(server.RequestCounts()))
+			lg.infof("requests served: %s; %s", formatCounts(server.RequestCounts()), formatQueueCounts(backend.QueueCounts()))
 		}
 	}()
 }
@@ -528,8 +575,9 @@ func raiseNofile(want int, lg *logger) {
 
 // logger writes leveled messages to stderr or syslog.
 type logger struct {
-	level int
-	l     *log.Logger
+	level    int
+	l        *log.Logger
+	toSyslog bool // --syslog found a syslog daemon
 }
 
 var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "debug": 3, "trace": 4}
@@ -537,11 +585,15 @@ var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "deb
 func newLogger(cfg *Config) (*logger, error) {
 	lg := &logger{level: logLevels[cfg.LogLevel], l: log.New(os.Stderr, "uvfsd: ", 0)}
 	if cfg.Syslog {
+		// Containers and CI runners often have no syslog daemon; a client that passes --syslog
+		// (virtme-ng does) still needs the daemon, so it logs to stderr and says so once.
 		w, err := newSyslogWriter(syslogPaths, syslogDaemon|syslogInfo, "uvfsd")
-		if err != nil {
-			return nil, fmt.Errorf("--syslog: %w", err)
+		switch {
+		case err == nil:
+			lg.l, lg.toSyslog = log.New(w, "", 0), true
+		case !userns.InChild():
+			lg.warnf("--syslog: %v; logging to stderr instead", err)
 		}
-		lg.l = log.New(w, "", 0)
 	}
 	if !userns.InChild() { // the process the user started already said them
 		for _, w := range cfg.Warnings() {

@@ -183,7 +183,7 @@ func TestStackDestroy(t *testing.T) {
 func TestStackUnknownOpcodes(t *testing.T) {
 	s := newStack(t)
 	for _, op := range []fuse.Opcode{0, 7, 19, fuse.OpBmap, fuse.OpIoctl, fuse.OpPoll, fuse.OpSetupMapping,
-		fuse.OpRemoveMapping, 52, 4096, 1<<31 + 5, 0xffffffff} {
+		fuse.OpRemoveMapping, 53, 4096, 1<<31 + 5, 0xffffffff} {
 		_, err := s.c.Do(op, fuse.RootID, 64, make([]byte, 64))
 		wantErrno(t, fmt.Sprintf("opcode %d (%s)", op, fuse.OpName(op)), err, syscall.ENOSYS)
 	}

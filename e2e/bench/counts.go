@@ -23,7 +23,7 @@ var (
 	// The C virtiofsd's debug log (-d) has one such line per request.
 	cRequestLine = regexp.MustCompile(`opcode: ([A-Z_]+) \(`)
 	// uvfsd prints its totals on SIGUSR1.
-	uvfsdCountsLine = regexp.MustCompile(`requests served: (.*)`)
+	uvfsdCountsLine = regexp.MustCompile(`requests served: ([^;]*)`)
 )
 
 // requestCounter follows a daemon's log as it is written and keeps the

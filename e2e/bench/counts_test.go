@@ -17,7 +17,7 @@ func TestRequestCounterReadsBothDaemonsLogs(t *testing.T) {
 	// uvfsd reports totals when signalled; the snapshot waits for the report.
 	u := newRequestCounter()
 	got := u.snapshot(func() error {
-		go u.Write([]byte("uvfsd: requests served: LOOKUP=5 INIT=1\n"))
+		go u.Write([]byte("uvfsd: requests served: LOOKUP=5 INIT=1; requests per queue: hiprio=0 1=6\n"))
 		return nil
 	})
 	if got["LOOKUP"] != 5 || got["INIT"] != 1 {

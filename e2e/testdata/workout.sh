@@ -189,6 +189,16 @@ case $? in
 *) fail "O_TMPFILE" ;;
 esac
 
+section "birth time (statx)"
+# A guest of Linux 6.11 or newer asks for it with FUSE_STATX; 6.1 has no way to.
+if out=$($helper btime hello.txt 2>&1); then
+	echo "CHECK btime hello.txt $out"
+elif [ "$WORKOUT_BTIME" = 1 ]; then
+	fail "statx birth time: $out"
+else
+	echo "NOTE: no birth time here ($out); WORKOUT_BTIME=1 makes this a failure"
+fi
+
 section "concurrent writers"
 for w in 1 2 3 4; do
 	(

@@ -31,7 +31,7 @@ func requireBootTools(t *testing.T) vm.Kernel {
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		missing("static busybox not found (apt-get install busybox-static): %v", err)
 	}
-	k, err := vm.FindKernel("")
+	k, err := vm.BaselineKernel()
 	if err != nil {
 		missing("%v", err)
 	}

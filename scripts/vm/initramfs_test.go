@@ -14,7 +14,7 @@ import (
 // TestInitramfsContents builds an initramfs for the installed kernel and
 // checks the pieces /init relies on, and that /init is valid shell.
 func TestInitramfsContents(t *testing.T) {
-	k, err := vm.FindKernel("")
+	k, err := vm.BaselineKernel()
 	if err != nil || k.ModulesDir == "" {
 		t.Skipf("no kernel with modules installed: %v", err)
 	}
@@ -105,7 +105,7 @@ func TestInitramfsNeedsHelperForNonRoot(t *testing.T) {
 // guest's own /proc and /run, the shares land inside it, and the script
 // runs chrooted there, in its directory, as the user.
 func TestInitramfsHostRoot(t *testing.T) {
-	k, err := vm.FindKernel("")
+	k, err := vm.BaselineKernel()
 	if err != nil || k.ModulesDir == "" {
 		t.Skipf("no kernel with modules installed: %v", err)
 	}

@@ -20,7 +20,9 @@ type Kernel struct {
 
 // FindKernel picks the guest kernel: explicit if not empty, else
 // /boot/vmlinuz-$(uname -r) if readable, else the newest readable
-// /boot/vmlinuz-*. The module tree is looked up from the file name.
+// /boot/vmlinuz-*. The module tree is looked up from the file name: beside
+// the image (DIR/boot/vmlinuz-R and DIR/lib/modules/R, a kernel package
+// unpacked into DIR), else in /lib/modules.
 func FindKernel(explicit string) (Kernel, error) {
 	var uts unix.Utsname
 	release := ""
@@ -54,14 +56,64 @@ func findKernel(bootDir, modulesRoot, release, explicit string) (Kernel, error) 
 	} else if !readable(path) {
 		return Kernel{}, fmt.Errorf("guest kernel %s is not readable: fix its permissions or pick another", path)
 	}
+	return kernelAt(path, modulesRoot), nil
+}
+
+// kernelAt describes the image at path, with its module tree beside it or
+// under modulesRoot.
+func kernelAt(path, modulesRoot string) Kernel {
 	k := Kernel{Path: path, Version: kernelVersionOf(path)}
-	if k.Version != "" {
-		dir := filepath.Join(modulesRoot, k.Version)
+	if k.Version == "" {
+		return k
+	}
+	beside := filepath.Join(filepath.Dir(filepath.Dir(path)), "lib", "modules", k.Version)
+	for _, dir := range []string{beside, filepath.Join(modulesRoot, k.Version)} {
 		if st, err := os.Stat(dir); err == nil && st.IsDir() {
 			k.ModulesDir = dir
+			break
 		}
 	}
-	return k, nil
+	return k
+}
+
+// BaselineKernelSeries is the guest kernel series the tests boot unless they
+// name another: Debian bookworm's linux-image-amd64. A newer kernel
+// installed beside it (bookworm-backports' 6.12) must not change what every
+// test exercises.
+const BaselineKernelSeries = "6.1"
+
+// BaselineKernel is the kernel the tests boot: the image $UVFS_E2E_KERNEL
+// names when it is set, else the newest readable /boot/vmlinuz-6.1.*.
+func BaselineKernel() (Kernel, error) {
+	if p := os.Getenv("UVFS_E2E_KERNEL"); p != "" {
+		return FindKernel(p)
+	}
+	return FindKernelSeries("/boot", BaselineKernelSeries)
+}
+
+// FindKernelSeries picks the newest readable bootDir/vmlinuz-SERIES.* or
+// vmlinuz-SERIES-* (series "6.1" takes 6.1.0-57-amd64, not 6.12.9-amd64),
+// with its module tree beside it or in /lib/modules.
+func FindKernelSeries(bootDir, series string) (Kernel, error) {
+	return findKernelSeries(bootDir, "/lib/modules", series)
+}
+
+func findKernelSeries(bootDir, modulesRoot, series string) (Kernel, error) {
+	matches, _ := filepath.Glob(filepath.Join(bootDir, "vmlinuz-"+series+"*"))
+	best := ""
+	for _, m := range matches {
+		rest := strings.TrimPrefix(kernelVersionOf(m), series)
+		if rest != "" && rest[0] != '.' && rest[0] != '-' && rest[0] != '+' || !readable(m) {
+			continue
+		}
+		if best == "" || versionLess(kernelVersionOf(best), kernelVersionOf(m)) {
+			best = m
+		}
+	}
+	if best == "" {
+		return Kernel{}, fmt.Errorf("no readable Linux %s kernel in %s/vmlinuz-%s*: install it or name an image in UVFS_E2E_KERNEL", series, bootDir, series)
+	}
+	return kernelAt(best, modulesRoot), nil
 }
 
 // ErrNoModules is returned when a kernel's module tree is unknown.

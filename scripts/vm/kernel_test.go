@@ -53,3 +53,39 @@ func TestVersionLess(t *testing.T) {
 		}
 	}
 }
+
+// TestFindKernelSeries picks the newest kernel of one series, not a newer
+// series installed beside it, and finds the module tree of a kernel package
+// unpacked into a directory beside its image.
+func TestFindKernelSeries(t *testing.T) {
+	root := t.TempDir()
+	mods := filepath.Join(root, "lib", "modules")
+	unpacked := filepath.Join(root, "opt")
+	for _, d := range []string{filepath.Join(root, "boot"), filepath.Join(unpacked, "boot"), filepath.Join(unpacked, "lib", "modules", "6.12.95+deb12-amd64")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range []string{"6.1.0-9-amd64", "6.1.0-57-amd64", "6.12.9-amd64", "6.10.0-1-amd64"} {
+		if err := os.MkdirAll(filepath.Join(mods, v), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "boot", "vmlinuz-"+v), []byte("k"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(unpacked, "boot", "vmlinuz-6.12.95+deb12-amd64"), []byte("k"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, err := findKernelSeries(filepath.Join(root, "boot"), mods, "6.1")
+	if err != nil || k.Version != "6.1.0-57-amd64" || k.ModulesDir != filepath.Join(mods, "6.1.0-57-amd64") {
+		t.Errorf("series 6.1: %+v, %v", k, err)
+	}
+	k, err = findKernelSeries(filepath.Join(unpacked, "boot"), mods, "6.12")
+	if err != nil || k.Version != "6.12.95+deb12-amd64" || k.ModulesDir != filepath.Join(unpacked, "lib", "modules", "6.12.95+deb12-amd64") {
+		t.Errorf("unpacked 6.12: %+v, %v", k, err)
+	}
+	if _, err := findKernelSeries(filepath.Join(root, "boot"), mods, "5.10"); err == nil {
+		t.Error("a missing series gave a kernel")
+	}
+}

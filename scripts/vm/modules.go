@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"fmt"
 	"io"
 	"io/fs"
@@ -157,13 +158,15 @@ func (idx *moduleIndex) resolve(names []string, required bool) (mods []moduleFil
 }
 
 // readModule returns an uncompressed module image. busybox insmod passes the
-// bytes to init_module, so compressed modules must be inflated here; only
-// gzip is in Go's standard library.
+// bytes to init_module, so compressed modules must be inflated here: gzip
+// with Go's standard library, xz (Debian's kernels since 6.12) and zstd with
+// their tools, as for the kernel image.
 func readModule(path string) ([]byte, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read kernel module: %w", err)
 	}
+	var tool []string
 	switch {
 	case strings.HasSuffix(path, ".ko"):
 		return data, nil
@@ -177,7 +180,19 @@ func readModule(path string) ([]byte, error) {
 			return nil, fmt.Errorf("inflate kernel module %s: %w", path, err)
 		}
 		return out, nil
+	case strings.HasSuffix(path, ".ko.xz"):
+		tool = []string{"xz", "-dc"}
+	case strings.HasSuffix(path, ".ko.zst"):
+		tool = []string{"zstd", "-dcq"}
 	default:
-		return nil, fmt.Errorf("kernel module %s is compressed in a format this builder cannot inflate (only .ko and .ko.gz): decompress it or use a kernel with uncompressed modules", path)
+		return nil, fmt.Errorf("kernel module %s is compressed in a format this builder cannot inflate (.ko, .ko.gz, .ko.xz and .ko.zst only)", path)
 	}
+	out, err := runFilter(tool, data, true)
+	if err == nil && !bytes.HasPrefix(out, []byte(elf.ELFMAG)) {
+		err = fmt.Errorf("%s did not give an ELF file", tool[0])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inflate kernel module %s (apt-get install xz-utils zstd): %w", path, err)
+	}
+	return out, nil
 }

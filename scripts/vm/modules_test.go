@@ -2,6 +2,7 @@ package vm
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,11 +59,47 @@ func TestModuleResolveMissingAndCompressed(t *testing.T) {
 	if _, _, err := idx.resolve([]string{"nope"}, true); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("missing required module: %v", err)
 	}
-	if _, _, err := idx.resolve([]string{"zst"}, true); err == nil || !strings.Contains(err.Error(), "compressed") {
-		t.Errorf("zstd module must be refused with a reason: %v", err)
+	if _, _, err := idx.resolve([]string{"zst"}, true); err == nil || !strings.Contains(err.Error(), "inflate kernel module") {
+		t.Errorf("a zstd module that does not inflate must be refused with a reason: %v", err)
 	}
 	mods, skipped, err := idx.resolve([]string{"nope", "zst", "a"}, false)
 	if err != nil || len(mods) != 1 || len(skipped) != 2 {
 		t.Errorf("optional: mods %d skipped %q err %v", len(mods), skipped, err)
+	}
+}
+
+// TestModuleXZ reads a .ko.xz module (Debian's kernels since 6.12) as the
+// ELF file inside, and refuses one that is not ELF.
+func TestModuleXZ(t *testing.T) {
+	if _, err := exec.LookPath("xz"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and xz is missing (apt-get install xz-utils): %v", err)
+		}
+		t.Skipf("xz missing: %v", err)
+	}
+	dir := t.TempDir()
+	write := func(name, content string) {
+		cmd := exec.Command("xz", "-c")
+		cmd.Stdin = strings.NewReader(content)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("fuse.ko.xz", "\x7fELF module")
+	write("text.ko.xz", "not elf")
+	idx, err := loadModuleIndex(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods, _, err := idx.resolve([]string{"fuse"}, true)
+	if err != nil || len(mods) != 1 || string(mods[0].data) != "\x7fELF module" {
+		t.Fatalf("fuse.ko.xz: %+v, %v", mods, err)
+	}
+	if _, _, err := idx.resolve([]string{"text"}, true); err == nil || !strings.Contains(err.Error(), "ELF") {
+		t.Errorf("a .ko.xz that is not ELF: %v", err)
 	}
 }

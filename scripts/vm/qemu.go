@@ -20,6 +20,9 @@ type FSDevice struct {
 	Socket    string
 	Tag       string
 	QueueSize int // 1024 when zero
+	// RequestQueues is the device's num-request-queues: QEMU's default (1)
+	// when zero.
+	RequestQueues int
 }
 
 // VM is one QEMU boot of a kernel and an initramfs built by Initramfs.
@@ -111,9 +114,13 @@ func (vm *VM) Args() []string {
 			q = 1024
 		}
 		id := fmt.Sprintf("vufs%d", i)
+		dev := fmt.Sprintf("vhost-user-fs-pci,chardev=%s,tag=%s,queue-size=%d", id, qemuEscape(fs.Tag), q)
+		if fs.RequestQueues > 0 {
+			dev += fmt.Sprintf(",num-request-queues=%d", fs.RequestQueues)
+		}
 		args = append(args,
 			"-chardev", fmt.Sprintf("socket,id=%s,path=%s", id, qemuEscape(fs.Socket)),
-			"-device", fmt.Sprintf("vhost-user-fs-pci,chardev=%s,tag=%s,queue-size=%d", id, qemuEscape(fs.Tag), q))
+			"-device", dev)
 	}
 	return append(args, vm.ExtraArgs...)
 }

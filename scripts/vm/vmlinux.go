@@ -92,7 +92,7 @@ func decompressKernel(image []byte) ([]byte, error) {
 		if f.tool == nil {
 			out, err = gunzipPrefix(image[off:])
 		} else {
-			out, err = runFilter(f.tool, image[off:])
+			out, err = runFilter(f.tool, image[off:], false)
 		}
 		if err == nil && bytes.HasPrefix(out, []byte(elf.ELFMAG)) {
 			return out, nil
@@ -113,10 +113,11 @@ func gunzipPrefix(data []byte) ([]byte, error) {
 	return io.ReadAll(zr)
 }
 
-// runFilter decompresses with an external tool. The payload is followed by
-// the rest of the bzImage, which zstd may call trailing garbage: whatever it
-// wrote is still checked for an ELF header by the caller.
-func runFilter(tool []string, data []byte) ([]byte, error) {
+// runFilter decompresses with an external tool. A kernel's payload is
+// followed by the rest of the bzImage, which zstd may call trailing garbage:
+// unless strict, whatever it wrote is still checked for an ELF header by the
+// caller.
+func runFilter(tool []string, data []byte, strict bool) ([]byte, error) {
 	bin, err := exec.LookPath(tool[0])
 	if err != nil {
 		return nil, fmt.Errorf("%s not installed: %w", tool[0], err)
@@ -126,7 +127,7 @@ func runFilter(tool []string, data []byte) ([]byte, error) {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	runErr := cmd.Run()
-	if out.Len() == 0 {
+	if out.Len() == 0 || strict && runErr != nil {
 		return nil, fmt.Errorf("%s: %w", tool[0], runErr)
 	}
 	return out.Bytes(), nil

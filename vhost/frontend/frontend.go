@@ -22,8 +22,11 @@ type Options struct {
 	MemSize   int // bytes of guest memory; default 64 MiB
 	QueueSize int // entries per ring, a power of two; default 256
 	Queues    int // rings to set up including hiprio; default 2
-	EventIdx  bool
-	Indirect  bool
+	// IgnoreQueueNum sets up Queues rings whatever GET_QUEUE_NUM answers, as QEMU's
+	// vhost-user-fs does with its num-request-queues=.
+	IgnoreQueueNum bool
+	EventIdx       bool
+	Indirect       bool
 	// Timeout bounds each Call (default 5 s). Control replies wait at least 10 s.
 	Timeout time.Duration
 }
@@ -150,7 +153,7 @@ func (f *Frontend) negotiate() error {
 		if err != nil {
 			return err
 		}
-		if n < uint64(f.o.Queues) {
+		if n < uint64(f.o.Queues) && !f.o.IgnoreQueueNum {
 			return fmt.Errorf("back-end supports %d queues, front-end wants %d", n, f.o.Queues)
 		}
 	}
