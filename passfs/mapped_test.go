@@ -469,3 +469,20 @@ func TestMappedHotPathsDoNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// STATX (a Linux 6.12 guest asking for the birth time) reports the mapped owner, mode and device.
+func TestMappedStatx(t *testing.T) {
+	e := newMappedEnv(t)
+	var ent fuse.EntryOut
+	if errno := e.fs.Mknod(e.as(fuse.RootID, 7, 8), &fuse.MknodIn{Mode: syscall.S_IFBLK | 0o640, Rdev: 259<<8 | 1}, cs("nvme"), &ent); errno != 0 {
+		t.Fatal(errno)
+	}
+	var out fuse.StatxOut
+	if errno := e.fs.Statx(e.ctx(ent.NodeID), &fuse.StatxIn{}, &out); errno != 0 {
+		t.Fatal(errno)
+	}
+	x := out.Stat
+	if x.UID != 7 || x.GID != 8 || x.Mode != syscall.S_IFBLK|0o640 || x.RdevMajor != 259 || x.RdevMinor != 1 || x.Size != 0 {
+		t.Errorf("STATX: uid %d gid %d mode %#o rdev %d:%d size %d, want 7 8 block 0640 259:1 0", x.UID, x.GID, x.Mode, x.RdevMajor, x.RdevMinor, x.Size)
+	}
+}
