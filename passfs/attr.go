@@ -47,6 +47,10 @@ func (fs *FS) Statx(ctx *fuse.Context, in *fuse.StatxIn, out *fuse.StatxOut) fus
 	sx := func(t unix.StatxTimestamp) fuse.SxTime { return fuse.SxTime{Sec: t.Sec, Nsec: t.Nsec} }
 	x.Atime, x.Btime, x.Ctime, x.Mtime = sx(st.Atime), sx(st.Btime), sx(st.Ctime), sx(st.Mtime)
 	x.RdevMajor, x.RdevMinor = st.Rdev_major, st.Rdev_minor
+	if n.mapped != nil {
+		d := decodeDev(a.Rdev) // the mapped device number
+		x.RdevMajor, x.RdevMinor = unix.Major(d), unix.Minor(d)
+	}
 	x.DevMajor, x.DevMinor = st.Dev_major, st.Dev_minor
 	return 0
 }
@@ -79,14 +83,20 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 		defer h.unpin()
 	}
 	var name fdName
-	if in.Valid&fuse.FattrMode != 0 {
-		if e := fs.chmod(n, h, &name, in.Mode&07777); e != 0 {
+	if n.mapped != nil && in.Valid&(fuse.FattrMode|fuse.FattrUID|fuse.FattrGID) != 0 {
+		if e := fs.setattrMapped(ctx, n, in); e != 0 {
 			return e
 		}
-	}
-	if in.Valid&(fuse.FattrUID|fuse.FattrGID) != 0 {
-		if e := fs.chown(n, in); e != 0 {
-			return e
+	} else {
+		if in.Valid&fuse.FattrMode != 0 {
+			if e := fs.chmod(n, h, &name, in.Mode&07777); e != 0 {
+				return e
+			}
+		}
+		if in.Valid&(fuse.FattrUID|fuse.FattrGID) != 0 {
+			if e := fs.chown(n, in); e != 0 {
+				return e
+			}
 		}
 	}
 	if in.Valid&fuse.FattrSize != 0 {
@@ -154,7 +164,7 @@ func (fs *FS) truncate(n *inode, h *handle, size uint64) fuse.Errno {
 		fs.dropMappedCap(h.fd)
 		return errnoOf(unix.Ftruncate(h.fd, int64(size)))
 	}
-	switch n.fileType {
+	switch n.guestType() {
 	case unix.S_IFREG:
 	case unix.S_IFDIR:
 		return syscall.EISDIR
@@ -174,6 +184,14 @@ func (fs *FS) truncate(n *inode, h *handle, size uint64) fuse.Errno {
 // the guest kernel asks with KILL_SUIDGID (HANDLE_KILLPRIV_V2) when an unprivileged user changes
 // the file.
 func (fs *FS) killSuidgid(n *inode, h *handle) fuse.Errno {
+	if n.mapped != nil {
+		return fs.killSuidgidMapped(n, h)
+	}
+	return fs.killSuidgidHost(n, h)
+}
+
+// killSuidgidHost is killSuidgid on the host file's mode.
+func (fs *FS) killSuidgidHost(n *inode, h *handle) fuse.Errno {
 	if n.fileType != unix.S_IFREG {
 		return 0
 	}
@@ -238,8 +256,14 @@ func (fs *FS) Access(ctx *fuse.Context, in *fuse.AccessIn) fuse.Errno {
 		return syscall.EROFS
 	}
 	mode := uint32(st.Mode)
-	owner := fs.uids.NSToGuest(st.Uid) == ctx.UID
-	group := fs.gids.NSToGuest(st.Gid) == ctx.GID
+	uid, gid := fs.uids.NSToGuest(st.Uid), fs.gids.NSToGuest(st.Gid)
+	if n.mapped != nil {
+		if s, ok := fs.mappedView(n, &st); ok {
+			mode, uid, gid = s.mode, s.uid, s.gid
+		}
+	}
+	owner := uid == ctx.UID
+	group := gid == ctx.GID
 	allowed := func(userBit, groupBit, otherBit uint32) bool {
 		return owner && mode&userBit != 0 || group && mode&groupBit != 0 || mode&otherBit != 0
 	}
@@ -264,7 +288,7 @@ func (fs *FS) Readlink(ctx *fuse.Context, buf []byte) (int, fuse.Errno) {
 		return 0, e
 	}
 	defer n.unpin()
-	if n.fileType != unix.S_IFLNK {
+	if n.guestType() != unix.S_IFLNK {
 		return 0, syscall.EINVAL
 	}
 	if n.pseudo {
@@ -272,6 +296,9 @@ func (fs *FS) Readlink(ctx *fuse.Context, buf []byte) (int, fuse.Errno) {
 	}
 	if len(buf) == 0 {
 		return 0, syscall.ERANGE
+	}
+	if n.fileType == unix.S_IFREG {
+		return fs.readStandInLink(n, buf)
 	}
 	r, _, e := unix.Syscall6(unix.SYS_READLINKAT, uintptr(n.fd), ptr(&emptyPath[0]),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)

@@ -189,6 +189,12 @@ func (fs *FS) fillDir(d *dirStream, fd int, offset uint64, plus bool, buf *fuse.
 			}
 			ep = &entry
 			ino = entry.Attr.Ino
+			if fs.mapped {
+				typ = entry.Attr.Mode & unix.S_IFMT >> 12
+			}
+		} else if fs.mapped && typ == unix.DT_REG {
+			// A regular host file may stand for a symlink or special file.
+			typ = fs.mappedDirentType(fd, &rec[direntNameOff])
 		}
 		if !buf.Add(ino, off, typ, name, ep) {
 			if ep != nil {

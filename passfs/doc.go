@@ -69,6 +69,14 @@
 // RENAME_WHITEOUT) without CAP_MKNOD since Linux 5.8, so overlayfs in the guest can use the share
 // as its upper layer; any other device node gets the host's EPERM.
 //
+// # Mapped ownership
+//
+// With Options.Ownership = OwnershipMapped (--ownership=mapped) every file the guest makes is a
+// plain file or directory of the daemon's user on the host, and the guest's owner, group, mode,
+// file type and device number live in one user.* attribute in the format of containers/storage
+// (override.go, mapped.go): chown to any id, set-id bits, device nodes, FIFOs and sockets work
+// rootless, without /etc/subuid ranges, and survive a restart.
+//
 // The behaviour follows the Rust virtiofsd where it is documented (cache policy, flag handling,
 // errnos); where the C virtiofsd offers more (OFD locks, flock, O_TMPFILE), passfs does that too.
 package passfs

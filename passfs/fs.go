@@ -52,7 +52,11 @@ type FS struct {
 
 	specialXattr specialXattrWorker
 
-	submountWarning sync.Once // warnUnannouncedSubmount
+	// mapped: the mapped ownership model (mapped.go); every node has mapped state. Fixed after New.
+	mapped bool
+
+	submountWarning    sync.Once // warnUnannouncedSubmount
+	badOverrideWarning sync.Once // warnBadOverride
 
 	closeOnce sync.Once
 }
@@ -120,7 +124,12 @@ func New(o Options) (*FS, error) {
 			fs.capHostName = append(append([]byte(nil), host...), 0)
 		}
 	}
-	if err := fs.setUpFileHandles(o.InodeFileHandles, o.RootFD, st.Mnt_id); err != nil {
+	err = fs.setUpFileHandles(o.InodeFileHandles, o.RootFD, st.Mnt_id)
+	if err == nil && o.Ownership == OwnershipMapped {
+		fs.mapped = true
+		err = checkMappedOptions(&o)
+	}
+	if err != nil {
 		fs.pseudoMounts.close()
 		if fs.ownsProcFD {
 			closeFD(fs.procSelfFD)
@@ -129,7 +138,10 @@ func New(o Options) (*FS, error) {
 	}
 	fs.writeback.Store(o.Writeback)
 	unix.Umask(0)
-	fs.inodes.addRoot(o.RootFD, keyOf(&st))
+	root := fs.inodes.addRoot(o.RootFD, keyOf(&st))
+	if fs.mapped {
+		root.mapped = &mappedState{}
+	}
 	return fs, nil
 }
 
@@ -224,7 +236,8 @@ func checkName(name fuse.CString) fuse.Errno {
 	return 0
 }
 
-// fillAttr converts statx results of node n to a FUSE attr, with ids translated for the guest.
+// fillAttr converts statx results of node n to a FUSE attr, with ids translated for the guest (and
+// in the mapped model owner, mode and device number from the node's attribute).
 func (fs *FS) fillAttr(st *unix.Statx_t, n *inode, a *fuse.Attr) {
 	a.Ino = st.Ino
 	a.Size = st.Size
@@ -248,6 +261,10 @@ func (fs *FS) fillAttr(st *unix.Statx_t, n *inode, a *fuse.Attr) {
 		if n.isDir() {
 			a.Nlink = 2
 		}
+		return
+	}
+	if n.mapped != nil {
+		fs.applyMapped(n, st, a)
 	}
 }
 

@@ -28,6 +28,12 @@ func newEnv(t *testing.T, configure func(*passfs.Options)) *env {
 	return &env{t: t, dir: dir, fs: serveDir(t, dir, configure)}
 }
 
+// newEnvOn is newEnv on an existing directory (a second daemon on the same share).
+func newEnvOn(t *testing.T, dir string, configure func(*passfs.Options)) *env {
+	t.Helper()
+	return &env{t: t, dir: dir, fs: serveDir(t, dir, configure)}
+}
+
 // serveDir is a passfs over dir, whatever it is (newEnv makes a fresh temporary one).
 func serveDir(t *testing.T, dir string, configure func(*passfs.Options)) *passfs.FS {
 	t.Helper()

@@ -124,6 +124,9 @@ func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString
 	}
 	cand := &inode{fd: fd, key: keyOf(st), fileType: fileType, handle: fh, parent: parent, clockIdx: -1,
 		submount: fileType == unix.S_IFDIR && mountRoot, mountRoot: mountRoot, pseudo: pseudo}
+	if fs.mapped {
+		cand.mapped = &mappedState{}
+	}
 	if name != nil {
 		cand.name = string(name)
 	} else {

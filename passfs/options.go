@@ -167,6 +167,10 @@ type Options struct {
 	XattrMap   XattrMapper // nil: names are passed through unchanged
 	UIDs, GIDs IDMapper    // nil: identity
 
+	// Ownership: where owners and modes live; OwnershipMapped keeps them in OverrideXattr
+	// (mapped.go) and cannot be combined with PosixACL.
+	Ownership Ownership
+
 	// SetCreds: the daemon may switch per-thread fsuid/fsgid (CAP_SETUID/CAP_SETGID, as root or root
 	// in its user namespace). false: files are created as the daemon and chown is left to the kernel.
 	SetCreds bool

@@ -68,6 +68,10 @@ type Config struct {
 	UIDMap, GIDMap             []string // --uid-map/--gid-map (repeatable), ":ns:host:count:"
 	TranslateUID, TranslateGID []string // --translate-uid/--translate-gid (repeatable), "kind:a:b:count"
 
+	// Ownership is where guest owners and modes live: passthrough (the host file's) or mapped (a
+	// user.* attribute of plain host files of the invoking user; passfs/mapped.go).
+	Ownership string
+
 	Profile string // "" or "home"; "home" implies Xattr
 	// HomeUID/HomeGID: guest ids for the invoking user's files in the home
 	// profile, -1 = same as host. Only valid with Profile "home".
@@ -103,6 +107,7 @@ func defaultConfig() *Config {
 		LogLevel:         "info",
 		RlimitNofile:     -1,
 		InodeFileHandles: "prefer",
+		Ownership:        "passthrough",
 		HomeUID:          -1,
 		HomeGID:          -1,
 		RequestQueues:    0,
@@ -226,6 +231,7 @@ func newFlagParser() *flagParser {
 	fs.variable(&listValue{&c.TranslateUID, checkTranslation}, "translate-uid", 0, "translate uids, `KIND:a:b:count` with KIND guest, host, squash-guest, squash-host, map, or forbid-guest:a:count (repeatable)")
 	fs.variable(&listValue{&c.TranslateGID, checkTranslation}, "translate-gid", 0, "translate gids, `KIND:a:b:count` as for --translate-uid (repeatable)")
 
+	fs.variable(newEnum(&c.Ownership, []string{"passthrough", "mapped"}, nil), "ownership", 0, "where guest owners live (`MODEL`): passthrough = the host file's owner and mode; mapped = every file is a plain file or directory of yours on the host, and the guest's owner, group, mode, set-id bits, file type and device number are kept in its user.containers.override_stat attribute (as rootless podman does): chown to any id, mknod of devices, FIFOs and sockets work without root or /etc/subuid ranges")
 	fs.variable(newEnum(&c.Profile, []string{"home", "none"}, nil), "profile", 0, "`NAME` of a preset: home = share your $HOME: every guest uid/gid creates files as you; your files appear in the guest as --home-uid/--home-gid (default: your host ids); enables --xattr")
 	fs.variable(&idValue{target: &c.HomeUID, max: maxID}, "home-uid", 0, "with --profile=home: guest `UID` of your files")
 	fs.variable(&idValue{target: &c.HomeGID, max: maxID}, "home-gid", 0, "with --profile=home: guest `GID` of your files")
@@ -310,6 +316,9 @@ func (p *flagParser) finish() error {
 	}
 	if c.Profile != "home" && (c.HomeUID >= 0 || c.HomeGID >= 0) {
 		return errors.New("--home-uid/--home-gid only apply to --profile=home: add --profile=home or drop them")
+	}
+	if c.Ownership == "mapped" && c.PosixACL {
+		return errors.New("--ownership=mapped cannot be combined with --posix-acl: the host would keep ACLs apart from the mapped owner and mode; drop one of them")
 	}
 	// virtiofsd: every xattr-based feature needs xattr support.
 	c.Xattr = c.Xattr || c.PosixACL || c.SecurityLabel || c.Xattrmap != "" || c.Profile == "home"

@@ -172,6 +172,8 @@ var flagCases = []flagCase{
 		want: func(c *Config) {
 			c.TranslateGID = []string{"forbid-guest:0:100", "map:5:6:7", "guest:1:2:3", "squash-host:1:2:3"}
 		}},
+	{flag: "ownership", args: []string{"--ownership=mapped"}, toml: `ownership = "mapped"`, want: func(c *Config) { c.Ownership = "mapped" }},
+	{flag: "ownership", args: []string{"--ownership", "passthrough"}, toml: `ownership = "passthrough"`, want: func(c *Config) {}},
 	{flag: "profile", args: []string{"--profile=home"}, toml: `profile = "home"`, want: func(c *Config) { c.Profile = "home"; c.Xattr = true }},
 	{flag: "profile", args: []string{"--profile=home", "--profile=none"}, toml: `profile = "none"`, want: func(c *Config) {}},
 	{flag: "home-uid", args: []string{"--profile=home", "--home-uid=1000"}, toml: "profile = \"home\"\nhome-uid = 1000",
@@ -400,6 +402,8 @@ var errorCases = []errorCase{
 	{flag: "log-level", args: append([]string{"--log-level=loud"}, baseArgs...), wantErr: "must be one of error, warn, info, debug, trace, off"},
 	{flag: "inode-file-handles", args: append([]string{"--inode-file-handles=always"}, baseArgs...), wantErr: "must be one of never, prefer, mandatory"},
 	{flag: "inode-file-handles", args: append([]string{"--inode-file-handles", "mandatory"}, baseArgs...), wantErr: `--inode-file-handles takes its value after '=': --inode-file-handles=mandatory`},
+	{flag: "ownership", args: append([]string{"--ownership=mapped-xattr"}, baseArgs...), wantErr: "must be one of passthrough, mapped"},
+	{flag: "ownership", args: append([]string{"--ownership=mapped", "--posix-acl"}, baseArgs...), wantErr: "cannot be combined with --posix-acl"},
 	{flag: "profile", args: append([]string{"--profile=work"}, baseArgs...), wantErr: "must be one of home, none"},
 	{flag: "home-uid", args: append([]string{"--home-uid=1000"}, baseArgs...), wantErr: "only apply to --profile=home"},
 	{flag: "home-gid", args: append([]string{"--home-gid=1000"}, baseArgs...), wantErr: "only apply to --profile=home"},

@@ -316,8 +316,12 @@ func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (pass
 	if err != nil {
 		return passfs.Options{}, err
 	}
+	ownership, err := passfs.ParseOwnership(cfg.Ownership)
+	if err != nil {
+		return passfs.Options{}, err
+	}
 	o := passfs.Options{
-		RootFD: rootFD, ProcSelfFD: procSelfFD, Cache: policy, InodeFileHandles: handles,
+		RootFD: rootFD, ProcSelfFD: procSelfFD, Cache: policy, InodeFileHandles: handles, Ownership: ownership,
 		Writeback: cfg.Writeback, AllowDirectIO: cfg.AllowDirectIO, AllowMmap: cfg.AllowMmap,
 		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
 		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
