@@ -25,12 +25,14 @@ import (
 // pjdfstestCIDirs are the suite's directories whose calls the mapped model changes.
 var pjdfstestCIDirs = []string{"chown", "chmod", "mknod", "link", "rename", "unlink", "open", "mkfifo"}
 
-// pjdfstestDir finds the suite: $UVFS_PJDFSTEST, else shared/pjdfstest beside the repository.
+// pjdfstestDir finds the suite: $UVFS_PJDFSTEST, else testdata/pjdfstest (a copy of the static
+// build in ../shared/pjdfstest, kept in the repository so that a clone anywhere runs it; see its
+// README.md and COPYING).
 func pjdfstestDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("UVFS_PJDFSTEST")
 	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "pjdfstest")
+		dir = filepath.Join("testdata", "pjdfstest")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "pjdfstest")); err != nil {
 		missing(t, "pjdfstest not found (set UVFS_PJDFSTEST to a folder with the static pjdfstest binary, its tests/ and bin/openssl): %v", err)
