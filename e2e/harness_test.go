@@ -25,6 +25,9 @@ type daemonSpec struct {
 	setup func(t *testing.T, shared string)
 	// env is added to the daemon's environment.
 	env []string
+	// inShare runs the daemon in the shared directory (podman machine's
+	// "--shared-dir .").
+	inShare bool
 	// stack is the QEMU and guest kernel booted against the daemon.
 	stack guestStack
 	// requestQueues is the device's num-request-queues (1 when zero); cpus
@@ -81,6 +84,9 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 		Socket:     socket,
 		Credential: spec.user.Credential(),
 	}
+	if spec.inShare {
+		d.Dir = shared
+	}
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +126,7 @@ func bootWithDaemon(t *testing.T, spec daemonSpec, script string, env []string) 
 	if err := d.Wait(20 * time.Second); err != nil {
 		t.Errorf("daemon did not exit cleanly after the guest powered off: %v", err)
 	}
+	checkNoSeccompDenials(t, d.Output())
 	return bootResult{shared: shared, res: res, daemonOutput: d.Output()}
 }
 

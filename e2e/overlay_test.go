@@ -87,9 +87,13 @@ variant tmpfs-lower /tmp/tlower
 mkdir -p /mnt/lower-on-share && populate /mnt/lower-on-share
 variant share-lower /mnt/lower-on-share
 
-# Rootless, the host allows 0:0 character devices (whiteouts) but no other device node.
+# Rootless, the host allows 0:0 character devices (whiteouts) but no other device node, unless
+# the ownership is mapped (OVL_MAPPED=1).
 mknod /mnt/whiteout-node c 0 0 || fail "mknod of a 0:0 character device (a whiteout)"
-if out=$(mknod /mnt/null-node c 1 3 2>&1); then
+if [ "$OVL_MAPPED" = 1 ]; then
+	mknod /mnt/null-node c 1 3 || fail "mknod c 1 3 failed with mapped ownership"
+	eq "mapped device node" "$(stat -c '%F %t %T' /mnt/null-node)" "character special file 1 3"
+elif out=$(mknod /mnt/null-node c 1 3 2>&1); then
 	fail "mknod c 1 3 succeeded on a rootless share"
 else
 	case $out in *"Operation not permitted"*) ;; *) fail "mknod c 1 3: $out, want EPERM" ;; esac
@@ -152,8 +156,8 @@ var overlayWarnings = []string{"not support", "falling back", "missing", "fail",
 
 // TestOverlayOnShareRootless mounts overlayfs in the guest with its upper
 // layer on a share served by rootless uvfsd, with only --xattr, with
-// --profile=home, and with --posix-acl --profile=home, which adds the ACL
-// checks. The home profile makes every guest id the daemon's user, so the
+// --profile=home, with --ownership=mapped (whiteouts stay real ones), and
+// with --posix-acl --profile=home, which adds the ACL checks. The home profile makes every guest id the daemon's user, so the
 // ids inside ACLs change on the way: guest 1000 is stored as the user's
 // host uid and read back as it (without translation the namespace would
 // store guest 1000 as namespace id 1000, a subordinate id).
@@ -173,11 +177,16 @@ func testOverlayOnShareRootless(t *testing.T, stack guestStack) {
 	}{
 		{"xattr", nil, false},
 		{"profile-home", []string{"--profile=home"}, false},
+		{"mapped", []string{"--ownership=mapped"}, false},
 		{"posix-acl-home", []string{"--posix-acl", "--profile=home"}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			user := e2eUser(t, userWithSubIDs)
 			env := []string{}
+			mapped := slices.Contains(c.flags, "--ownership=mapped")
+			if mapped {
+				env = append(env, "OVL_MAPPED=1")
+			}
 			if c.acl {
 				env = append(env, "OVL_ACL=1",
 					fmt.Sprintf("OVL_ACL_WANT=u::rw-,u:%d:r--,g::r--,g:%d:rw-,m::rw-,o::---", user.UID, user.GID))
@@ -219,7 +228,11 @@ func testOverlayOnShareRootless(t *testing.T, stack guestStack) {
 			if err := unix.Lstat(filepath.Join(b.shared, "whiteout-node"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 				t.Errorf("host whiteout-node: mode %#o rdev %#x (%v), want a 0:0 character device", st.Mode, st.Rdev, err)
 			}
-			if _, err := os.Lstat(filepath.Join(b.shared, "null-node")); !os.IsNotExist(err) {
+			if mapped {
+				if err := unix.Lstat(filepath.Join(b.shared, "null-node"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != user.UID {
+					t.Errorf("host null-node: mode %#o owner %d (%v), want a regular file of %d standing for the device", st.Mode, st.Uid, err, user.UID)
+				}
+			} else if _, err := os.Lstat(filepath.Join(b.shared, "null-node")); !os.IsNotExist(err) {
 				t.Errorf("host null-node exists (%v): a rootless daemon must not create device nodes", err)
 			}
 			if c.acl {

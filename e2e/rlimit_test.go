@@ -52,9 +52,9 @@ func TestRlimitNofileWalk(t *testing.T) {
 		path: prlimit,
 		args: func(socket, shared string) []string {
 			// The shell reports the limit uvfsd inherits, then becomes uvfsd.
-			return []string{fmt.Sprintf("--nofile=%d:%d", rlimitNofile, rlimitNofile), "--",
+			return append([]string{fmt.Sprintf("--nofile=%d:%d", rlimitNofile, rlimitNofile), "--",
 				"/bin/sh", "-c", `echo "nofile limit $(ulimit -n)"; exec "$@"`, "sh",
-				uvfsd, "--socket-path=" + socket, "--shared-dir=" + shared, "--xattr", "--rlimit-nofile=0"}
+				uvfsd, "--socket-path=" + socket, "--shared-dir=" + shared, "--xattr", "--rlimit-nofile=0"}, seccompArgs()...)
 		},
 		user:  user,
 		setup: func(t *testing.T, shared string) { makeTree(t, filepath.Join(shared, "tree"), user) },

@@ -50,7 +50,20 @@ func bootUvfsdShares(t *testing.T, shares []servedShare, script string, env []st
 // bootUvfsdSharesOn is bootUvfsdShares on the given QEMU and guest kernel.
 func bootUvfsdSharesOn(t *testing.T, stack guestStack, shares []servedShare, script string, env []string) *vm.Result {
 	t.Helper()
-	g := requireStack(t, stack)
+	return bootUvfsdSharesWith(t, shares, script, env, guestExtras{stack: stack})
+}
+
+// guestExtras are what some boots need beyond the script.
+type guestExtras struct {
+	stack   guestStack        // QEMU and guest kernel; the zero value is stackBaseline
+	files   map[string][]byte // extra files in the initramfs (guest path -> contents)
+	timeout time.Duration     // for the whole run; 5 minutes when zero
+}
+
+// bootUvfsdSharesWith is bootUvfsdShares with extras.
+func bootUvfsdSharesWith(t *testing.T, shares []servedShare, script string, env []string, extra guestExtras) *vm.Result {
+	t.Helper()
+	g := requireStack(t, extra.stack)
 	bin := buildUvfsd(t)
 	work := t.TempDir()
 	var devs []vm.FSDevice
@@ -60,7 +73,7 @@ func bootUvfsdSharesOn(t *testing.T, stack guestStack, shares []servedShare, scr
 		socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, s.user), "vhost.sock")
 		d := &vm.Daemon{
 			Path:       bin,
-			Args:       append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, s.flags...),
+			Args:       append(append([]string{"--socket-path=" + socket, "--shared-dir=" + s.dir}, seccompArgs()...), s.flags...),
 			Socket:     socket,
 			Credential: s.user.Credential(),
 		}
@@ -75,13 +88,16 @@ func bootUvfsdSharesOn(t *testing.T, stack guestStack, shares []servedShare, scr
 		devs = append(devs, vm.FSDevice{Socket: socket, Tag: s.tag})
 		mounts = append(mounts, vm.Mount{Tag: s.tag, Dir: "/mnt/" + s.tag})
 	}
-	rd := vm.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/", Script: script, Env: env}
+	rd := vm.Initramfs{Kernel: g.kernel, Helper: g.helper, Mounts: mounts, Dir: "/", Script: script, Env: env, Files: extra.files}
 	initrd := filepath.Join(work, "initrd")
 	if err := rd.BuildFile(initrd); err != nil {
 		t.Fatal(err)
 	}
+	if extra.timeout == 0 {
+		extra.timeout = 5 * time.Minute
+	}
 	machine := vm.VM{QEMU: g.qemu, Kernel: g.bootKernel, Initrd: initrd, FS: devs,
-		ConsoleLog: filepath.Join(work, "console.log"), Timeout: 5 * time.Minute}
+		ConsoleLog: filepath.Join(work, "console.log"), Timeout: extra.timeout}
 	res, err := machine.Run(context.Background())
 	logDaemons := func() {
 		for i, d := range daemons {
@@ -103,6 +119,7 @@ func bootUvfsdSharesOn(t *testing.T, stack guestStack, shares []servedShare, scr
 		if err := d.Wait(20 * time.Second); err != nil {
 			t.Errorf("daemon for share %s did not exit cleanly after the guest powered off: %v", shares[i].tag, err)
 		}
+		checkNoSeccompDenials(t, d.Output())
 	}
 	for _, l := range res.Output {
 		if strings.HasPrefix(l, "FAIL:") {

@@ -52,7 +52,7 @@ func TestCreateThroughStaleNegativeDentry(t *testing.T) {
 	for _, m := range []struct{ tag, cache string }{{"a", "always"}, {"b", "auto"}} {
 		socket := filepath.Join(makeDir(t, "uvfs-e2e-sock-", 0o700, root), "vhost.sock")
 		d := &vm.Daemon{Path: uvfsd, Socket: socket,
-			Args: []string{"--socket-path=" + socket, "--shared-dir=" + shared, "--cache=" + m.cache}}
+			Args: append([]string{"--socket-path=" + socket, "--shared-dir=" + shared, "--cache=" + m.cache}, seccompArgs()...)}
 		if err := d.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +76,10 @@ func TestCreateThroughStaleNegativeDentry(t *testing.T) {
 		for i, d := range daemons {
 			t.Logf("daemon %d output:\n%s", i, d.Output())
 		}
+	}
+	for _, d := range daemons {
+		d.Wait(20 * time.Second)
+		checkNoSeccompDenials(t, d.Output())
 	}
 	for name, want := range map[string]string{"secret": "root-only\n", "open": "new\n"} {
 		if got, err := os.ReadFile(filepath.Join(pub, name)); err != nil || string(got) != want {

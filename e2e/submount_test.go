@@ -82,6 +82,7 @@ func TestSubmounts(t *testing.T) {
 				path: unshare,
 				args: func(socket, shared string) []string {
 					args := []string{"-Urm", "--", "/bin/sh", "-c", submountWrapper, "uvfsd-submounts", uvfsd, socket, shared}
+					args = append(args, seccompArgs()...)
 					if announce {
 						args = append(args, "--announce-submounts")
 					}

@@ -73,7 +73,7 @@ func uvfsdSpec(t *testing.T, user testUser, extra ...string) daemonSpec {
 	return daemonSpec{
 		path: buildUvfsd(t),
 		args: func(socket, shared string) []string {
-			return append([]string{"--socket-path=" + socket, "--shared-dir=" + shared, "--xattr"}, extra...)
+			return append(append([]string{"--socket-path=" + socket, "--shared-dir=" + shared, "--xattr"}, seccompArgs()...), extra...)
 		},
 		user:   user,
 		xattrs: true,

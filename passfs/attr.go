@@ -20,7 +20,7 @@ func (fs *FS) Getattr(ctx *fuse.Context, in *fuse.GetattrIn, out *fuse.AttrOut) 
 	if e := fstatx(n.fd, &st); e != 0 {
 		return e
 	}
-	fs.fillAttrOut(&st, n.submount, out)
+	fs.fillAttrOut(&st, n, out)
 	return 0
 }
 
@@ -37,7 +37,7 @@ func (fs *FS) Statx(ctx *fuse.Context, in *fuse.StatxIn, out *fuse.StatxOut) fus
 		return e
 	}
 	var a fuse.Attr
-	fs.fillAttr(&st, n.submount, &a)
+	fs.fillAttr(&st, n, &a)
 	out.AttrValid = fs.timeout
 	x := &out.Stat
 	x.Mask = st.Mask & (unix.STATX_BASIC_STATS | unix.STATX_BTIME)
@@ -47,6 +47,10 @@ func (fs *FS) Statx(ctx *fuse.Context, in *fuse.StatxIn, out *fuse.StatxOut) fus
 	sx := func(t unix.StatxTimestamp) fuse.SxTime { return fuse.SxTime{Sec: t.Sec, Nsec: t.Nsec} }
 	x.Atime, x.Btime, x.Ctime, x.Mtime = sx(st.Atime), sx(st.Btime), sx(st.Ctime), sx(st.Mtime)
 	x.RdevMajor, x.RdevMinor = st.Rdev_major, st.Rdev_minor
+	if n.mapped != nil {
+		d := decodeDev(a.Rdev) // the mapped device number
+		x.RdevMajor, x.RdevMinor = unix.Major(d), unix.Minor(d)
+	}
 	x.DevMajor, x.DevMinor = st.Dev_major, st.Dev_minor
 	return 0
 }
@@ -65,6 +69,9 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 		if e := fs.readonlyErr(); e != 0 {
 			return e
 		}
+		if n.pseudo {
+			return syscall.EPERM // the mount root of a pseudo file system (pseudofs.go)
+		}
 	}
 	var h *handle
 	// fh 0 in no-open mode: the node's own paths below do it (a truncate opens for writing
@@ -76,14 +83,20 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 		defer h.unpin()
 	}
 	var name fdName
-	if in.Valid&fuse.FattrMode != 0 {
-		if e := fs.chmod(n, h, &name, in.Mode&07777); e != 0 {
+	if n.mapped != nil && in.Valid&(fuse.FattrMode|fuse.FattrUID|fuse.FattrGID) != 0 {
+		if e := fs.setattrMapped(ctx, n, in); e != 0 {
 			return e
 		}
-	}
-	if in.Valid&(fuse.FattrUID|fuse.FattrGID) != 0 {
-		if e := fs.chown(n, in); e != 0 {
-			return e
+	} else {
+		if in.Valid&fuse.FattrMode != 0 {
+			if e := fs.chmod(n, h, &name, in.Mode&07777); e != 0 {
+				return e
+			}
+		}
+		if in.Valid&(fuse.FattrUID|fuse.FattrGID) != 0 {
+			if e := fs.chown(n, in); e != 0 {
+				return e
+			}
 		}
 	}
 	if in.Valid&fuse.FattrSize != 0 {
@@ -105,7 +118,7 @@ func (fs *FS) Setattr(ctx *fuse.Context, in *fuse.SetattrIn, out *fuse.AttrOut) 
 	if e := fstatx(n.fd, &st); e != 0 {
 		return e
 	}
-	fs.fillAttrOut(&st, n.submount, out)
+	fs.fillAttrOut(&st, n, out)
 	return 0
 }
 
@@ -151,7 +164,7 @@ func (fs *FS) truncate(n *inode, h *handle, size uint64) fuse.Errno {
 		fs.dropMappedCap(h.fd)
 		return errnoOf(unix.Ftruncate(h.fd, int64(size)))
 	}
-	switch n.fileType {
+	switch n.guestType() {
 	case unix.S_IFREG:
 	case unix.S_IFDIR:
 		return syscall.EISDIR
@@ -171,6 +184,14 @@ func (fs *FS) truncate(n *inode, h *handle, size uint64) fuse.Errno {
 // the guest kernel asks with KILL_SUIDGID (HANDLE_KILLPRIV_V2) when an unprivileged user changes
 // the file.
 func (fs *FS) killSuidgid(n *inode, h *handle) fuse.Errno {
+	if n.mapped != nil {
+		return fs.killSuidgidMapped(n, h)
+	}
+	return fs.killSuidgidHost(n, h)
+}
+
+// killSuidgidHost is killSuidgid on the host file's mode.
+func (fs *FS) killSuidgidHost(n *inode, h *handle) fuse.Errno {
 	if n.fileType != unix.S_IFREG {
 		return 0
 	}
@@ -235,8 +256,14 @@ func (fs *FS) Access(ctx *fuse.Context, in *fuse.AccessIn) fuse.Errno {
 		return syscall.EROFS
 	}
 	mode := uint32(st.Mode)
-	owner := fs.uids.NSToGuest(st.Uid) == ctx.UID
-	group := fs.gids.NSToGuest(st.Gid) == ctx.GID
+	uid, gid := fs.uids.NSToGuest(st.Uid), fs.gids.NSToGuest(st.Gid)
+	if n.mapped != nil {
+		if s, ok := fs.mappedView(n, &st); ok {
+			mode, uid, gid = s.mode, s.uid, s.gid
+		}
+	}
+	owner := uid == ctx.UID
+	group := gid == ctx.GID
 	allowed := func(userBit, groupBit, otherBit uint32) bool {
 		return owner && mode&userBit != 0 || group && mode&groupBit != 0 || mode&otherBit != 0
 	}
@@ -261,11 +288,17 @@ func (fs *FS) Readlink(ctx *fuse.Context, buf []byte) (int, fuse.Errno) {
 		return 0, e
 	}
 	defer n.unpin()
-	if n.fileType != unix.S_IFLNK {
+	if n.guestType() != unix.S_IFLNK {
 		return 0, syscall.EINVAL
+	}
+	if n.pseudo {
+		return 0, syscall.EACCES
 	}
 	if len(buf) == 0 {
 		return 0, syscall.ERANGE
+	}
+	if n.fileType == unix.S_IFREG {
+		return fs.readStandInLink(n, buf)
 	}
 	r, _, e := unix.Syscall6(unix.SYS_READLINKAT, uintptr(n.fd), ptr(&emptyPath[0]),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
@@ -299,6 +332,9 @@ func (fs *FS) Syncfs(ctx *fuse.Context, in *fuse.SyncfsIn) fuse.Errno {
 		return e
 	}
 	defer n.unpin()
+	if n.pseudo {
+		return 0 // nothing of it is the guest's to sync
+	}
 	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_NONBLOCK)
 	if e != 0 {
 		return e
@@ -310,8 +346,12 @@ func (fs *FS) Syncfs(ctx *fuse.Context, in *fuse.SyncfsIn) fuse.Errno {
 
 // openNode opens the node's data through /proc/self/fd. Only regular files and directories are
 // ever opened: a FIFO would block the daemon and a device node would give access to host devices
-// (CVE-2020-35517); like virtiofsd, others get EBADF.
+// (CVE-2020-35517); like virtiofsd, others get EBADF. Nothing on a pseudo file system is ever
+// opened (pseudofs.go): EACCES.
 func (fs *FS) openNode(n *inode, flags int) (int, fuse.Errno) {
+	if n.pseudo {
+		return -1, syscall.EACCES
+	}
 	if !n.openable() {
 		return -1, syscall.EBADF
 	}

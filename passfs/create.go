@@ -27,6 +27,10 @@ func (fs *FS) parentForCreate(ctx *fuse.Context, name fuse.CString) (*inode, fus
 		parent.unpin()
 		return nil, syscall.ENOTDIR
 	}
+	if parent.pseudo {
+		parent.unpin()
+		return nil, syscall.EACCES // an empty directory nobody may change (pseudofs.go)
+	}
 	return parent, 0
 }
 
@@ -58,6 +62,16 @@ func (fs *FS) Mkdir(ctx *fuse.Context, in *fuse.MkdirIn, name fuse.CString, out 
 	}
 	defer parent.unpin()
 	mode := fs.createMode(parent, in.Mode, in.Umask) & 07777
+	if fs.mapped {
+		s, e := fs.newOverride(ctx, parent, unix.S_IFDIR|mode, 0)
+		if e == 0 {
+			e = fs.mkdirMapped(parent, name, &s)
+		}
+		if e != 0 {
+			return e
+		}
+		return fs.finishCreate(ctx, parent, name, true, out)
+	}
 	e = fs.asCaller(ctx, func() fuse.Errno {
 		_, _, e := unix.Syscall(unix.SYS_MKDIRAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(mode))
 		return e
@@ -68,7 +82,9 @@ func (fs *FS) Mkdir(ctx *fuse.Context, in *fuse.MkdirIn, name fuse.CString, out 
 	return fs.finishCreate(ctx, parent, name, true, out)
 }
 
-// Mknod creates a regular file, FIFO, socket or device node (the last needs CAP_MKNOD on the host).
+// Mknod creates a regular file, FIFO, socket or device node (the last needs CAP_MKNOD on the host,
+// except for a 0:0 character device, an overlayfs whiteout). In the mapped model all but whiteouts
+// are regular host files with the type in their attribute.
 func (fs *FS) Mknod(ctx *fuse.Context, in *fuse.MknodIn, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
 	parent, e := fs.parentForCreate(ctx, name)
 	if e != 0 {
@@ -77,10 +93,18 @@ func (fs *FS) Mknod(ctx *fuse.Context, in *fuse.MknodIn, name fuse.CString, out 
 	defer parent.unpin()
 	mode := in.Mode&unix.S_IFMT | fs.createMode(parent, in.Mode, in.Umask)&07777
 	dev := decodeDev(in.Rdev)
-	e = fs.asCaller(ctx, func() fuse.Errno {
+	mknod := func() fuse.Errno {
 		_, _, e := unix.Syscall6(unix.SYS_MKNODAT, uintptr(parent.fd), ptr(name.Ptr()), uintptr(mode), uintptr(dev), 0, 0)
 		return e
-	})
+	}
+	switch {
+	case !fs.mapped:
+		e = fs.asCaller(ctx, mknod)
+	case mode&unix.S_IFMT == unix.S_IFCHR && dev == 0:
+		e = mknod() // a real whiteout, the daemon's like every host file of the model
+	default:
+		e = fs.mknodMapped(ctx, parent, name, mode, in.Rdev)
+	}
 	if e != 0 {
 		return e
 	}
@@ -96,6 +120,19 @@ func (fs *FS) Symlink(ctx *fuse.Context, name, target fuse.CString, out *fuse.En
 	defer parent.unpin()
 	if len(target) < 2 {
 		return syscall.ENOENT // empty target, as symlink(2) says
+	}
+	if fs.mapped {
+		if len(target) > unix.PathMax {
+			return syscall.ENAMETOOLONG
+		}
+		s, e := fs.newOverride(ctx, parent, unix.S_IFLNK|0o777, 0)
+		if e == 0 {
+			e = fs.createStandIn(parent, name, &s, target.Bytes())
+		}
+		if e != 0 {
+			return e
+		}
+		return fs.finishCreate(ctx, parent, name, false, out)
 	}
 	e = fs.asCaller(ctx, func() fuse.Errno {
 		_, _, e := unix.Syscall(unix.SYS_SYMLINKAT, ptr(target.Ptr()), uintptr(parent.fd), ptr(name.Ptr()))
@@ -121,6 +158,9 @@ func (fs *FS) Link(ctx *fuse.Context, in *fuse.LinkIn, name fuse.CString, out *f
 		return e
 	}
 	defer old.unpin()
+	if old.pseudo {
+		return syscall.EXDEV // never linked through its magic link (pseudofs.go)
+	}
 	var oldName fdName
 	_, _, e = unix.Syscall6(unix.SYS_LINKAT, uintptr(fs.procSelfFD), ptr(oldName.of(old.fd)),
 		uintptr(parent.fd), ptr(name.Ptr()), unix.AT_SYMLINK_FOLLOW, 0)
@@ -189,6 +229,9 @@ func (fs *FS) Rename(ctx *fuse.Context, newDir uint64, flags uint32, oldName, ne
 	if !target.isDir() {
 		return syscall.ENOTDIR
 	}
+	if target.pseudo {
+		return syscall.EACCES
+	}
 	// The nodes at both names, pinned with their fds open while the names change, so that no
 	// concurrent reopen looks for them by a name that is no longer theirs.
 	moved := fs.knownNodeAt(parent, oldName)
@@ -230,11 +273,16 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 	}
 	mode := fs.createMode(parent, in.Mode, in.Umask) & 07777
 	fd := -1
-	e = fs.asCaller(ctx, func() fuse.Errno {
-		var e fuse.Errno
-		fd, e = fs.openat(parent.fd, name.Ptr(), flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode)
-		return e
-	})
+	var seed *overrideStat
+	if fs.mapped {
+		fd, seed, e = fs.openMapped(ctx, parent, name, flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode)
+	} else {
+		e = fs.asCaller(ctx, func() fuse.Errno {
+			var e fuse.Errno
+			fd, e = fs.openat(parent.fd, name.Ptr(), flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, mode)
+			return e
+		})
+	}
 	if e == syscall.EEXIST && in.Flags&unix.O_EXCL == 0 {
 		// The guest sends CREATE only for a name it believes absent, so its view is stale (the
 		// host made the name meanwhile). Opening what is there would be wrong: a CREATE reply
@@ -246,7 +294,7 @@ func (fs *FS) Create(ctx *fuse.Context, in *fuse.CreateIn, name fuse.CString, en
 	if e != 0 {
 		return e
 	}
-	if e := fs.entryFromOpenFD(parent, name, fd, entry); e != 0 {
+	if e := fs.entryFromOpenFD(parent, name, fd, seed, entry); e != 0 {
 		closeFD(fd)
 		unix.Syscall(unix.SYS_UNLINKAT, uintptr(parent.fd), ptr(name.Ptr()), 0)
 		return e
@@ -276,8 +324,9 @@ func (fs *FS) answerOpen(nodeID uint64, fd, flags int, open *fuse.OpenOut) {
 
 // entryFromOpenFD makes (or finds) the node for a file that was just opened as fd, race-free:
 // the O_PATH fd is opened from the data fd through /proc/self/fd, not by name again. name is
-// where it was created in parent (nil for O_TMPFILE).
-func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, out *fuse.EntryOut) fuse.Errno {
+// where it was created in parent (nil for O_TMPFILE). seed, in the mapped model, is the attribute
+// the file was just given.
+func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, seed *overrideStat, out *fuse.EntryOut) fuse.Errno {
 	pfd, e := fs.reopenFD(fd, unix.O_PATH)
 	if e != 0 {
 		return e
@@ -290,6 +339,9 @@ func (fs *FS) entryFromOpenFD(parent *inode, name fuse.CString, fd int, out *fus
 	n, _, e := fs.addNode(pfd, &st, parent, name)
 	if e != 0 {
 		return e
+	}
+	if seed != nil && n.mapped != nil {
+		n.mapped.store(st.Ctime, *seed, true)
 	}
 	fs.fillEntry(n, &st, out)
 	return 0
@@ -311,6 +363,9 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 	if !parent.isDir() {
 		return syscall.ENOTDIR
 	}
+	if parent.pseudo {
+		return syscall.EACCES
+	}
 	flags, e := fs.createFlags(in.Flags)
 	if e != 0 {
 		return e
@@ -320,15 +375,20 @@ func (fs *FS) Tmpfile(ctx *fuse.Context, in *fuse.CreateIn, entry *fuse.EntryOut
 	}
 	mode := fs.createMode(parent, in.Mode, in.Umask) & 07777
 	fd := -1
-	e = fs.asCaller(ctx, func() fuse.Errno {
-		var e fuse.Errno
-		fd, e = fs.openat(parent.fd, &dotPath[0], flags|unix.O_TMPFILE, mode)
-		return e
-	})
+	var seed *overrideStat
+	if fs.mapped {
+		fd, seed, e = fs.openMapped(ctx, parent, nil, flags|unix.O_TMPFILE, mode)
+	} else {
+		e = fs.asCaller(ctx, func() fuse.Errno {
+			var e fuse.Errno
+			fd, e = fs.openat(parent.fd, &dotPath[0], flags|unix.O_TMPFILE, mode)
+			return e
+		})
+	}
 	if e != 0 {
 		return e
 	}
-	if e := fs.entryFromOpenFD(parent, nil, fd, entry); e != 0 {
+	if e := fs.entryFromOpenFD(parent, nil, fd, seed, entry); e != 0 {
 		closeFD(fd)
 		return e
 	}

@@ -36,12 +36,17 @@ func (fs *FS) Opendir(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fus
 		return e
 	}
 	defer n.unpin()
-	out.Fh = fs.handles.add(&handle{fd: fd, dir: &dirStream{buf: make([]byte, direntBufSize), node: n}})
+	d := &dirStream{node: n}
+	if !n.pseudo {
+		d.buf = make([]byte, direntBufSize)
+	}
+	out.Fh = fs.handles.add(&handle{fd: fd, dir: d})
 	out.OpenFlags = fs.openFlags(true)
 	return 0
 }
 
 // openDir opens the directory node id for reading. The node comes back pinned: unpin it when done.
+// A pseudo directory is never opened (pseudofs.go): its fd is -1, and fillDir lists it as empty.
 func (fs *FS) openDir(id uint64) (*inode, int, fuse.Errno) {
 	n, e := fs.node(id)
 	if e != 0 {
@@ -50,6 +55,9 @@ func (fs *FS) openDir(id uint64) (*inode, int, fuse.Errno) {
 	if !n.isDir() {
 		n.unpin()
 		return nil, -1, syscall.ENOTDIR
+	}
+	if n.pseudo {
+		return n, -1, 0
 	}
 	fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
 	if e != 0 {
@@ -114,6 +122,9 @@ func (fs *FS) readdirNode(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fu
 // fillDir adds the entries of the directory open as fd, from offset on, to buf. d holds the
 // getdents64 state; the caller owns it.
 func (fs *FS) fillDir(d *dirStream, fd int, offset uint64, plus bool, buf *fuse.DirBuffer) fuse.Errno {
+	if d.node.pseudo {
+		return fillEmptyDir(d.node, offset, buf)
+	}
 	if offset != d.offset {
 		if offset > 1<<63-1 {
 			return syscall.EINVAL
@@ -178,6 +189,12 @@ func (fs *FS) fillDir(d *dirStream, fd int, offset uint64, plus bool, buf *fuse.
 			}
 			ep = &entry
 			ino = entry.Attr.Ino
+			if fs.mapped {
+				typ = entry.Attr.Mode & unix.S_IFMT >> 12
+			}
+		} else if fs.mapped && typ == unix.DT_REG {
+			// A regular host file may stand for a symlink or special file.
+			typ = fs.mappedDirentType(fd, &rec[direntNameOff])
 		}
 		if !buf.Add(ino, off, typ, name, ep) {
 			if ep != nil {

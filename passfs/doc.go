@@ -52,6 +52,15 @@
 // As the virtiofs submounts RFC notes, stat(2) does not trigger the automount, so the mount point
 // itself shows the parent's st_dev until something enters it.
 //
+// # Kernel pseudo file systems
+//
+// A mount of /proc, /sys, devtmpfs, devpts, cgroup, debugfs and the other kernel interfaces in the
+// share is an empty directory to the guest (pseudofs.go): the guest can look up the mount point
+// (and mount its own /proc on it) but nothing under it, and no request opens, changes or reads
+// xattrs of it. Whether a node is on such a file system is decided once, when a node on another
+// mount than its parent is made (statfs f_type; devtmpfs by its device number from mountinfo), so
+// no request pays for it.
+//
 // # POSIX ACLs and rootless device nodes
 //
 // ACL xattrs name users and groups by number; passfs translates those ids through Options.UIDs and
@@ -59,6 +68,14 @@
 // host kernel allows creating a 0:0 character device (an overlayfs whiteout, also made by
 // RENAME_WHITEOUT) without CAP_MKNOD since Linux 5.8, so overlayfs in the guest can use the share
 // as its upper layer; any other device node gets the host's EPERM.
+//
+// # Mapped ownership
+//
+// With Options.Ownership = OwnershipMapped (--ownership=mapped) every file the guest makes is a
+// plain file or directory of the daemon's user on the host, and the guest's owner, group, mode,
+// file type and device number live in one user.* attribute in the format of containers/storage
+// (override.go, mapped.go): chown to any id, set-id bits, device nodes, FIFOs and sockets work
+// rootless, without /etc/subuid ranges, and survive a restart.
 //
 // The behaviour follows the Rust virtiofsd where it is documented (cache policy, flag handling,
 // errnos); where the C virtiofsd offers more (OFD locks, flock, O_TMPFILE), passfs does that too.

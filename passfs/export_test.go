@@ -43,3 +43,6 @@ func (fs *FS) HoldNodeFDCloses() func() {
 	return fs.inodes.evicting.RUnlock
 }
 func (fs *FS) HoldRmdirs() func() { fs.inodes.evicting.Lock(); return fs.inodes.evicting.Unlock }
+
+// DevtmpfsDevice is the mountinfo reader that finds devtmpfs's device number.
+var DevtmpfsDevice = devtmpfsDevice

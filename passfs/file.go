@@ -45,6 +45,9 @@ func (fs *FS) Open(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fuse.E
 		return e
 	}
 	defer n.unpin()
+	if t := n.guestType(); t != unix.S_IFREG && t != unix.S_IFDIR && n.fileType == unix.S_IFREG {
+		return syscall.ENXIO // a mapped special file: the guest opens those itself
+	}
 	if fs.noOpen.Load() && n.fileType == unix.S_IFREG {
 		return syscall.ENOSYS // the guest stops sending OPEN (and RELEASE) for files
 	}
@@ -157,12 +160,26 @@ func (fs *FS) Write(ctx *fuse.Context, in *fuse.WriteIn, src [][]byte) (int, fus
 		return 0, e
 	}
 	if in.WriteFlags&fuse.WriteKillSuidgid != 0 && fs.o.KillprivV2 {
-		if e := fs.killSuidgidFD(h.fd); e != 0 {
+		if e := fs.killSuidgidWrite(ctx.NodeID, h.fd); e != 0 {
 			return 0, e
 		}
 	}
 	fs.dropMappedCap(h.fd)
 	return transfer(h.fd, src, int(in.Size), int64(in.Offset), unix.SYS_PWRITEV)
+}
+
+// killSuidgidWrite clears set-id bits for a WRITE with KILL_SUIDGID to the node through its open
+// fd: in the mapped model in the node's attribute.
+func (fs *FS) killSuidgidWrite(nodeID uint64, fd int) fuse.Errno {
+	if !fs.mapped {
+		return fs.killSuidgidFD(fd)
+	}
+	n, e := fs.node(nodeID)
+	if e != 0 {
+		return e
+	}
+	defer n.unpin()
+	return fs.killSuidgidMapped(n, nil)
 }
 
 // killSuidgidFD clears set-id bits through an open fd (WRITE with KILL_SUIDGID).
@@ -240,6 +257,9 @@ func (fs *FS) Fsyncdir(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
 			return e
 		}
 		defer n.unpin()
+		if fd < 0 {
+			return 0 // a pseudo directory (pseudofs.go): nothing to sync
+		}
 		defer closeFD(fd)
 		_, _, e = unix.Syscall(unix.SYS_FSYNC, uintptr(fd), 0, 0)
 		return e
@@ -253,6 +273,9 @@ func (fs *FS) fsyncHandle(ctx *fuse.Context, in *fuse.FsyncIn) fuse.Errno {
 		return e
 	}
 	defer h.unpin()
+	if h.fd < 0 {
+		return 0 // a pseudo directory's handle (pseudofs.go): nothing to sync
+	}
 	nr := uintptr(unix.SYS_FSYNC)
 	if in.FsyncFlags&fuse.FsyncFdatasync != 0 {
 		nr = unix.SYS_FDATASYNC

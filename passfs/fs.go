@@ -35,6 +35,8 @@ type FS struct {
 	useHandles bool     // nodes get file handles (filehandles.go); fixed after New
 	mounts     mountFDs // mount fds for open_by_handle_at
 
+	pseudoMounts pseudoMounts // recognises /proc, /sys, /dev and the like (pseudofs.go)
+
 	// What INIT negotiated (set in Init, read by every request).
 	dontMask   atomic.Bool // the kernel left the umask to us
 	writeback  atomic.Bool // the kernel caches writes: it may read through write-only handles
@@ -50,7 +52,11 @@ type FS struct {
 
 	specialXattr specialXattrWorker
 
-	submountWarning sync.Once // warnUnannouncedSubmount
+	// mapped: the mapped ownership model (mapped.go); every node has mapped state. Fixed after New.
+	mapped bool
+
+	submountWarning    sync.Once // warnUnannouncedSubmount
+	badOverrideWarning sync.Once // warnBadOverride
 
 	closeOnce sync.Once
 }
@@ -100,13 +106,31 @@ func New(o Options) (*FS, error) {
 		}
 		fs.procSelfFD, fs.ownsProcFD = fd, true
 	}
+	fs.pseudoMounts.setUp(o.MountInfo, fs.procSelfFD)
+	if kind, e := fs.pseudoKind(o.RootFD, &st); kind != "" || e != 0 {
+		fs.pseudoMounts.close()
+		if fs.ownsProcFD {
+			closeFD(fs.procSelfFD)
+		}
+		if e != 0 {
+			return nil, fmt.Errorf("passfs: statfs of the shared directory failed: %w", e)
+		}
+		return nil, fmt.Errorf("passfs: the shared directory is on %s, a kernel pseudo file system, which uvfsd never serves "+
+			"(within a shared directory it shows as an empty directory): share a directory of another file system", kind)
+	}
 	if o.XattrMap != nil {
 		host, errno := o.XattrMap.ToHost(nil, []byte("security.capability"))
 		if errno == 0 && !bytes.Equal(host, []byte("security.capability")) {
 			fs.capHostName = append(append([]byte(nil), host...), 0)
 		}
 	}
-	if err := fs.setUpFileHandles(o.InodeFileHandles, o.RootFD, st.Mnt_id); err != nil {
+	err = fs.setUpFileHandles(o.InodeFileHandles, o.RootFD, st.Mnt_id)
+	if err == nil && o.Ownership == OwnershipMapped {
+		fs.mapped = true
+		err = checkMappedOptions(&o)
+	}
+	if err != nil {
+		fs.pseudoMounts.close()
 		if fs.ownsProcFD {
 			closeFD(fs.procSelfFD)
 		}
@@ -114,7 +138,10 @@ func New(o Options) (*FS, error) {
 	}
 	fs.writeback.Store(o.Writeback)
 	unix.Umask(0)
-	fs.inodes.addRoot(o.RootFD, keyOf(&st))
+	root := fs.inodes.addRoot(o.RootFD, keyOf(&st))
+	if fs.mapped {
+		root.mapped = &mappedState{}
+	}
 	return fs, nil
 }
 
@@ -127,6 +154,7 @@ func (fs *FS) Close() error {
 		fs.inodes.dropAllBut(0)
 		fs.mounts.closeAll()
 		fs.specialXattr.stop()
+		fs.pseudoMounts.close()
 		if fs.ownsProcFD {
 			closeFD(fs.procSelfFD)
 		}
@@ -208,8 +236,9 @@ func checkName(name fuse.CString) fuse.Errno {
 	return 0
 }
 
-// fillAttr converts statx results to a FUSE attr, with ids translated for the guest.
-func (fs *FS) fillAttr(st *unix.Statx_t, submount bool, a *fuse.Attr) {
+// fillAttr converts statx results of node n to a FUSE attr, with ids translated for the guest (and
+// in the mapped model owner, mode and device number from the node's attribute).
+func (fs *FS) fillAttr(st *unix.Statx_t, n *inode, a *fuse.Attr) {
 	a.Ino = st.Ino
 	a.Size = st.Size
 	a.Blocks = st.Blocks
@@ -223,8 +252,19 @@ func (fs *FS) fillAttr(st *unix.Statx_t, submount bool, a *fuse.Attr) {
 	a.Rdev = encodeDev(st.Rdev_major, st.Rdev_minor)
 	a.Blksize = st.Blksize
 	a.Flags = 0
-	if submount && fs.o.AnnounceSubmounts {
+	if n.submount && fs.o.AnnounceSubmounts {
 		a.Flags |= fuse.AttrSubmount
+	}
+	if n.pseudo {
+		// An empty directory: nothing of the pseudo file system's own counts shows.
+		a.Size, a.Blocks, a.Nlink = 0, 0, 1
+		if n.isDir() {
+			a.Nlink = 2
+		}
+		return
+	}
+	if n.mapped != nil {
+		fs.applyMapped(n, st, a)
 	}
 }
 
@@ -240,10 +280,10 @@ func decodeDev(rdev uint32) uint64 {
 	return unix.Mkdev(major, minor)
 }
 
-func (fs *FS) fillAttrOut(st *unix.Statx_t, submount bool, out *fuse.AttrOut) {
+func (fs *FS) fillAttrOut(st *unix.Statx_t, n *inode, out *fuse.AttrOut) {
 	out.AttrValid = fs.timeout
 	out.AttrValidNsec = 0
-	fs.fillAttr(st, submount, &out.Attr)
+	fs.fillAttr(st, n, &out.Attr)
 }
 
 func (fs *FS) fillEntry(n *inode, st *unix.Statx_t, out *fuse.EntryOut) {
@@ -251,7 +291,7 @@ func (fs *FS) fillEntry(n *inode, st *unix.Statx_t, out *fuse.EntryOut) {
 	out.Generation = 0
 	out.EntryValid = fs.timeout
 	out.AttrValid = fs.timeout
-	fs.fillAttr(st, n.submount, &out.Attr)
+	fs.fillAttr(st, n, &out.Attr)
 }
 
 // readonlyErr is EROFS for modifying operations when the share is read-only.

@@ -25,6 +25,18 @@ func newEnv(t *testing.T, configure func(*passfs.Options)) *env {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	return &env{t: t, dir: dir, fs: serveDir(t, dir, configure)}
+}
+
+// newEnvOn is newEnv on an existing directory (a second daemon on the same share).
+func newEnvOn(t *testing.T, dir string, configure func(*passfs.Options)) *env {
+	t.Helper()
+	return &env{t: t, dir: dir, fs: serveDir(t, dir, configure)}
+}
+
+// serveDir is a passfs over dir, whatever it is (newEnv makes a fresh temporary one).
+func serveDir(t *testing.T, dir string, configure func(*passfs.Options)) *passfs.FS {
+	t.Helper()
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -35,10 +47,11 @@ func newEnv(t *testing.T, configure func(*passfs.Options)) *env {
 	}
 	fs, err := passfs.New(o)
 	if err != nil {
+		unix.Close(fd)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fs.Close() })
-	return &env{t: t, dir: dir, fs: fs}
+	return fs
 }
 
 func cs(s string) fuse.CString { return fuse.CString(append([]byte(s), 0)) }

@@ -22,12 +22,15 @@ func keyOf(st *unix.Statx_t) inodeKey {
 // operation reopens it (reopen.go) from its file handle or its (parent, name) and checks that it is
 // still the inode with key.
 type inode struct {
-	id       uint64
-	key      inodeKey
-	fileType uint32      // S_IFMT bits; they never change for an inode
-	submount bool        // a directory on another mount than its parent (announced with AttrSubmount)
-	handle   *fileHandle // set at creation when file handles are in use (filehandles.go), else nil
-	tab      *inodeTable
+	id        uint64
+	key       inodeKey
+	fileType  uint32       // S_IFMT bits; they never change for an inode
+	submount  bool         // a directory on another mount than its parent (announced with AttrSubmount)
+	mountRoot bool         // on another mount than its parent: a mount point the guest crossed into
+	pseudo    bool         // on a kernel pseudo file system: an empty directory, never opened (pseudofs.go)
+	handle    *fileHandle  // set at creation when file handles are in use (filehandles.go), else nil
+	mapped    *mappedState // set at creation in the mapped ownership model (mapped.go), else nil
+	tab       *inodeTable
 
 	lookups atomic.Uint64 // the guest's lookup count; changed under the table's lock (read or write)
 	// pins counts running operations that use the node. Closing the fds takes the node from 0 pins
@@ -68,8 +71,12 @@ func (n *inode) unpin() {
 func (n *inode) isDir() bool { return n.fileType == unix.S_IFDIR }
 
 // openable reports whether data may be opened from this inode: only regular files and directories.
-// Opening a FIFO would block, a device node would reach host devices (CVE-2020-35517).
-func (n *inode) openable() bool { return n.fileType == unix.S_IFREG || n.fileType == unix.S_IFDIR }
+// Opening a FIFO would block, a device node would reach host devices (CVE-2020-35517). In the
+// mapped model a host file standing for a symlink or special file is not opened either.
+func (n *inode) openable() bool {
+	t := n.guestType()
+	return (n.fileType == unix.S_IFREG || n.fileType == unix.S_IFDIR) && (t == unix.S_IFREG || t == unix.S_IFDIR)
+}
 
 // inodeTable maps node ids and host keys to nodes. Node ids are never reused (a 64-bit counter),
 // so the generation is always 0 and a stale id from the guest can only miss.

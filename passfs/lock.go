@@ -50,6 +50,9 @@ func (t *lockTable) get(fs *FS, key lockKey, h *handle, create bool) (*lockFD, f
 	if len(t.fds) >= maxLockOwners {
 		return nil, syscall.ENOLCK
 	}
+	if h.fd < 0 {
+		return nil, syscall.EBADF // a pseudo directory's handle (pseudofs.go) has no fd to reopen
+	}
 	// Read-write, so that one fd serves both lock types; a file only readable gets the
 	// handle's own access mode.
 	fd, e := fs.reopenFD(h.fd, unix.O_RDWR)

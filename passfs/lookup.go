@@ -51,6 +51,9 @@ func (fs *FS) lookupAt(parent *inode, name fuse.CString, out *fuse.EntryOut) fus
 // dropped its caches (find, ls -lR, stat of many files) meets new inodes one after another, and
 // opening first saves the statx by name for each, while revalidations meet known ones.
 func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.EntryOut) fuse.Errno {
+	if parent.pseudo {
+		return syscall.ENOENT // an empty directory to the guest (pseudofs.go)
+	}
 	var st unix.Statx_t
 	openFirst := fs.lookupsNew.Load()
 	if !openFirst {
@@ -100,13 +103,30 @@ func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.En
 // budget.
 func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString) (n *inode, isNew bool, e fuse.Errno) {
 	fileType := uint32(st.Mode) & unix.S_IFMT
-	fh, e := fs.takeHandle(fd, fileType)
-	if e != 0 {
-		closeFD(fd)
-		return nil, false, e
+	// Only a mount root can be on another kind of file system than its parent (pseudofs.go).
+	mountRoot, pseudo := st.Mnt_id != parent.key.mnt, parent.pseudo
+	if mountRoot {
+		kind, e := fs.pseudoKind(fd, st)
+		if e != 0 {
+			closeFD(fd)
+			return nil, false, e
+		}
+		if pseudo = kind != ""; pseudo {
+			fs.notePseudo(name, kind)
+		}
+	}
+	var fh *fileHandle
+	if !pseudo {
+		if fh, e = fs.takeHandle(fd, fileType); e != 0 {
+			closeFD(fd)
+			return nil, false, e
+		}
 	}
 	cand := &inode{fd: fd, key: keyOf(st), fileType: fileType, handle: fh, parent: parent, clockIdx: -1,
-		submount: fileType == unix.S_IFDIR && st.Mnt_id != parent.key.mnt}
+		submount: fileType == unix.S_IFDIR && mountRoot, mountRoot: mountRoot, pseudo: pseudo}
+	if fs.mapped {
+		cand.mapped = &mappedState{}
+	}
 	if name != nil {
 		cand.name = string(name)
 	} else {
@@ -116,7 +136,7 @@ func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString
 	if n != cand && name != nil {
 		n.noteName(parent, name)
 	}
-	if n == cand && cand.submount && !fs.o.AnnounceSubmounts {
+	if n == cand && cand.submount && !cand.pseudo && !fs.o.AnnounceSubmounts {
 		fs.warnUnannouncedSubmount(name)
 	}
 	fs.inodes.fds.trim()

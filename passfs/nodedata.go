@@ -65,7 +65,7 @@ func (fs *FS) fileHandle(nodeID, fh uint64, write bool) (*handle, fuse.Errno) {
 		return nil, e
 	}
 	defer n.unpin()
-	if n.fileType != unix.S_IFREG {
+	if n.fileType != unix.S_IFREG || n.guestType() != unix.S_IFREG {
 		return nil, syscall.EBADF // a FIFO or device would block or reach host devices
 	}
 	return fs.nodeData(n, write)

@@ -2,6 +2,7 @@ package passfs
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/uvfsd/uvfsd/fuse"
 )
@@ -141,6 +142,12 @@ type Options struct {
 	ProcSelfFD int // O_PATH fd of /proc/self/fd opened before the sandbox; -1: open it in New
 	Cache      CachePolicy
 
+	// MountInfo is /proc/self/mountinfo of the daemon's mount namespace, opened before a sandbox
+	// forbids it and so that it lists the mounts in the shared directory (userns.Jail); the
+	// caller keeps it open while the FS lives. nil: New opens it beside ProcSelfFD. passfs reads
+	// it to tell devtmpfs (/dev) from tmpfs (pseudofs.go).
+	MountInfo *os.File
+
 	// Writeback: O_WRONLY opens become O_RDWR and O_APPEND is dropped (once INIT agreed on it).
 	// AllowDirectIO keeps the guest's O_DIRECT; PreserveNoatime keeps O_NOATIME. AllowMmap is
 	// for the server's INIT (DIRECT_IO_ALLOW_MMAP): passfs keeps FOPEN_DIRECT_IO for the
@@ -159,6 +166,10 @@ type Options struct {
 
 	XattrMap   XattrMapper // nil: names are passed through unchanged
 	UIDs, GIDs IDMapper    // nil: identity
+
+	// Ownership: where owners and modes live; OwnershipMapped keeps them in OverrideXattr
+	// (mapped.go) and cannot be combined with PosixACL.
+	Ownership Ownership
 
 	// SetCreds: the daemon may switch per-thread fsuid/fsgid (CAP_SETUID/CAP_SETGID, as root or root
 	// in its user namespace). false: files are created as the daemon and chown is left to the kernel.

@@ -63,7 +63,7 @@ func (fs *FS) ensureFD(n *inode, depth int) fuse.Errno {
 func (fs *FS) reopen(n *inode, parent *inode, name string, depth int) (int, fuse.Errno) {
 	if n.handle != nil {
 		if fd, e := fs.openByHandle(n.handle); e == 0 {
-			if sameInode(fd, n) {
+			if fs.sameNode(fd, n) {
 				return fd, 0
 			}
 			closeFD(fd)
@@ -85,17 +85,27 @@ func (fs *FS) reopen(n *inode, parent *inode, name string, depth int) (int, fuse
 		}
 		return -1, e
 	}
-	if !sameInode(fd, n) {
+	if !fs.sameNode(fd, n) {
 		closeFD(fd)
 		return -1, syscall.ESTALE
 	}
 	return fd, 0
 }
 
-// sameInode reports whether fd refers to n's host inode (same device, inode number and mount).
-func sameInode(fd int, n *inode) bool {
+// sameNode reports whether fd refers to n's host inode (same device, inode number and mount) and,
+// for a mount root, whether its file system is still of the same kind: device numbers and mount
+// ids are reused, so the key of a mount point whose file system went could describe a pseudo
+// file system mounted later (pseudofs.go).
+func (fs *FS) sameNode(fd int, n *inode) bool {
 	var st unix.Statx_t
-	return fstatx(fd, &st) == 0 && keyOf(&st) == n.key
+	if fstatx(fd, &st) != 0 || keyOf(&st) != n.key {
+		return false
+	}
+	if !n.mountRoot {
+		return true
+	}
+	kind, e := fs.pseudoKind(fd, &st)
+	return e == 0 && (kind != "") == n.pseudo
 }
 
 // reopenFD opens fd's file anew through /proc/self/fd (a new open file description, with flags and

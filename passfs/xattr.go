@@ -68,6 +68,9 @@ func pathXattr(op xattrOp, path *byte, name *byte, buf []byte, flags int) (int, 
 
 // nodeXattr runs op on a node.
 func (fs *FS) nodeXattr(n *inode, op xattrOp, name *byte, buf []byte, flags int) (int, fuse.Errno) {
+	if n.pseudo {
+		return pseudoXattr(op)
+	}
 	if !n.openable() {
 		return fs.specialXattr.do(fs.procSelfFD, op, n.fd, name, buf, flags)
 	}
@@ -126,6 +129,9 @@ func (fs *FS) Getxattr(ctx *fuse.Context, name fuse.CString, size uint32, dst []
 	if e != 0 {
 		return 0, e
 	}
+	if fs.mapped && isOverrideHostName(host) {
+		return 0, syscall.ENODATA // the mapped model's own attribute
+	}
 	if int(size) > len(dst) {
 		return 0, syscall.EINVAL
 	}
@@ -151,6 +157,9 @@ func (fs *FS) Setxattr(ctx *fuse.Context, in *fuse.SetxattrIn, name fuse.CString
 	host, e := fs.hostXattrName(&nameBuf, name)
 	if e != 0 {
 		return e
+	}
+	if fs.mapped && isOverrideHostName(host) {
+		return syscall.EPERM
 	}
 	if in.Flags&^(unix.XATTR_CREATE|unix.XATTR_REPLACE) != 0 {
 		return syscall.EINVAL
@@ -197,12 +206,16 @@ func (fs *FS) Removexattr(ctx *fuse.Context, name fuse.CString) fuse.Errno {
 	if e != 0 {
 		return e
 	}
+	if fs.mapped && isOverrideHostName(host) {
+		return syscall.EPERM
+	}
 	_, e = fs.nodeXattr(n, xattrRemove, &host[0], nil, 0)
 	return e
 }
 
-// Listxattr lists attribute names (the list's length when size is 0). With a mapping, the host
-// list is read whole and translated; names the mapping hides are left out.
+// Listxattr lists attribute names (the list's length when size is 0). With a mapping (or in the
+// mapped ownership model, whose attribute the guest does not see), the host list is read whole and
+// translated; names the mapping hides are left out.
 func (fs *FS) Listxattr(ctx *fuse.Context, size uint32, dst []byte) (int, fuse.Errno) {
 	n, e := fs.xattrNode(ctx)
 	if e != 0 {
@@ -212,7 +225,7 @@ func (fs *FS) Listxattr(ctx *fuse.Context, size uint32, dst []byte) (int, fuse.E
 	if int(size) > len(dst) {
 		return 0, syscall.EINVAL
 	}
-	if fs.o.XattrMap == nil {
+	if fs.o.XattrMap == nil && !fs.mapped {
 		return fs.nodeXattr(n, xattrList, nil, dst[:size], 0)
 	}
 	list, e := fs.hostXattrList(n)
@@ -229,7 +242,13 @@ func (fs *FS) Listxattr(ctx *fuse.Context, size uint32, dst []byte) (int, fuse.E
 		}
 		hostName := list[:end]
 		list = list[min(end+1, len(list)):]
-		guest, ok := fs.o.XattrMap.FromHost(guestBuf[:0], hostName)
+		if fs.mapped && string(hostName) == OverrideXattr {
+			continue
+		}
+		guest, ok := hostName, true
+		if fs.o.XattrMap != nil {
+			guest, ok = fs.o.XattrMap.FromHost(guestBuf[:0], hostName)
+		}
 		if !ok || len(guest) == 0 {
 			continue
 		}

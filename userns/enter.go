@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/uvfsd/uvfsd/idmap"
 )
@@ -118,6 +119,10 @@ func planUserNamespace(o Options, p Paths) (childSpec, error) {
 func exitWith(o Options, code int, err error) error {
 	if err != nil {
 		return fmt.Errorf("starting uvfsd in a namespace: %w", err)
+	}
+	if code == 128+int(syscall.SIGSYS) {
+		fmt.Fprintf(o.stderr(), "uvfsd: the serving process was killed by SIGSYS: it made a system call outside "+
+			"its seccomp list (--seccomp=log names the call and lets it run)\n")
 	}
 	if o.AtExit != nil {
 		o.AtExit()

@@ -3,6 +3,7 @@ package userns_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -62,6 +63,8 @@ type sandboxReport struct {
 	MarkerByPath, MarkerByRootFD, MarkerByReopen string
 	ProcVisible                                  bool
 	DotDotIsRoot                                 bool
+	// MountPoints are the mount points Jail.MountInfo lists.
+	MountPoints []string
 }
 
 func runRole(role string) {
@@ -165,7 +168,26 @@ func sandboxChecks() *sandboxReport {
 	unix.Stat("/", &root)
 	unix.Stat("/../..", &up)
 	r.DotDotIsRoot = root.Ino == up.Ino && root.Dev == up.Dev
+	r.MountPoints = mountPoints(jail.MountInfo)
 	return r
+}
+
+// mountPoints lists the mount points (the fifth field) in a mountinfo file.
+func mountPoints(mountInfo *os.File) []string {
+	if mountInfo == nil {
+		return nil
+	}
+	b, err := io.ReadAll(mountInfo)
+	if err != nil {
+		fail(err)
+	}
+	var points []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 {
+			points = append(points, f[4])
+		}
+	}
+	return points
 }
 
 // confineChecks confines this process to the shared directory and

@@ -25,11 +25,20 @@ type Jail struct {
 	// root changed: openat(ProcSelfFD, "N", flags) reopens fd N, e.g.
 	// an O_PATH inode fd, for reading.
 	ProcSelfFD int
+	// MountInfo is /proc/self/mountinfo of this mount namespace, opened
+	// before Confine would forbid it, and so that it lists the mounts
+	// under the shared directory; nil if it could not be opened. The
+	// file server reads it to recognise devtmpfs.
+	MountInfo *os.File
 }
 
-// Close releases both fds.
+// Close releases the fds.
 func (j *Jail) Close() error {
-	return errors.Join(unix.Close(j.RootFD), unix.Close(j.ProcSelfFD))
+	err := errors.Join(unix.Close(j.RootFD), unix.Close(j.ProcSelfFD))
+	if j.MountInfo != nil {
+		err = errors.Join(err, j.MountInfo.Close())
+	}
+	return err
 }
 
 const dirPathFlags = unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC
@@ -55,14 +64,26 @@ func Sandbox(mode, sharedDir string) (*Jail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening /proc/self/fd: %w; uvfsd needs /proc mounted", err)
 	}
+	// mountinfo lists the mounts that the root it was opened under reaches. Under a chroot the
+	// old root's list is the fuller one; after pivot_root (which detaches the old root) only a
+	// list opened under the new root has any mounts.
+	var mountInfo *os.File
+	if mode != SandboxNamespace {
+		mountInfo = openMountInfo(procFD)
+	}
 	switch mode {
 	case SandboxNamespace:
-		err = pivotInto(dir)
+		if err = pivotInto(dir); err == nil {
+			mountInfo = openMountInfo(procFD)
+		}
 	case SandboxChroot:
 		err = chrootInto(dir)
 	}
 	if err != nil {
 		unix.Close(procFD)
+		if mountInfo != nil {
+			mountInfo.Close()
+		}
 		return nil, err
 	}
 	root := dir
@@ -72,9 +93,22 @@ func Sandbox(mode, sharedDir string) (*Jail, error) {
 	rootFD, err := unix.Open(root, dirPathFlags, 0)
 	if err != nil {
 		unix.Close(procFD)
+		if mountInfo != nil {
+			mountInfo.Close()
+		}
 		return nil, fmt.Errorf("opening the shared directory %s: %w", dir, err)
 	}
-	return &Jail{RootFD: rootFD, ProcSelfFD: procFD}, nil
+	return &Jail{RootFD: rootFD, ProcSelfFD: procFD, MountInfo: mountInfo}, nil
+}
+
+// openMountInfo opens /proc/self/mountinfo beside procFD (/proc/self/fd/.. is /proc/self, also
+// once the root changed), or returns nil.
+func openMountInfo(procFD int) *os.File {
+	fd, err := unix.Openat(procFD, "../mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "/proc/self/mountinfo")
 }
 
 // checkSharedDir returns the absolute path of an existing directory.

@@ -1,8 +1,10 @@
 package userns_test
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,9 +57,18 @@ func TestSandboxNone(t *testing.T) {
 	if string(buf[:n]) != "none" {
 		t.Errorf("read %q through the reopened fd", buf[:n])
 	}
+	if jail.MountInfo == nil {
+		t.Fatal("Jail.MountInfo is nil")
+	}
+	info, err := io.ReadAll(jail.MountInfo)
+	if err != nil || !strings.Contains(string(info), " /proc ") {
+		t.Errorf("Jail.MountInfo: %v; it does not list /proc:\n%s", err, info)
+	}
 }
 
-func checkJailed(t *testing.T, rep report, content string) {
+// checkJailed checks the sandbox report of a daemon in the shared directory whose marker file
+// holds content; pivoted says that it made the shared directory its root with pivot_root.
+func checkJailed(t *testing.T, rep report, content string, pivoted bool) {
 	t.Helper()
 	s := rep.Sandbox
 	if s == nil {
@@ -72,20 +83,25 @@ func checkJailed(t *testing.T, rep report, content string) {
 	if !s.DotDotIsRoot {
 		t.Errorf("/../.. is not / inside the sandbox")
 	}
+	// After pivot_root it lists the shared directory as "/" and nothing outside; under a chroot
+	// it is the list of the root before.
+	if !slices.Contains(s.MountPoints, "/") || pivoted && slices.Contains(s.MountPoints, "/proc") {
+		t.Errorf("Jail.MountInfo lists the mount points %q, want / and (after pivot_root) no /proc", s.MountPoints)
+	}
 }
 
 func TestSandboxNamespaceUnprivileged(t *testing.T) {
 	u := unprivilegedUser(t, true)
 	dir := sharedDir(t, "ns-unpriv")
 	rep, _ := runRoleAs(t, u, "sandbox", 0, mountNSEnv+"=1", sandboxEnv+"=namespace", sharedDirEv+"="+dir)
-	checkJailed(t, rep, "ns-unpriv")
+	checkJailed(t, rep, "ns-unpriv", true)
 }
 
 func TestSandboxNamespaceWithoutRanges(t *testing.T) {
 	u := unprivilegedUser(t, false)
 	dir := sharedDir(t, "ns-nosub")
 	rep, _ := runRoleAs(t, u, "sandbox", 0, mountNSEnv+"=1", sandboxEnv+"=namespace", sharedDirEv+"="+dir)
-	checkJailed(t, rep, "ns-nosub")
+	checkJailed(t, rep, "ns-nosub", true)
 }
 
 func TestSandboxNamespaceRoot(t *testing.T) {
@@ -93,7 +109,7 @@ func TestSandboxNamespaceRoot(t *testing.T) {
 	dir := sharedDir(t, "ns-root")
 	before, _ := os.ReadFile("/proc/self/mountinfo")
 	rep, _ := runRoleAs(t, u, "sandbox", 0, mountNSEnv+"=1", sandboxEnv+"=namespace", sharedDirEv+"="+dir)
-	checkJailed(t, rep, "ns-root")
+	checkJailed(t, rep, "ns-root", true)
 	// The bind mount must not have propagated to our namespace.
 	after, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Count(string(after), dir) != strings.Count(string(before), dir) {
@@ -112,7 +128,7 @@ func TestSandboxChroot(t *testing.T) {
 			}
 			dir := sharedDir(t, "chroot-"+who)
 			rep, _ := runRoleAs(t, u, "sandbox", 0, sandboxEnv+"=chroot", sharedDirEv+"="+dir)
-			checkJailed(t, rep, "chroot-"+who)
+			checkJailed(t, rep, "chroot-"+who, false)
 		})
 	}
 }

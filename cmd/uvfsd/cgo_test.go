@@ -213,8 +213,23 @@ type daemon struct {
 // once it has dropped its capabilities.
 func startDaemon(t *testing.T, cred *syscall.Credential, bin string, args ...string) *daemon {
 	t.Helper()
+	d := launchDaemon(t, cred, nil, bin, args...)
+	select {
+	case <-d.stderr.found:
+	case <-d.exited:
+		t.Fatalf("uvfsd %s exited before serving: %v\nstderr:\n%s", strings.Join(args, " "), d.waitErr, d.stderr.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("uvfsd %s did not say it serves within 30s\nstderr:\n%s", strings.Join(args, " "), d.stderr.String())
+	}
+	return d
+}
+
+// launchDaemon runs the daemon as cred (nil: as root) with env added to its environment, and
+// ends it with the test.
+func launchDaemon(t *testing.T, cred *syscall.Credential, env []string, bin string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{cmd: exec.Command(bin, args...), stderr: newLineWatcher("uvfsd: serving "), exited: make(chan struct{})}
-	d.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"} // newuidmap, newgidmap
+	d.cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...) // newuidmap, newgidmap
 	d.cmd.Stderr = d.stderr
 	// A test that fails midway must not leave it running.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
@@ -230,13 +245,6 @@ func startDaemon(t *testing.T, cred *syscall.Credential, bin string, args ...str
 		d.cmd.Process.Kill()
 		<-d.exited
 	})
-	select {
-	case <-d.stderr.found:
-	case <-d.exited:
-		t.Fatalf("uvfsd %s exited before serving: %v\nstderr:\n%s", strings.Join(args, " "), d.waitErr, d.stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("uvfsd %s did not say it serves within 30s\nstderr:\n%s", strings.Join(args, " "), d.stderr.String())
-	}
 	return d
 }
 

@@ -30,8 +30,8 @@ type Config struct {
 	// NoFallback makes a user namespace that cannot be made an error, instead of serving without
 	// one (confined by Landlock and no_new_privs).
 	NoFallback bool
-	// Seccomp is accepted for virtiofsd compatibility, but uvfsd installs no seccomp filter yet:
-	// the default is "none", and finish refuses any other value instead of pretending to filter.
+	// Seccomp is what the allow-list filter does with a system call outside it: kill (the
+	// default, as virtiofsd's), log, trap, or none for no filter (userns.InstallSeccomp).
 	Seccomp  string
 	LogLevel string // error|warn|info|debug|trace|off
 
@@ -68,6 +68,10 @@ type Config struct {
 	UIDMap, GIDMap             []string // --uid-map/--gid-map (repeatable), ":ns:host:count:"
 	TranslateUID, TranslateGID []string // --translate-uid/--translate-gid (repeatable), "kind:a:b:count"
 
+	// Ownership is where guest owners and modes live: passthrough (the host file's) or mapped (a
+	// user.* attribute of plain host files of the invoking user; passfs/mapped.go).
+	Ownership string
+
 	Profile string // "" or "home"; "home" implies Xattr
 	// HomeUID/HomeGID: guest ids for the invoking user's files in the home
 	// profile, -1 = same as host. Only valid with Profile "home".
@@ -99,10 +103,11 @@ func defaultConfig() *Config {
 		FD:               -1,
 		Cache:            "auto",
 		Sandbox:          "namespace",
-		Seccomp:          "none",
+		Seccomp:          "kill",
 		LogLevel:         "info",
 		RlimitNofile:     -1,
 		InodeFileHandles: "prefer",
+		Ownership:        "passthrough",
 		HomeUID:          -1,
 		HomeGID:          -1,
 		RequestQueues:    0,
@@ -185,7 +190,7 @@ func newFlagParser() *flagParser {
 	fs.variable(newEnum(&c.Cache, []string{"auto", "always", "metadata", "never"}, map[string]string{"none": "never"}), "cache", 0, "caching `POLICY`: auto, always, metadata, never")
 	fs.variable(newEnum(&c.Sandbox, []string{"namespace", "chroot", "none"}, nil), "sandbox", 0, "sandbox `MODE`: namespace, chroot, none; as non-root, none serves without a user namespace, confined to the share by Landlock and no_new_privs")
 	fs.boolVar(&c.NoFallback, "no-fallback", 0, "fail when the user namespace that --sandbox=namespace or chroot needs cannot be made, instead of serving without one (confined by Landlock and no_new_privs)")
-	fs.variable(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", 0, "seccomp `ACTION`: uvfsd has no seccomp filter yet, so it takes none only and refuses kill, log and trap")
+	fs.variable(newEnum(&c.Seccomp, []string{"none", "kill", "log", "trap"}, nil), "seccomp", 0, "seccomp `ACTION` for a system call outside uvfsd's list: kill (the daemon dies with SIGSYS), log (uvfsd logs its name and lets it run), trap (SIGSYS to the thread: the Go runtime prints the stack and exits), none (no filter)")
 	fs.variable(newEnum(&c.LogLevel, []string{"error", "warn", "info", "debug", "trace", "off"}, map[string]string{"err": "error", "warning": "warn"}), "log-level", 0, "log `LEVEL`: error, warn, info, debug, trace, off")
 	fs.variable(&debugValue{&c.LogLevel}, "debug", 'd', "same as --log-level=debug (virtiofsd's -d)")
 	fs.boolVar(&c.Syslog, "syslog", 0, "log to syslog instead of stderr")
@@ -226,6 +231,7 @@ func newFlagParser() *flagParser {
 	fs.variable(&listValue{&c.TranslateUID, checkTranslation}, "translate-uid", 0, "translate uids, `KIND:a:b:count` with KIND guest, host, squash-guest, squash-host, map, or forbid-guest:a:count (repeatable)")
 	fs.variable(&listValue{&c.TranslateGID, checkTranslation}, "translate-gid", 0, "translate gids, `KIND:a:b:count` as for --translate-uid (repeatable)")
 
+	fs.variable(newEnum(&c.Ownership, []string{"passthrough", "mapped"}, nil), "ownership", 0, "where guest owners live (`MODEL`): passthrough = the host file's owner and mode; mapped = every file is a plain file or directory of yours on the host, and the guest's owner, group, mode, set-id bits, file type and device number are kept in its user.containers.override_stat attribute (as rootless podman does): chown to any id, mknod of devices, FIFOs and sockets work without root or /etc/subuid ranges")
 	fs.variable(newEnum(&c.Profile, []string{"home", "none"}, nil), "profile", 0, "`NAME` of a preset: home = share your $HOME: every guest uid/gid creates files as you; your files appear in the guest as --home-uid/--home-gid (default: your host ids); enables --xattr")
 	fs.variable(&idValue{target: &c.HomeUID, max: maxID}, "home-uid", 0, "with --profile=home: guest `UID` of your files")
 	fs.variable(&idValue{target: &c.HomeGID, max: maxID}, "home-gid", 0, "with --profile=home: guest `GID` of your files")
@@ -311,11 +317,11 @@ func (p *flagParser) finish() error {
 	if c.Profile != "home" && (c.HomeUID >= 0 || c.HomeGID >= 0) {
 		return errors.New("--home-uid/--home-gid only apply to --profile=home: add --profile=home or drop them")
 	}
+	if c.Ownership == "mapped" && c.PosixACL {
+		return errors.New("--ownership=mapped cannot be combined with --posix-acl: the host would keep ACLs apart from the mapped owner and mode; drop one of them")
+	}
 	// virtiofsd: every xattr-based feature needs xattr support.
 	c.Xattr = c.Xattr || c.PosixACL || c.SecurityLabel || c.Xattrmap != "" || c.Profile == "home"
-	if c.Seccomp != "none" {
-		return fmt.Errorf("--seccomp=%s: uvfsd has no seccomp filter yet and will not run pretending to have one; use --seccomp=none or leave the flag out", c.Seccomp)
-	}
 	return nil
 }
 

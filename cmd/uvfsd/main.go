@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := serve(cfg, logger); err != nil {
 		logger.errorf("%v", err)
-		if cfg.Syslog || logger.level < 0 {
+		if logger.toSyslog || logger.level < 0 {
 			fmt.Fprintf(stderr, "uvfsd: %v\n", err) // why it stopped, where the user looks
 		}
 		return 1
@@ -106,7 +106,7 @@ func serve(cfg *Config, lg *logger) error {
 	// sandbox confines, removes the socket at the end. A re-exec'ed child inherits it. That
 	// process also writes and holds the pid file, so that the pid in it is the one the client
 	// started, which it waits for and signals.
-	var listenerFile *os.File
+	var listenerFile, supervisor *os.File
 	var made madeFiles
 	var pass []*os.File
 	if !userns.InChild() {
@@ -115,13 +115,24 @@ func serve(cfg *Config, lg *logger) error {
 		}
 		defer made.Remove() // on every way out of this process but a re-exec's (AtExit)
 		pass = []*os.File{listenerFile}
+		if cfg.Seccomp == userns.SeccompLog {
+			// This process, which the filter does not cover, logs the calls outside the list.
+			parent, child, err := userns.NewSeccompSupervisor()
+			if err != nil {
+				return err
+			}
+			go userns.SuperviseSeccomp(parent, lg.warnf)
+			pass = append(pass, child)
+		}
 	}
 	// Non-root: this re-execs into a user namespace and, in the original process, exits with
 	// the child's status. --sandbox=none re-execs too, without a namespace, so that the process
-	// the user started stays unconfined to remove the socket after a confined child.
+	// the user started stays unconfined to remove the socket after a confined child, and so does
+	// --seccomp=log, so that this process can log what the child's filter reports.
 	st, err := userns.Enter(userns.Options{UIDMap: uidMap, GIDMap: gidMap,
 		MountNamespace: cfg.Sandbox == userns.SandboxNamespace, NoUserNamespace: cfg.Sandbox == userns.SandboxNone,
-		Reexec: cfg.Sandbox == userns.SandboxNone, NoFallback: cfg.NoFallback, Files: pass, AtExit: made.Remove})
+		Reexec:     cfg.Sandbox == userns.SandboxNone || cfg.Seccomp == userns.SeccompLog,
+		NoFallback: cfg.NoFallback, Files: pass, AtExit: made.Remove})
 	if err != nil {
 		return err
 	}
@@ -130,10 +141,17 @@ func serve(cfg *Config, lg *logger) error {
 	}
 	if listenerFile == nil {
 		files := userns.InheritedFiles()
-		if len(files) != 1 {
-			return fmt.Errorf("internal error: the re-exec'ed daemon inherited %d files, want the listening socket", len(files))
+		want := 1
+		if cfg.Seccomp == userns.SeccompLog {
+			want = 2
+		}
+		if len(files) != want {
+			return fmt.Errorf("internal error: the re-exec'ed daemon inherited %d files, want %d (the listening socket, and for --seccomp=log the supervisor's)", len(files), want)
 		}
 		listenerFile = files[0]
+		if want == 2 {
+			supervisor = files[1]
+		}
 	}
 	listener, err := vhost.ListenerFromFile(listenerFile)
 	if err != nil {
@@ -176,6 +194,7 @@ func serve(cfg *Config, lg *logger) error {
 		return err
 	}
 	popts.UIDs, popts.GIDs, popts.Logf = uids, gids, lg.warnf
+	popts.MountInfo = jail.MountInfo
 	fs, err := passfs.New(popts)
 	if err != nil {
 		return err
@@ -188,6 +207,9 @@ func serve(cfg *Config, lg *logger) error {
 		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, backend, lg)
+	if err := installSeccomp(cfg, supervisor, lg); err != nil {
+		return err
+	}
 	lg.infof("serving %s on %s", cfg.SharedDir, describeSocket(cfg))
 	if err := backend.ServeListener(listener, made.sock); err != nil {
 		var limit *vhost.QueueLimitError
@@ -294,8 +316,12 @@ func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (pass
 	if err != nil {
 		return passfs.Options{}, err
 	}
+	ownership, err := passfs.ParseOwnership(cfg.Ownership)
+	if err != nil {
+		return passfs.Options{}, err
+	}
 	o := passfs.Options{
-		RootFD: rootFD, ProcSelfFD: procSelfFD, Cache: policy, InodeFileHandles: handles,
+		RootFD: rootFD, ProcSelfFD: procSelfFD, Cache: policy, InodeFileHandles: handles, Ownership: ownership,
 		Writeback: cfg.Writeback, AllowDirectIO: cfg.AllowDirectIO, AllowMmap: cfg.AllowMmap,
 		PreserveNoatime: cfg.PreserveNoatime, Readonly: cfg.Readonly,
 		Xattr: cfg.Xattr, PosixACL: cfg.PosixACL, SecurityLabel: cfg.SecurityLabel,
@@ -549,8 +575,9 @@ func raiseNofile(want int, lg *logger) {
 
 // logger writes leveled messages to stderr or syslog.
 type logger struct {
-	level int
-	l     *log.Logger
+	level    int
+	l        *log.Logger
+	toSyslog bool // --syslog found a syslog daemon
 }
 
 var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "debug": 3, "trace": 4}
@@ -558,11 +585,15 @@ var logLevels = map[string]int{"off": -1, "error": 0, "warn": 1, "info": 2, "deb
 func newLogger(cfg *Config) (*logger, error) {
 	lg := &logger{level: logLevels[cfg.LogLevel], l: log.New(os.Stderr, "uvfsd: ", 0)}
 	if cfg.Syslog {
+		// Containers and CI runners often have no syslog daemon; a client that passes --syslog
+		// (virtme-ng does) still needs the daemon, so it logs to stderr and says so once.
 		w, err := newSyslogWriter(syslogPaths, syslogDaemon|syslogInfo, "uvfsd")
-		if err != nil {
-			return nil, fmt.Errorf("--syslog: %w", err)
+		switch {
+		case err == nil:
+			lg.l, lg.toSyslog = log.New(w, "", 0), true
+		case !userns.InChild():
+			lg.warnf("--syslog: %v; logging to stderr instead", err)
 		}
-		lg.l = log.New(w, "", 0)
 	}
 	if !userns.InChild() { // the process the user started already said them
 		for _, w := range cfg.Warnings() {

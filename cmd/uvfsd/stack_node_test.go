@@ -472,3 +472,30 @@ func TestStackSyncfs(t *testing.T) {
 	_, err = s.c.Do(fuse.OpSyncfs, fuse.RootID, 0, []byte{1, 2})
 	wantErrno(t, "SYNCFS with a 2-byte argument", err, syscall.EINVAL)
 }
+
+// --ownership=mapped: a device node is an empty file of the daemon's user with its guest owner,
+// mode and device number in user.containers.override_stat, which the guest cannot read.
+func TestStackMknodDeviceMapped(t *testing.T) {
+	s := newStack(t, withFlags("--ownership=mapped", "--xattr"))
+	e, err := fusetest.Call[fuse.EntryOut](s.c, fuse.OpMknod, fuse.RootID,
+		fusetest.Bytes(&fuse.MknodIn{Mode: unix.S_IFBLK | 0o4660, Rdev: 8<<8 | 2}), fusetest.Name("sda2"))
+	if err != nil {
+		t.Fatalf("MKNOD block device: %v", err)
+	}
+	if e.Attr.Mode != unix.S_IFBLK|0o4660 || e.Attr.Rdev != 8<<8|2 {
+		t.Errorf("reply mode %o rdev %#x, want block 4660 8:2", e.Attr.Mode, e.Attr.Rdev)
+	}
+	st := s.lstat("sda2")
+	if st.Mode != unix.S_IFREG|0o644 || st.Size != 0 || st.Uid != uint32(os.Getuid()) {
+		t.Errorf("host file mode %o size %d owner %d, want an empty 0644 regular file of uid %d", st.Mode, st.Size, st.Uid, os.Getuid())
+	}
+	buf := make([]byte, 128)
+	n, err := unix.Lgetxattr(s.host("sda2"), "user.containers.override_stat", buf)
+	if err != nil || string(buf[:n]) != "0:0:4660:block-8-2" {
+		t.Errorf("host attribute %q, %v", buf[:max(n, 0)], err)
+	}
+	_, err = s.c.Do(fuse.OpGetxattr, e.NodeID, 128, fusetest.Bytes(&fuse.GetxattrIn{Size: 128}), fusetest.Name("user.containers.override_stat"))
+	wantErrno(t, "GETXATTR of the mapped attribute", err, syscall.ENODATA)
+	_, err = fusetest.Call[fuse.OpenOut](s.c, fuse.OpOpen, e.NodeID, fusetest.Bytes(&fuse.OpenIn{Flags: unix.O_RDONLY}))
+	wantErrno(t, "OPEN of a mapped device node", err, syscall.ENXIO)
+}

@@ -70,7 +70,7 @@ func (w *syslogWriter) connect() error {
 			return nil
 		}
 	}
-	return fmt.Errorf("no syslog daemon takes messages at %s (%v): start one (systemd-journald, rsyslog) or leave out --syslog", strings.Join(w.paths, ", "), first)
+	return fmt.Errorf("no syslog daemon takes messages at %s (%v): start one (systemd-journald, rsyslog) for --syslog to reach it", strings.Join(w.paths, ", "), first)
 }
 
 // Write sends p as one message, reconnecting once if the daemon went away (it restarted).

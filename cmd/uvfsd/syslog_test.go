@@ -105,7 +105,7 @@ func TestSyslogWriterFallsBackToAStreamSocket(t *testing.T) {
 
 func TestSyslogWriterWithoutDaemonSaysWhatToDo(t *testing.T) {
 	_, err := newSyslogWriter([]string{filepath.Join(t.TempDir(), "log")}, syslogDaemon|syslogInfo, "uvfsd")
-	if err == nil || !strings.Contains(err.Error(), "leave out --syslog") {
+	if err == nil || !strings.Contains(err.Error(), "for --syslog to reach it") {
 		t.Fatalf("newSyslogWriter with no daemon: %v, want an error that names the fix", err)
 	}
 }

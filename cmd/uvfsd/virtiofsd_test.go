@@ -98,12 +98,11 @@ var virtiofsdFlags = map[string][]flagUse{
 		{value: "none", want: func(c *Config) { c.Sandbox = "none" }},
 	},
 	"--readonly": {{want: func(c *Config) { c.Readonly = true }}},
-	// uvfsd has no seccomp filter: it runs with none, and says so to whoever asks for one.
 	"--seccomp": {
-		{value: "none", want: func(c *Config) {}},
-		{value: "kill", refuse: "uvfsd has no seccomp filter yet"},
-		{value: "log", refuse: "uvfsd has no seccomp filter yet"},
-		{value: "trap", refuse: "uvfsd has no seccomp filter yet"},
+		{value: "none", want: func(c *Config) { c.Seccomp = "none" }},
+		{value: "kill", want: func(c *Config) {}},
+		{value: "log", want: func(c *Config) { c.Seccomp = "log" }},
+		{value: "trap", want: func(c *Config) { c.Seccomp = "trap" }},
 	},
 	"--announce-submounts":    {{want: func(c *Config) { c.AnnounceSubmounts = true }}},
 	"--no-announce-submounts": {{extra: []string{"--announce-submounts"}, want: func(c *Config) {}}},
@@ -293,7 +292,7 @@ func TestRealClientCommandLines(t *testing.T) {
 			func(c *Config) { vng(c); c.PosixACL, c.Xattr = true, true }},
 		{"Lima", "--socket-path " + S + " --shared-dir " + D, func(c *Config) { c.SocketPath, c.SharedDir = S, D }},
 		{"podman machine", "--sandbox none --socket-path " + S + " --shared-dir . --seccomp=none",
-			func(c *Config) { c.Sandbox, c.SocketPath, c.SharedDir = "none", S, "." }},
+			func(c *Config) { c.Sandbox, c.SocketPath, c.SharedDir, c.Seccomp = "none", S, ".", "none" }},
 		{"libvirt 9.0", "--fd=31 -o source=" + D + ",xattr", func(c *Config) { c.FD, c.SharedDir, c.Xattr = 31, D, true }},
 		{"libvirt 9.0, every option", "--fd=31 -o source=/srv/a,,b,cache=none,sandbox=chroot,xattr,flock,posix_lock --thread-pool-size=16",
 			func(c *Config) {

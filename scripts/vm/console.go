@@ -98,3 +98,15 @@ func (c *console) snapshot(r *Result) {
 	r.ExitStatus, r.Exited = c.exit, c.exited
 	r.InitError = c.initErr
 }
+
+// ParseConsole reads a whole serial console capture (a boot run by
+// something else than VM.Run, such as libvirt) the way VM.Run follows it
+// live: the script's output, its exit status, /init's error.
+func ParseConsole(data []byte) *Result {
+	c := newConsole(nil)
+	c.Write(data)
+	c.flush()
+	r := &Result{}
+	c.snapshot(r)
+	return r
+}

@@ -54,3 +54,16 @@ func TestConsoleReportsInitErrorAndIgnoresBadMarker(t *testing.T) {
 		t.Errorf("output before the begin marker: %q", r.Output)
 	}
 }
+
+func TestParseConsole(t *testing.T) {
+	r := ParseConsole([]byte("[ 1.0] boot\r\n" + InitErrorPrefix + ": insmod fuse failed\r\n" + BeginMarker + "\r\nout\r\n" + ExitMarker + "255\r\n"))
+	if !r.Exited || r.ExitStatus != 255 || r.InitError != "insmod fuse failed" {
+		t.Errorf("exited %v status %d init error %q", r.Exited, r.ExitStatus, r.InitError)
+	}
+	if strings.Join(r.Output, "|") != "out" || len(r.Console) != 5 {
+		t.Errorf("output %q console %q", r.Output, r.Console)
+	}
+	if r := ParseConsole([]byte(BeginMarker + "\nno exit marker")); r.Exited || strings.Join(r.Output, "|") != "no exit marker" {
+		t.Errorf("unfinished boot: exited %v output %q", r.Exited, r.Output)
+	}
+}

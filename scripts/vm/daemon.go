@@ -16,6 +16,7 @@ type Daemon struct {
 	Path   string   // binary
 	Args   []string // arguments, including the socket path option
 	Env    []string // extra "KEY=value"; the rest of the environment is inherited
+	Dir    string   // working directory; this process's when empty
 	Socket string   // socket the daemon creates; Start waits for it
 	// Credential runs the daemon as another user (the caller must be
 	// root). The socket's directory must be writable by that user.
@@ -42,6 +43,7 @@ func (d *Daemon) Start() error {
 	d.output.max = 256 << 10
 	d.cmd = exec.Command(d.Path, d.Args...)
 	d.cmd.Env = append(os.Environ(), d.Env...)
+	d.cmd.Dir = d.Dir
 	var out io.Writer = &d.output
 	if d.Stderr != nil {
 		out = io.MultiWriter(out, d.Stderr)
