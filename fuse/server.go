@@ -30,7 +30,7 @@ type Options struct {
 // DefaultWant is what a virtio-fs server offers unless told otherwise.
 const DefaultWant = CapAsyncRead | CapParallelDirops | CapBigWrites | CapAutoInvalData | CapAsyncDio |
 	CapAtomicOTrunc | CapMaxPages | CapReaddirplus | CapReaddirplusAuto | CapExportSupport |
-	CapInitExt | CapCreateSuppGroup
+	CapInitExt | CapCreateSuppGroup | CapAllowIdmap
 
 // Server decodes FUSE requests and calls a FileSystem. It is safe for concurrent use: any number of
 // queue workers may call Serve at once.

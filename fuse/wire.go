@@ -112,8 +112,9 @@ const (
 	// 7.38-7.41. Not offered, with the reason: EXPIRE_ONLY is for NOTIFY_INVAL_ENTRY, and
 	// virtio-fs has no notification queue; PASSTHROUGH hands the guest a backing file of the
 	// guest's own kernel; NO_EXPORT_SUPPORT would switch off what EXPORT_SUPPORT gives; RESEND is
-	// NOTIFY_RESEND, a notification too. ALLOW_IDMAP (idmapped mounts of the share in the guest)
-	// waits for a test.
+	// NOTIFY_RESEND, a notification too. ALLOW_IDMAP is offered: the guest may then make idmapped
+	// mounts of the share, and sends the ids through the mount's mapping in the requests that
+	// create files (the only ones whose ids passfs uses); the others carry uid and gid -1.
 	CapHasExpireOnly     uint64 = 1 << 35
 	CapDirectIOAllowMmap uint64 = 1 << 36 // 7.39: shared mmap of FOPEN_DIRECT_IO files
 	CapPassthrough       uint64 = 1 << 37

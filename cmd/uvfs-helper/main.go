@@ -19,6 +19,7 @@
 //	uvfs-helper getacl PATH access|default
 //	uvfs-helper walk DIR                             (walk.go)
 //	uvfs-helper btime PATH                           (prints "BTIME SEC.NSEC", statx(2))
+//	uvfs-helper idmap SRC DST FROM TO COUNT          (an idmapped bind mount, idmap.go)
 //
 // Failed system calls print "uvfs-helper: OP ARG: ENAME (text)" and exit 1,
 // so scripts can grep for the errno name. tmpfile exits 3 when the file
@@ -80,6 +81,9 @@ func main() {
 	case "btime":
 		need(args, 1)
 		err = btime(args[0])
+	case "idmap":
+		need(args, 5)
+		err = idmapMount(args)
 	default:
 		usage()
 	}
@@ -93,7 +97,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: uvfs-helper runas|setxattr|getxattr|listxattr|removexattr|rename|tmpfile|setacl|getacl|walk|btime ARGS (see the package comment)")
+	fmt.Fprintln(os.Stderr, "usage: uvfs-helper runas|setxattr|getxattr|listxattr|removexattr|rename|tmpfile|setacl|getacl|walk|btime|idmap ARGS (see the package comment)")
 	os.Exit(2)
 }
 

@@ -108,10 +108,22 @@ func run(o options) int {
 	status, err := l.boot(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "uvfs-vm:", err)
-		if ctx.Err() != nil {
+		if interrupted(ctx) {
 			return exitInterrupted
 		}
 		return exitVMFailed
 	}
 	return status
+}
+
+// interrupted reports whether a signal stopped the VM. Ctrl-C signals QEMU and uvfs-vm at once,
+// and QEMU may exit and be reaped before the signal reaches ctx through the runtime's signal
+// goroutine: a failure is only taken for the VM's own after a moment without a signal.
+func interrupted(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	case <-time.After(200 * time.Millisecond):
+		return false
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/uvfsd/uvfsd/fuse"
 )
 
 // Every case starts from these, so validation passes.
@@ -647,6 +649,27 @@ func TestPollWindow(t *testing.T) {
 	} {
 		if got := pollWindow(tc.us, tc.cpus); got != tc.want {
 			t.Errorf("pollWindow(%d, %d CPUs) = %v, want %v", tc.us, tc.cpus, got, tc.want)
+		}
+	}
+}
+
+// TestIdmapAndMappedOwnership: ALLOW_IDMAP is offered by default, and not with
+// --ownership=mapped, which needs the caller's ids in SETATTR (a guest that agreed on it sends -1).
+func TestIdmapAndMappedOwnership(t *testing.T) {
+	base := []string{"--shared-dir=/base", "--socket-path=/base.sock"}
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{base, true},
+		{append([]string{"--ownership=mapped"}, base...), false},
+	} {
+		cfg, err := ParseConfig(c.args, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := wantedCapabilities(cfg)&fuse.CapAllowIdmap != 0; got != c.want {
+			t.Errorf("%v: ALLOW_IDMAP offered %v, want %v", c.args, got, c.want)
 		}
 	}
 }

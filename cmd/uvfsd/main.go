@@ -392,6 +392,12 @@ func wantedCapabilities(cfg *Config) uint64 {
 	if cfg.SecurityLabel {
 		want |= fuse.CapSecurityCtx
 	}
+	if cfg.Ownership == "mapped" {
+		// A guest that agreed on ALLOW_IDMAP sends uid and gid -1 in every request but those that
+		// create files, and mapped ownership needs the caller in SETATTR too: a chown by root
+		// keeps a set-group-id bit that anybody else's clears (passfs/mapped.go).
+		want &^= fuse.CapAllowIdmap
+	}
 	if cfg.AllowMmap {
 		// With --cache=never or metadata files are FOPEN_DIRECT_IO; a guest of Linux 6.6 or
 		// newer may still map them shared (DIRECT_IO_ALLOW_MMAP), as with virtiofsd.
