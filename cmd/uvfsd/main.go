@@ -330,6 +330,14 @@ func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (pass
 		// namespace or in ours.
 		SetCreds: os.Geteuid() == 0,
 	}
+	o.Migration = passfs.MigrationOptions{
+		FileHandles: cfg.MigrationMode == "file-handles", GuestError: cfg.MigrationOnError == "guest-error",
+		VerifyHandles: cfg.MigrationVerifyHandles, ConfirmPaths: cfg.MigrationConfirmPaths,
+	}
+	if o.Migration.FileHandles && rootless {
+		return o, errors.New("--migration-mode=file-handles needs CAP_DAC_READ_SEARCH in the initial user namespace, " +
+			"which rootless uvfsd does not have: run it as root, or migrate with the default --migration-mode=find-paths")
+	}
 	switch {
 	case cfg.Xattrmap != "":
 		m, err := passfs.ParseXattrMap(cfg.Xattrmap)
