@@ -110,3 +110,10 @@ func AdaptPollForTest(max, window, idle time.Duration) time.Duration {
 	w.adaptPoll(idle)
 	return w.pollWindow
 }
+
+// SetTransferIdleForTest shortens how long a device state transfer may stall; the returned
+// function restores it.
+func SetTransferIdleForTest(d time.Duration) (restore func()) {
+	old := transferIdle.Swap(int64(d))
+	return func() { transferIdle.Store(old) }
+}

@@ -30,8 +30,13 @@ type Migrator interface {
 // writing, a Migrator that hangs) is ended: its fd is closed, which also unblocks I/O, and the
 // check reports failure. A transfer nobody checks ends when the front-end closes its end.
 
-// transferIdle bounds how long a transfer may go without reading or writing a byte.
-var transferIdle = 30 * time.Second
+// transferIdle bounds how long a transfer may go without reading or writing a byte (a
+// time.Duration; tests shorten it).
+var transferIdle atomic.Int64
+
+func init() { transferIdle.Store(int64(30 * time.Second)) }
+
+func transferIdleTime() time.Duration { return time.Duration(transferIdle.Load()) }
 
 // transferGrace is how long a check waits, after closing a stuck transfer's fd, for its
 // goroutine to return.
@@ -53,7 +58,7 @@ type progressFile struct{ t *transfer }
 func (p progressFile) Write(b []byte) (int, error) {
 	total := 0
 	for len(b) > 0 {
-		p.t.f.SetWriteDeadline(time.Now().Add(transferIdle))
+		p.t.f.SetWriteDeadline(time.Now().Add(transferIdleTime()))
 		n, err := p.t.f.Write(b)
 		total += n
 		b = b[n:]
@@ -68,7 +73,7 @@ func (p progressFile) Write(b []byte) (int, error) {
 }
 
 func (p progressFile) Read(b []byte) (int, error) {
-	p.t.f.SetReadDeadline(time.Now().Add(transferIdle))
+	p.t.f.SetReadDeadline(time.Now().Add(transferIdleTime()))
 	n, err := p.t.f.Read(b)
 	if n > 0 {
 		p.t.touch()
@@ -99,7 +104,7 @@ func (t *transfer) close() {
 }
 
 // run moves the state and closes the fd: on the source that is QEMU's end of file.
-func (t *transfer) run(m Migrator, b *Backend) {
+func (t *transfer) run(m Migrator) {
 	defer close(t.done)
 	defer t.close()
 	pf := progressFile{t}
@@ -169,7 +174,7 @@ func (b *Backend) setDeviceStateFD(m *message) ([]byte, error) {
 	t := &transfer{dir: dir, f: os.NewFile(uintptr(fd), "vhost-user-device-state"), done: make(chan struct{})}
 	t.touch()
 	b.transfer = t
-	go t.run(mig, b)
+	go t.run(mig)
 	return u64Payload(StateReplyNoFD), nil
 }
 
@@ -192,7 +197,8 @@ func (b *Backend) checkDeviceState() ([]byte, error) {
 // wait waits for the goroutine, ending the transfer if it makes no progress for transferIdle.
 func (t *transfer) wait() error {
 	for {
-		left := transferIdle - t.idle()
+		idle := transferIdleTime()
+		left := idle - t.idle()
 		if left <= 0 {
 			t.close()
 			select {
@@ -200,9 +206,9 @@ func (t *transfer) wait() error {
 				if t.err == nil { // it finished just now after all
 					return nil
 				}
-				return fmt.Errorf("device state transfer stopped after %v without progress: %w", transferIdle, t.err)
+				return fmt.Errorf("device state transfer stopped after %v without progress: %w", idle, t.err)
 			case <-time.After(transferGrace):
-				return fmt.Errorf("device state transfer made no progress for %v and does not end (the Migrator is blocked)", transferIdle)
+				return fmt.Errorf("device state transfer made no progress for %v and does not end (the Migrator is blocked)", idle)
 			}
 		}
 		timer := time.NewTimer(left)
