@@ -27,7 +27,10 @@ type Request struct {
 }
 
 // Complete returns the chain to the guest with written bytes written into Out (clamped to the
-// size of Out). Call it exactly once per Request, from any goroutine. Completions made while the
+// size of Out). Call it exactly once per Request, from any goroutine. During a live migration
+// the dirty log marks the first written bytes of Out, so written must cover every byte the
+// handler put into guest memory (preadv straight into Out included); Complete runs after those
+// writes. Completions made while the
 // queue's worker is draining the ring (that is, synchronously inside Handler.Serve) are batched
 // into one guest notification, which respects EVENT_IDX used_event and VRING_AVAIL_F_NO_INTERRUPT.
 func (r *Request) Complete(written uint32) {
