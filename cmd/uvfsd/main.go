@@ -204,7 +204,8 @@ func serve(cfg *Config, lg *logger) error {
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: pollWindow(cfg.PollUS, runtime.NumCPU()),
 		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond,
 		HiprioLinger: time.Duration(cfg.HiprioLingerUS) * time.Microsecond,
-		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
+		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf,
+		Migration: migrator(server)},
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, backend, lg)
 	if err := installSeccomp(cfg, supervisor, lg); err != nil {
@@ -351,6 +352,15 @@ func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (pass
 		o.XattrMap = passfs.RootlessDefault()
 	}
 	return o, nil
+}
+
+// migrator offers live migration when the FUSE server can save and load its state, and refuses
+// it (nil) while it cannot.
+func migrator(server *fuse.Server) vhost.Migrator {
+	if m, ok := any(server).(vhost.Migrator); ok {
+		return m
+	}
+	return nil
 }
 
 // fuseHandler connects the vhost transport to the FUSE server.
