@@ -59,6 +59,7 @@ func (s *Server) init(r *request) Errno {
 	info := InitInfo{Minor: o.Minor, Flags: agreed, MaxWrite: s.maxWrite}
 	s.setxattrExt.Store(agreed&CapSetxattrExt != 0)
 	s.fs.Init(&info)
+	s.agreed.Store(&info)
 	s.inited.Store(true)
 	return OK
 }

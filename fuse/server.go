@@ -42,6 +42,8 @@ type Server struct {
 	// decoding depends on). Atomic: a guest may send INIT again while other queues serve.
 	setxattrExt atomic.Bool
 	maxWrite    uint32
+	// agreed is what INIT agreed on, kept for a live migration's state (migrate.go).
+	agreed atomic.Pointer[InitInfo]
 
 	// free holds request scratch for reuse. Unlike a sync.Pool, which the garbage collector
 	// empties, it keeps its ~200 KiB buffers: there are only ever as many as requests in flight.

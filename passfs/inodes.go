@@ -302,3 +302,22 @@ func (t *inodeTable) count() int {
 	t.byID.Range(func(_, _ any) bool { n++; return true })
 	return n
 }
+
+// insertMigrated adds a node that arrives with a live migration under the id and lookup count the
+// guest knows it by (fd open, counted by nobody yet). False if the id or the inode is taken.
+func (t *inodeTable) insertMigrated(n *inode, id, lookups uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lookupLocked(id) != nil || t.byKey[n.key] != nil {
+		return false
+	}
+	n.id, n.tab = id, t
+	n.lookups.Store(lookups)
+	n.fdOpen.Store(n.fd >= 0)
+	t.byID.Store(id, n)
+	t.byKey[n.key] = n
+	t.nextID = max(t.nextID, id+1)
+	t.fds.open.Add(1)
+	t.fds.add(n)
+	return true
+}

@@ -180,6 +180,9 @@ type Options struct {
 	InodeFileHandles FileHandleMode
 	FDBudget         int
 
+	// Migration: how nodes travel in a live migration (migrate.go).
+	Migration MigrationOptions
+
 	Logf func(format string, a ...any) // nil: no logging
 }
 

@@ -142,15 +142,19 @@ func sandboxChecks() *sandboxReport {
 		fail(err)
 	}
 	r := &sandboxReport{}
-	path := "/marker"
+	marker := "marker"
+	if dir == "/" {
+		marker = "etc/passwd" // sharing the root: a file every system has
+	}
+	path := "/" + marker
 	if os.Getenv(sandboxEnv) == userns.SandboxNone {
-		path = filepath.Join(dir, "marker")
+		path = filepath.Join(dir, marker)
 	}
 	b, _ := os.ReadFile(path)
 	r.MarkerByPath = string(b)
 	// An O_PATH fd below the root, reopened for reading through
 	// /proc/self/fd as the file server will do.
-	fd, err := unix.Openat(jail.RootFD, "marker", unix.O_PATH|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(jail.RootFD, marker, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		fail(fmt.Errorf("openat(RootFD, marker): %w", err))
 	}

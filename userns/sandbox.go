@@ -140,6 +140,11 @@ func pivotInto(dir string) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("sandbox: making mounts private: %w", explainNamespaceEPERM(p, err))
 	}
+	if dir == "/" {
+		// Sharing / leaves nothing outside to hide, and pivot_root cannot make the root its own
+		// new root (EINVAL).
+		return nil
+	}
 	// pivot_root needs a mount point; a recursive bind of the
 	// directory onto itself is one, and keeps its submounts.
 	if err := unix.Mount(dir, dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {

@@ -104,6 +104,16 @@ func TestSandboxNamespaceWithoutRanges(t *testing.T) {
 	checkJailed(t, rep, "ns-nosub", true)
 }
 
+// Sharing / in the namespace sandbox (pivot_root cannot pivot into the root itself) serves the
+// whole tree.
+func TestSandboxNamespaceSharingRoot(t *testing.T) {
+	u := unprivilegedUser(t, true)
+	rep, _ := runRoleAs(t, u, "sandbox", 0, mountNSEnv+"=1", sandboxEnv+"=namespace", sharedDirEv+"=/")
+	if rep.Sandbox == nil || !strings.HasPrefix(rep.Sandbox.MarkerByReopen, "root:") || !rep.Sandbox.ProcVisible {
+		t.Errorf("sharing /: %+v, want /etc/passwd readable through the root fd and /proc visible", rep.Sandbox)
+	}
+}
+
 func TestSandboxNamespaceRoot(t *testing.T) {
 	u := rootUser(t)
 	dir := sharedDir(t, "ns-root")

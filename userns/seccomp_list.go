@@ -73,6 +73,7 @@ func seccompRules(c seccompContext) []sysRule {
 
 		// The passthrough file system.
 		allow(unix.SYS_OPENAT),
+		allow(unix.SYS_OPENAT2), // a live migration's paths, opened beneath the share (passfs/migrate.go)
 		allow(unix.SYS_OPEN_BY_HANDLE_AT),
 		allow(unix.SYS_NAME_TO_HANDLE_AT),
 		allow(unix.SYS_FSTAT),

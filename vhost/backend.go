@@ -65,6 +65,9 @@ type Config struct {
 	// StopTimeout bounds how long stopping a ring (GET_VRING_BASE, disconnect) waits for workers
 	// and in-flight requests. 0 means 3 s. QEMU blocks on GET_VRING_BASE, so this must stay short.
 	StopTimeout time.Duration
+	// Migration, when set, offers live migration: dirty logging (LOG_SHMFD) and the device's
+	// internal state (DEVICE_STATE). nil refuses migration as before.
+	Migration Migrator
 }
 
 // Backend is a vhost-user back-end for one virtio-fs device. It serves one connection at a time.
@@ -80,6 +83,13 @@ type Backend struct {
 	features         uint64 // acked virtio features
 	protocolFeatures uint64 // acked protocol features
 	mem              *memTable
+
+	// Migration (dirtylog.go, migration.go).
+	log      *dirtyLog // mapped by SET_LOG_BASE; nil without
+	logAll   bool      // VHOST_F_LOG_ALL acked
+	transfer *transfer // the device state transfer of the last SET_DEVICE_STATE_FD, until checked
+	taintMu  sync.Mutex
+	taint    error // why a state saved now would be inconsistent (workers set it too)
 }
 
 // MaxRequestQueues is the most request queues a virtio-fs device can have: QEMU's limit,
@@ -163,6 +173,8 @@ func (b *Backend) serveConn(c syscall.Conn, onFirst func()) (spoke bool, err err
 		return false, err
 	}
 	b.features, b.protocolFeatures, b.mem = 0, 0, nil
+	b.log, b.logAll, b.transfer = nil, false, nil
+	b.clearTaint()
 	b.queuesMu.Lock()
 	b.queues = nil
 	b.queuesMu.Unlock()
@@ -198,6 +210,8 @@ func (b *Backend) teardown() {
 		b.mem.release()
 		b.mem = nil
 	}
+	b.dropLog()
+	b.cancelTransfer()
 }
 
 // handle validates one message, runs its handler and sends the reply or REPLY_ACK. A returned
@@ -205,11 +219,25 @@ func (b *Backend) teardown() {
 func (b *Backend) handle(cn *conn, m *message) error {
 	defer closeFDs(m.fds) // whatever a handler did not take
 	r, err := checkMessage(m.hdr, m.payload, len(m.fds))
+	status := r.status && (r.statusIf == 0 || b.protocolFeatures&r.statusIf != 0)
 	if err != nil {
-		if m.hdr.Flags&FlagVersionMask != FlagVersion || r.hasReply {
+		if m.hdr.Flags&FlagVersionMask != FlagVersion {
+			return err
+		}
+		b.logf("vhost-user: %v", err)
+		if status {
+			return cn.send(m.hdr.Request, statusFailure(m.hdr.Request))
+		}
+		if r.hasReply {
 			// The front-end waits for a reply we cannot give; continuing would desynchronise.
 			return err
 		}
+		return b.ack(cn, m, err)
+	}
+	if r.status && !status {
+		// SET_LOG_BASE without LOG_SHMFD: a log in the front-end's own memory, which a separate
+		// process cannot reach. The front-end expects no reply.
+		err := fmt.Errorf("%s: only the LOG_SHMFD form is supported, and it was not negotiated", r.name)
 		b.logf("vhost-user: %v", err)
 		return b.ack(cn, m, err)
 	}
@@ -224,10 +252,26 @@ func (b *Backend) handle(cn *conn, m *message) error {
 		}
 		return cn.send(m.hdr.Request, reply)
 	}
+	if status {
+		if err != nil {
+			b.logf("vhost-user: %s: %v", r.name, err)
+			reply = statusFailure(m.hdr.Request)
+		}
+		return cn.send(m.hdr.Request, reply)
+	}
 	if err != nil {
 		b.logf("vhost-user: %s: %v", r.name, err)
 	}
 	return b.ack(cn, m, err)
+}
+
+// statusFailure is the u64 a status reply carries on failure: SET_DEVICE_STATE_FD's error
+// bits with "no fd returned", 1 otherwise.
+func statusFailure(request uint32) []byte {
+	if request == ReqSetDeviceStateFd {
+		return u64Payload(1 | StateReplyNoFD)
+	}
+	return u64Payload(1)
 }
 
 // ack sends the REPLY_ACK u64 (0 success, 1 failure) when negotiated and requested.
@@ -261,6 +305,7 @@ func (b *Backend) growQueues(n int) {
 		q := newQueue(b, i)
 		q.eventIdx, q.indirect = b.features&FeatureEventIdx != 0, b.features&FeatureIndirectDesc != 0
 		q.mem = b.mem
+		q.log = b.queueLog()
 		b.queuesMu.Lock()
 		b.queues = append(b.queues, q)
 		b.queuesMu.Unlock()

@@ -14,9 +14,16 @@
 // after mapping it (QEMU seals its memfds against that): a fault on guest memory would crash the
 // daemon.
 //
+// Live migration is offered only with Config.Migration: dirty logging of every write into guest
+// memory while the front-end acks VHOST_F_LOG_ALL (dirtylog.go), and the device's internal state
+// moved through the fd of SET_DEVICE_STATE_FD once every ring is stopped (migration.go). Anything
+// that could make the saved state disagree with the guest memory the destination gets (a write
+// the log missed, a request still running after its ring was stopped) makes the save fail, so
+// that QEMU fails the migration and the guest runs on at the source.
+//
 // File map: protocol.go (wire constants and payload layouts), conn.go (framing and fd passing),
 // memory.go (guest memory regions), ring.go (split ring layout and atomic index access), walk.go
 // (descriptor chain walker), queue.go, worker.go and request.go (per-queue state, the worker
 // goroutine, Request and Complete), backend.go and messages.go (connection loop and one method
-// per message), listen.go (sockets).
+// per message), dirtylog.go and migration.go (live migration), listen.go (sockets).
 package vhost

@@ -110,3 +110,22 @@ func AdaptPollForTest(max, window, idle time.Duration) time.Duration {
 	w.adaptPoll(idle)
 	return w.pollWindow
 }
+
+// SetTransferIdleForTest shortens how long a device state transfer may stall; the returned
+// function restores it.
+func SetTransferIdleForTest(d time.Duration) (restore func()) {
+	old := transferIdle.Swap(int64(d))
+	return func() { transferIdle.Store(old) }
+}
+
+// LogForTest turns dirty logging on for the harness, into a log in ordinary memory that covers
+// its guest memory, with the used ring logged at its guest address. It returns the log's words.
+func (d *DrainHarness) LogForTest() []uint64 {
+	words := make([]uint64, (harnessBase+len(d.mem))/LogPage/64+1)
+	l := &dirtyLog{words: words, pages: uint64(len(words)) * 64, b: d.q.b}
+	d.q.addr.Flags, d.q.addr.Log = VringFlagLog, harnessBase+harnessUsed
+	d.q.b.logAll, d.q.b.log = true, l
+	d.q.addrSet = true
+	d.q.setLog(l)
+	return words
+}

@@ -8,18 +8,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Features this back-end offers.
+// Features this back-end offers; Config.Migration adds LOG_ALL, LOG_SHMFD and DEVICE_STATE.
 const (
 	offeredFeatures = FeatureVersion1 | FeatureIndirectDesc | FeatureEventIdx | FeatureProtocolFeatures
 	offeredProtocol = ProtocolMQ | ProtocolReplyAck | ProtocolResetDevice | ProtocolConfigureMemSlots
 )
+
+func (b *Backend) offeredFeatures() uint64 {
+	if b.cfg.Migration != nil {
+		return offeredFeatures | FeatureLogAll
+	}
+	return offeredFeatures
+}
 
 // dispatch routes a validated message to its handler, one method per request type. For requests
 // with an explicit reply it returns the reply payload.
 func (b *Backend) dispatch(m *message) ([]byte, error) {
 	switch m.hdr.Request {
 	case ReqGetFeatures:
-		return u64Payload(offeredFeatures), nil
+		return u64Payload(b.offeredFeatures()), nil
 	case ReqSetFeatures:
 		return nil, b.setFeatures(m.u64())
 	case ReqSetOwner:
@@ -56,25 +63,40 @@ func (b *Backend) dispatch(m *message) ([]byte, error) {
 		return b.getConfig(m), nil
 	case ReqSetConfig:
 		return nil, errors.New("the virtio-fs configuration space is read-only")
+	case ReqSetLogBase:
+		return u64Payload(0), b.setLogBase(m)
+	case ReqSetLogFd:
+		return nil, b.setLogFD(m)
+	case ReqSetDeviceStateFd:
+		return b.setDeviceStateFD(m)
+	case ReqCheckDeviceState:
+		return b.checkDeviceState()
 	}
 	return nil, errUnsupported // unreachable: checkMessage only lets known requests through
 }
 
 func (b *Backend) offeredProtocol() uint64 {
+	p := offeredProtocol
 	if b.cfg.Tag != "" {
-		return offeredProtocol | ProtocolConfig
+		p |= ProtocolConfig
 	}
-	return offeredProtocol
+	if b.cfg.Migration != nil {
+		p |= ProtocolLogShmfd | ProtocolDeviceState
+	}
+	return p
 }
 
 func (b *Backend) setFeatures(f uint64) error {
-	if extra := f &^ offeredFeatures; extra != 0 {
+	if extra := f &^ b.offeredFeatures(); extra != 0 {
 		return fmt.Errorf("front-end acked features %#x that were not offered", extra)
 	}
 	b.features = f
 	for _, q := range b.queues {
 		q.setFeatures(f&FeatureEventIdx != 0, f&FeatureIndirectDesc != 0)
 	}
+	// Logging goes on and off while the rings run; the reply (QEMU asks for one when LOG_ALL
+	// is set) goes out only once every queue logs.
+	b.setLogAll(f&FeatureLogAll != 0)
 	return nil
 }
 
@@ -91,6 +113,8 @@ func (b *Backend) resetDevice() error {
 		q.reset()
 	}
 	b.features = 0
+	b.dropLog()
+	b.cancelTransfer()
 	return nil
 }
 

@@ -32,6 +32,8 @@ const (
 	ReqGetMaxMemSlots      uint32 = 36
 	ReqAddMemReg           uint32 = 37
 	ReqRemMemReg           uint32 = 38
+	ReqSetDeviceStateFd    uint32 = 42
+	ReqCheckDeviceState    uint32 = 43
 )
 
 // Header flags.
@@ -44,6 +46,7 @@ const (
 
 // Virtio device feature bits offered by GET_FEATURES.
 const (
+	FeatureLogAll           uint64 = 1 << 26 // VHOST_F_LOG_ALL: log every write into guest memory
 	FeatureIndirectDesc     uint64 = 1 << 28 // VIRTIO_RING_F_INDIRECT_DESC
 	FeatureEventIdx         uint64 = 1 << 29 // VIRTIO_RING_F_EVENT_IDX
 	FeatureProtocolFeatures uint64 = 1 << 30 // VHOST_USER_F_PROTOCOL_FEATURES
@@ -53,10 +56,12 @@ const (
 // Protocol feature bits (GET/SET_PROTOCOL_FEATURES).
 const (
 	ProtocolMQ                uint64 = 1 << 0
+	ProtocolLogShmfd          uint64 = 1 << 1 // SET_LOG_BASE carries a memfd (needed for migration)
 	ProtocolReplyAck          uint64 = 1 << 3
 	ProtocolConfig            uint64 = 1 << 9
 	ProtocolResetDevice       uint64 = 1 << 13
 	ProtocolConfigureMemSlots uint64 = 1 << 15
+	ProtocolDeviceState       uint64 = 1 << 19 // SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE
 )
 
 // Layout limits.
@@ -75,6 +80,20 @@ const (
 	VringFdIndexMask  = 0xff
 	FSConfigSize      = 40 // struct virtio_fs_config: tag[36], le32 num_request_queues
 	FSConfigTagLength = 36
+	LogSize           = 16     // SET_LOG_BASE: u64 mmap_size, u64 mmap_offset
+	LogPage           = 0x1000 // VHOST_LOG_PAGE: one bit of the dirty log per page
+	VringFlagLog      = 1 << 0 // VHOST_VRING_F_LOG in SET_VRING_ADDR: log used ring writes at Log
+	DeviceStateSize   = 8      // SET_DEVICE_STATE_FD: u32 direction, u32 phase
+	MaxLogSize        = 1 << 30
+)
+
+// SET_DEVICE_STATE_FD parameters and reply bits.
+const (
+	StateSave          uint32 = 0      // source: the back-end writes its state into the fd
+	StateLoad          uint32 = 1      // destination: the back-end reads its state from the fd
+	StatePhaseStopped  uint32 = 0      // every ring is stopped (the only phase defined)
+	StateReplyNoFD     uint64 = 1 << 8 // no fd returned: the front-end's channel is used
+	StateReplyErrorMsk uint64 = 0xff   // non-zero: the transfer was refused
 )
 
 // Header is the fixed part of every vhost-user message.
@@ -178,9 +197,16 @@ type rule struct {
 	sizeOK   func(p []byte) bool // for variable-size payloads
 	fds      func(p []byte) (min, max int)
 	hasReply bool // explicit reply; need_reply is then ignored
+	// status: the explicit reply is a u64 status (0 success), so a failure, framing included, is
+	// answered with a non-zero status instead of closing the connection. statusIf, when set,
+	// makes that reply depend on a negotiated protocol feature (SET_LOG_BASE answers only with
+	// LOG_SHMFD); without it the message is acked like one without a reply.
+	status   bool
+	statusIf uint64
 }
 
 func noFDs([]byte) (int, int)     { return 0, 0 }
+func anySize([]byte) bool         { return true }
 func oneFD([]byte) (int, int)     { return 1, 1 }
 func upToOneFD([]byte) (int, int) { return 0, 1 }
 
@@ -239,6 +265,12 @@ var rules = map[uint32]rule{
 	ReqAddMemReg:           {name: "ADD_MEM_REG", size: 8 + MemRegionSize, fds: oneFD},
 	// QEMU sends the region's fd with REM_MEM_REG too; older front-ends do not.
 	ReqRemMemReg: {name: "REM_MEM_REG", size: 8 + MemRegionSize, fds: upToOneFD},
+	// Only the LOG_SHMFD form (a memfd with size and offset) is supported.
+	ReqSetLogBase: {name: "SET_LOG_BASE", size: LogSize, fds: oneFD, status: true, statusIf: ProtocolLogShmfd},
+	// The payload is unused (QEMU never sends it; libvhost-user ignores whatever comes).
+	ReqSetLogFd:         {name: "SET_LOG_FD", size: -1, sizeOK: anySize, fds: oneFD},
+	ReqSetDeviceStateFd: {name: "SET_DEVICE_STATE_FD", size: DeviceStateSize, fds: oneFD, status: true},
+	ReqCheckDeviceState: {name: "CHECK_DEVICE_STATE", size: 0, fds: noFDs, status: true},
 }
 
 // requestName names a request type for logs and errors.

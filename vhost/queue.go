@@ -46,6 +46,11 @@ type queue struct {
 	badChains  atomic.Uint64 // malformed chains seen, to log only some
 	served     atomic.Uint64 // chains taken from the ring (Backend.QueueCounts)
 
+	// Dirty logging (dirtylog.go): log is nil unless VHOST_F_LOG_ALL is acked; logUsed says
+	// whether used ring writes are logged too (VHOST_VRING_F_LOG at addr.Log).
+	log     *dirtyLog
+	logUsed bool
+
 	// Notification state.
 	batching       bool // worker or helpers are draining: completions only mark pendingSignal
 	drainers       int  // how many of them (of the running worker generation)
@@ -59,6 +64,7 @@ type queue struct {
 	inflight  int           // popped and not yet completed, of the current ring (epoch) only
 	throttled bool          // worker stopped popping because inflight reached size
 	drained   chan struct{} // closed when inflight drops to 0 (GET_VRING_BASE waits on it)
+	strays    int           // requests popped before a hand-back that is over, still being served
 	free      []*Request
 
 	// Worker.
@@ -84,11 +90,18 @@ func (q *queue) isEnabledLocked() bool {
 }
 
 // pushUsedLocked adds one used element and publishes it, then notifies (or defers the
-// notification while the worker drains).
+// notification while the worker drains). With dirty logging, each write is marked after it is
+// made and the element before the index that publishes it.
 func (q *queue) pushUsedLocked(head uint16, written uint32) {
 	q.ring.putUsed(q.usedIdx, uint32(head), written)
+	if q.log != nil {
+		q.logUsedLocked(usedElemOffset(q.usedIdx, q.size), usedElemSize)
+	}
 	q.usedIdx++
 	q.ring.publishUsed(q.usedIdx)
+	if q.log != nil {
+		q.logUsedLocked(0, 4) // flags and idx
+	}
 	if q.batching {
 		q.pendingSignal = true
 		q.pendingCount++
@@ -147,7 +160,10 @@ func (q *queue) resolveLocked() error {
 
 // pause stops the worker (if any) and waits for it to exit, at most the stop timeout. A worker
 // stuck inside a handler is abandoned: it sees a newer runGen and exits when the handler returns.
-func (q *queue) pause() {
+func (q *queue) pause() { q.pauseUntil(time.Now().Add(q.b.stopTimeout())) }
+
+// pauseUntil is pause with a deadline.
+func (q *queue) pauseUntil(deadline time.Time) {
 	q.mu.Lock()
 	if !q.running {
 		q.mu.Unlock()
@@ -158,9 +174,11 @@ func (q *queue) pause() {
 	done := q.workerDone
 	q.wakeWorker()
 	q.mu.Unlock()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	select {
 	case <-done:
-	case <-time.After(q.b.stopTimeout()):
+	case <-timer.C:
 		q.b.logf("vhost: queue %d: worker did not stop within %v (a request handler is blocked); continuing without it", q.index, q.b.stopTimeout())
 	}
 	// Drainers of the stopped generation no longer flush the batch: completions from now on
@@ -179,8 +197,8 @@ func (q *queue) wakeDrainedLocked() {
 	}
 }
 
-// waitIdle waits until every popped request was completed, at most the stop timeout.
-func (q *queue) waitIdle() {
+// waitIdle waits until every popped request was completed, at most until deadline.
+func (q *queue) waitIdle(deadline time.Time) {
 	q.mu.Lock()
 	if q.inflight == 0 {
 		q.mu.Unlock()
@@ -192,9 +210,11 @@ func (q *queue) waitIdle() {
 	ch := q.drained
 	n := q.inflight
 	q.mu.Unlock()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
 	select {
 	case <-ch:
-	case <-time.After(q.b.stopTimeout()):
+	case <-timer.C:
 		q.b.logf("vhost: queue %d: %d requests still in flight after %v; their completions will be dropped", q.index, n, q.b.stopTimeout())
 	}
 }
@@ -249,17 +269,24 @@ func (q *queue) maybeStart() {
 	go w.run()
 }
 
-// stopRing hands the ring back to the front-end: stop the worker, let in-flight requests finish
-// (bounded), and drop the kick and call fds. It returns the next available index to process.
+// stopRing hands the ring back to the front-end: stop the worker, let in-flight requests finish,
+// and drop the kick and call fds. It returns the next available index to process. Only once
+// every request popped from the ring is completed (its reply written, marked in the dirty log and
+// published in the used ring) is the ring's state one the front-end can save and resume from; a
+// handler blocked past the stop timeout (for worker and requests together) is left behind, since
+// QEMU waits for GET_VRING_BASE.
 func (q *queue) stopRing() uint16 {
-	q.pause()
-	q.waitIdle()
+	deadline := time.Now().Add(q.b.stopTimeout())
+	q.pauseUntil(deadline)
+	q.waitIdle(deadline)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.epoch++
 	q.handedBack.Store(q.epoch)
 	// Requests still in flight (a handler blocked past the stop timeout) no longer count: they
-	// would throttle the next ring, and every later hand-back would wait for them again.
+	// would throttle the next ring, and every later hand-back would wait for them again. They
+	// are strays until they complete, and a device state is not saved meanwhile.
+	q.strays += q.inflight
 	q.inflight, q.throttled = 0, false
 	q.wakeDrainedLocked()
 	closeFD(&q.kickFD)
@@ -328,18 +355,48 @@ func (q *queue) setAddr(a VringAddr) error {
 	if size == 0 {
 		size = 1 // SET_VRING_NUM comes first in practice; check what can be checked
 	}
-	a.Flags = 0 // VHOST_VRING_F_LOG: dirty logging is not supported and not needed without migration
+	a.Flags &= VringFlagLog // the only flag defined
 	if err := q.checkRing(size, &a); err != nil {
 		return err
 	}
+	q.mu.Lock()
+	if q.addrSet && q.ringOK && sameRing(q.addr, a) {
+		// Only the log flag or address changed: QEMU turns logging on and off like this while
+		// the ring runs, and the worker need not stop for it.
+		q.addr = a
+		q.logUsed = q.log != nil && a.Flags&VringFlagLog != 0
+		q.mu.Unlock()
+		return nil
+	}
+	q.mu.Unlock()
 	q.pause()
 	q.mu.Lock()
 	q.addr, q.addrSet = a, true
+	q.logUsed = q.log != nil && a.Flags&VringFlagLog != 0
 	err := q.resolveLocked()
 	q.broken = false
 	q.mu.Unlock()
 	q.maybeStart()
 	return err
+}
+
+// sameRing reports whether a and b place the ring's three parts at the same addresses.
+func sameRing(a, b VringAddr) bool {
+	return a.Desc == b.Desc && a.Avail == b.Avail && a.Used == b.Used
+}
+
+// isRunning reports whether a worker serves the ring.
+func (q *queue) isRunning() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.running
+}
+
+// strayCount is how many requests of rings already handed back are still being served.
+func (q *queue) strayCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.strays
 }
 
 // currentAddr returns the configured ring addresses, or nil before SET_VRING_ADDR.
@@ -422,8 +479,15 @@ func (q *queue) setEnable(on bool) {
 	q.maybeStart()
 }
 
-// setFeatures records the negotiated ring features; the worker restarts to pick them up.
+// setFeatures records the negotiated ring features; the worker restarts to pick them up. When
+// they do not change (SET_FEATURES only switching dirty logging) the worker runs on.
 func (q *queue) setFeatures(eventIdx, indirect bool) {
+	q.mu.Lock()
+	same := q.eventIdx == eventIdx && q.indirect == indirect
+	q.mu.Unlock()
+	if same {
+		return
+	}
 	q.pause()
 	q.mu.Lock()
 	q.eventIdx, q.indirect = eventIdx, indirect

@@ -1,6 +1,9 @@
 package vhost
 
-import "sync/atomic"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // Request is one descriptor chain popped from a virtqueue. In are the device-readable buffers and
 // Out the device-writable buffers, as slices of mapped guest memory (each checked to lie inside
@@ -24,7 +27,10 @@ type Request struct {
 }
 
 // Complete returns the chain to the guest with written bytes written into Out (clamped to the
-// size of Out). Call it exactly once per Request, from any goroutine. Completions made while the
+// size of Out). Call it exactly once per Request, from any goroutine. During a live migration
+// the dirty log marks the first written bytes of Out, so written must cover every byte the
+// handler put into guest memory (preadv straight into Out included); Complete runs after those
+// writes. Completions made while the
 // queue's worker is draining the ring (that is, synchronously inside Handler.Serve) are batched
 // into one guest notification, which respects EVENT_IDX used_event and VRING_AVAIL_F_NO_INTERRUPT.
 func (r *Request) Complete(written uint32) {
@@ -50,14 +56,19 @@ const (
 // retireLocked returns r's chain to the guest with written bytes (unless the ring was handed back
 // since r was popped) and r to the pool. The caller releases r's memory reference after unlocking.
 func (q *queue) retireLocked(r *Request, written uint32) {
+	mem := r.mem
 	r.q, r.mem = nil, nil
+	if total := outLen(r.Out); uint64(written) > total {
+		written = uint32(total)
+	}
+	if q.log != nil {
+		// What the handler wrote, before the used element that returns it (dirtylog.go).
+		q.log.markBuffers(mem, r.Out, written)
+	}
 	// A request popped before the ring was handed back belongs to a ring the front-end owns
 	// again: it is not returned, and it stopped counting as in flight at the hand-back.
 	if r.epoch == q.epoch {
 		if q.ringOK {
-			if total := outLen(r.Out); uint64(written) > total {
-				written = uint32(total)
-			}
 			q.pushUsedLocked(r.head, written)
 		}
 		if q.inflight--; q.inflight == 0 {
@@ -66,6 +77,14 @@ func (q *queue) retireLocked(r *Request, written uint32) {
 		if q.throttled {
 			q.throttled = false
 			q.wakeWorker()
+		}
+	} else {
+		if q.strays > 0 {
+			q.strays--
+		}
+		if q.log != nil && written > 0 {
+			// The front-end may have read the log for the last time when it stopped the ring.
+			q.b.loseDirty(fmt.Errorf("queue %d: a request completed after its ring was stopped, writing guest memory", q.index))
 		}
 	}
 	r.In, r.Out = r.In[:0], r.Out[:0]

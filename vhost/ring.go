@@ -87,9 +87,18 @@ func (v *vring) availHead(i uint16) uint16 {
 	return binary.LittleEndian.Uint16(v.avail[4+2*(int(i)&(v.size-1)):])
 }
 
+// usedElemSize is the size of struct virtq_used_elem.
+const usedElemSize = 8
+
+// usedElemOffset is where used element slot i (mod size) lies in the used ring.
+func usedElemOffset(i uint16, size int) uint64 { return 4 + usedElemSize*uint64(int(i)&(size-1)) }
+
+// availEventOffset is where avail_event lies in the used ring.
+func availEventOffset(size int) uint64 { return 4 + usedElemSize*uint64(size) }
+
 // putUsed writes used element slot i (mod size); publishUsed makes it visible.
 func (v *vring) putUsed(i uint16, id, length uint32) {
-	off := 4 + 8*(int(i)&(v.size-1))
+	off := int(usedElemOffset(i, v.size))
 	binary.LittleEndian.PutUint32(v.used[off:], id)
 	binary.LittleEndian.PutUint32(v.used[off+4:], length)
 }

@@ -197,6 +197,9 @@ func (w *worker) armKick() bool {
 	defer q.mu.Unlock()
 	if q.runGen == w.gen && q.ringOK && q.eventIdx {
 		q.ring.setAvailEvent(q.lastAvail) // a full barrier (CAS) before the re-check below
+		if q.log != nil {
+			q.logUsedLocked(availEventOffset(q.size), 2)
+		}
 	}
 	return w.readyLocked()
 }

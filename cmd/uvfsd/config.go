@@ -63,7 +63,12 @@ type Config struct {
 
 	Xattrmap         string // rules as in virtiofsd; a non-empty map implies Xattr
 	InodeFileHandles string // never|prefer|mandatory (default prefer)
-	Modcaps          string // e.g. "+sys_admin:-chown", syntax checked shallowly
+	// MigrationMode (find-paths|file-handles), MigrationOnError (abort|guest-error),
+	// MigrationVerifyHandles and MigrationConfirmPaths: virtiofsd's flags for live migration
+	// (passfs.MigrationOptions says what each does).
+	MigrationMode, MigrationOnError               string
+	MigrationVerifyHandles, MigrationConfirmPaths bool
+	Modcaps                                       string // e.g. "+sys_admin:-chown", syntax checked shallowly
 
 	UIDMap, GIDMap             []string // --uid-map/--gid-map (repeatable), ":ns:host:count:"
 	TranslateUID, TranslateGID []string // --translate-uid/--translate-gid (repeatable), "kind:a:b:count"
@@ -107,6 +112,8 @@ func defaultConfig() *Config {
 		LogLevel:         "info",
 		RlimitNofile:     -1,
 		InodeFileHandles: "prefer",
+		MigrationMode:    "find-paths",
+		MigrationOnError: "abort",
 		Ownership:        "passthrough",
 		HomeUID:          -1,
 		HomeGID:          -1,
@@ -163,13 +170,11 @@ type flagParser struct {
 	cfg *Config
 	fs  *flagSet
 
-	help, foreground, daemonize                   bool
-	migrationMode, migrationOnError               string
-	migrationVerifyHandles, migrationConfirmPaths bool
+	help, foreground, daemonize bool
 }
 
 func newFlagParser() *flagParser {
-	p := &flagParser{cfg: defaultConfig(), migrationMode: "find-paths", migrationOnError: "abort"}
+	p := &flagParser{cfg: defaultConfig()}
 	c := p.cfg
 	fs := newFlagSet()
 	p.fs = fs
@@ -236,10 +241,14 @@ func newFlagParser() *flagParser {
 	fs.variable(&idValue{target: &c.HomeUID, max: maxID}, "home-uid", 0, "with --profile=home: guest `UID` of your files")
 	fs.variable(&idValue{target: &c.HomeGID, max: maxID}, "home-gid", 0, "with --profile=home: guest `GID` of your files")
 
-	fs.variable(newEnum(&p.migrationMode, []string{"find-paths", "file-handles"}, nil), "migration-mode", 0, "not supported: uvfsd cannot migrate, so `MODE` must stay find-paths")
-	fs.variable(newEnum(&p.migrationOnError, []string{"abort", "guest-error"}, nil), "migration-on-error", 0, "not supported: uvfsd cannot migrate, so `ACTION` must stay abort")
-	fs.boolVar(&p.migrationVerifyHandles, "migration-verify-handles", 0, "not supported: uvfsd cannot migrate")
-	fs.boolVar(&p.migrationConfirmPaths, "migration-confirm-paths", 0, "not supported: uvfsd cannot migrate")
+	fs.variable(newEnum(&c.MigrationMode, []string{"find-paths", "file-handles"}, nil), "migration-mode", 0,
+		"how open files and known names travel in a live migration (`MODE`): find-paths (their paths in the shared directory, the default) or file-handles (their file handles; needs root on both sides)")
+	fs.variable(newEnum(&c.MigrationOnError, []string{"abort", "guest-error"}, nil), "migration-on-error", 0,
+		"when the destination cannot open a migrated file (`ACTION`): abort the migration (the guest runs on at the source; the default) or guest-error (finish; the guest gets errors for those files)")
+	fs.boolVar(&c.MigrationVerifyHandles, "migration-verify-handles", 0,
+		"on the destination, check by file handle that each migrated path is the very file the source had (same file system on both sides)")
+	fs.boolVar(&c.MigrationConfirmPaths, "migration-confirm-paths", 0,
+		"at switch-over, check that each path still leads to its file and find renamed ones through /proc/self/fd (host processes renaming during the migration)")
 
 	fs.variable(&legacyOptionValue{p}, "option", 'o', "C virtiofsd options `OPT[,OPT...]` (repeatable; listed below)")
 	return p
@@ -281,9 +290,6 @@ func (p *flagParser) unexpectedArgument(args []string, arg string) error {
 // finish applies implications and checks the combined settings.
 func (p *flagParser) finish() error {
 	c := p.cfg
-	if err := p.rejectMigration(); err != nil {
-		return err
-	}
 	if c.SharedDir == "" {
 		return errors.New("missing --shared-dir: name the directory to share, e.g. --shared-dir=$HOME")
 	}
@@ -322,24 +328,6 @@ func (p *flagParser) finish() error {
 	}
 	// virtiofsd: every xattr-based feature needs xattr support.
 	c.Xattr = c.Xattr || c.PosixACL || c.SecurityLabel || c.Xattrmap != "" || c.Profile == "home"
-	return nil
-}
-
-// rejectMigration accepts virtiofsd's migration flags at their defaults
-// only: uvfsd cannot migrate, and silently ignoring a request would lose
-// the guest's state.
-func (p *flagParser) rejectMigration() error {
-	const why = "uvfsd does not support migration"
-	switch {
-	case p.migrationMode != "find-paths":
-		return fmt.Errorf("--migration-mode=%s: %s; remove the flag", p.migrationMode, why)
-	case p.migrationOnError != "abort":
-		return fmt.Errorf("--migration-on-error=%s: %s; remove the flag", p.migrationOnError, why)
-	case p.migrationVerifyHandles:
-		return fmt.Errorf("--migration-verify-handles: %s; remove the flag", why)
-	case p.migrationConfirmPaths:
-		return fmt.Errorf("--migration-confirm-paths: %s; remove the flag", why)
-	}
 	return nil
 }
 

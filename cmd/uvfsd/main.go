@@ -204,7 +204,8 @@ func serve(cfg *Config, lg *logger) error {
 		ThreadPoolSize: cfg.ThreadPoolSize, PollMax: pollWindow(cfg.PollUS, runtime.NumCPU()),
 		HiprioGather: time.Duration(cfg.HiprioGatherUS) * time.Microsecond,
 		HiprioLinger: time.Duration(cfg.HiprioLingerUS) * time.Microsecond,
-		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf},
+		HotWait:      time.Duration(cfg.HotWaitMS) * time.Millisecond, Logf: lg.warnf,
+		Migration: migrator(server)},
 		fuseHandler{server})
 	logCountsOnSignal(usr1, server, backend, lg)
 	if err := installSeccomp(cfg, supervisor, lg); err != nil {
@@ -330,6 +331,14 @@ func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (pass
 		// namespace or in ours.
 		SetCreds: os.Geteuid() == 0,
 	}
+	o.Migration = passfs.MigrationOptions{
+		FileHandles: cfg.MigrationMode == "file-handles", GuestError: cfg.MigrationOnError == "guest-error",
+		VerifyHandles: cfg.MigrationVerifyHandles, ConfirmPaths: cfg.MigrationConfirmPaths,
+	}
+	if o.Migration.FileHandles && rootless {
+		return o, errors.New("--migration-mode=file-handles needs CAP_DAC_READ_SEARCH in the initial user namespace, " +
+			"which rootless uvfsd does not have: run it as root, or migrate with the default --migration-mode=find-paths")
+	}
 	switch {
 	case cfg.Xattrmap != "":
 		m, err := passfs.ParseXattrMap(cfg.Xattrmap)
@@ -343,6 +352,15 @@ func fileSystemOptions(cfg *Config, rootFD, procSelfFD int, rootless bool) (pass
 		o.XattrMap = passfs.RootlessDefault()
 	}
 	return o, nil
+}
+
+// migrator offers live migration when the FUSE server can save and load its state, and refuses
+// it (nil) while it cannot.
+func migrator(server *fuse.Server) vhost.Migrator {
+	if m, ok := any(server).(vhost.Migrator); ok {
+		return m
+	}
+	return nil
 }
 
 // fuseHandler connects the vhost transport to the FUSE server.

@@ -142,7 +142,7 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 	}
 	server := fuse.NewServer(s.fs, fuse.Options{Want: wantedCapabilities(cfg), Logf: s.logs.logf})
 	backend := vhost.NewBackend(vhost.Config{Tag: cfg.Tag, RequestQueues: cfg.RequestQueues,
-		ThreadPoolSize: cfg.ThreadPoolSize, Logf: s.logs.logf}, fuseHandler{server})
+		ThreadPoolSize: cfg.ThreadPoolSize, Logf: s.logs.logf, Migration: migrator(server)}, fuseHandler{server})
 	front, back, err := frontend.SocketPair()
 	if err != nil {
 		s.fs.Close()

@@ -154,18 +154,16 @@ var virtiofsdFlags = map[string][]flagUse{
 	}}},
 	"--translate-gid":    {{value: "map:0:100:1", want: func(c *Config) { c.TranslateGID = []string{"map:0:100:1"} }}},
 	"--preserve-noatime": {{want: func(c *Config) { c.PreserveNoatime = true }}},
-	// uvfsd cannot migrate (it offers QEMU no migration, which then refuses to migrate the guest):
-	// the migration flags are taken at the values that ask for nothing, and refused otherwise.
 	"--migration-mode": {
 		{value: "find-paths", want: func(c *Config) {}},
-		{value: "file-handles", refuse: "uvfsd does not support migration"},
+		{value: "file-handles", want: func(c *Config) { c.MigrationMode = "file-handles" }},
 	},
 	"--migration-on-error": {
 		{value: "abort", want: func(c *Config) {}},
-		{value: "guest-error", refuse: "uvfsd does not support migration"},
+		{value: "guest-error", want: func(c *Config) { c.MigrationOnError = "guest-error" }},
 	},
-	"--migration-verify-handles": {{refuse: "uvfsd does not support migration"}},
-	"--migration-confirm-paths":  {{refuse: "uvfsd does not support migration"}},
+	"--migration-verify-handles": {{want: func(c *Config) { c.MigrationVerifyHandles = true }}},
+	"--migration-confirm-paths":  {{want: func(c *Config) { c.MigrationConfirmPaths = true }}},
 	"--help":                     {},
 	"--version":                  {},
 }

@@ -29,6 +29,10 @@ type Options struct {
 	Indirect       bool
 	// Timeout bounds each Call (default 5 s). Control replies wait at least 10 s.
 	Timeout time.Duration
+	// DeferStart stops New after the protocol features, as QEMU's incoming side of a migration
+	// does: it loads the device state (LoadDeviceState) before it sends SET_FEATURES, the memory
+	// table and the rings, which Start sends.
+	DeferStart bool
 }
 
 func (o *Options) defaults() {
@@ -57,6 +61,9 @@ type Frontend struct {
 	queues   []*vq
 	protocol uint64 // acked protocol features
 	features uint64 // acked device features
+	offered  uint64 // device features the back-end offered
+	log      *dirtyLog
+	started  bool
 
 	stopFD    int
 	notifiers sync.WaitGroup
@@ -143,7 +150,8 @@ func (f *Frontend) negotiate() error {
 	if err != nil {
 		return err
 	}
-	ackProto := proto & (vhost.ProtocolMQ | vhost.ProtocolReplyAck | vhost.ProtocolConfigureMemSlots | vhost.ProtocolResetDevice | vhost.ProtocolConfig)
+	ackProto := proto & (vhost.ProtocolMQ | vhost.ProtocolReplyAck | vhost.ProtocolConfigureMemSlots | vhost.ProtocolResetDevice | vhost.ProtocolConfig |
+		vhost.ProtocolLogShmfd | vhost.ProtocolDeviceState)
 	if err := f.requestU64(vhost.ReqSetProtocolFeatures, ackProto, nil); err != nil {
 		return err
 	}
@@ -157,10 +165,23 @@ func (f *Frontend) negotiate() error {
 			return fmt.Errorf("back-end supports %d queues, front-end wants %d", n, f.o.Queues)
 		}
 	}
-	if err := f.requestU64(vhost.ReqSetFeatures, want, nil); err != nil {
+	f.offered, f.features = offered, want
+	if f.o.DeferStart {
+		return nil
+	}
+	return f.Start()
+}
+
+// Start sends what New leaves out with Options.DeferStart: SET_FEATURES, the memory table and
+// every ring, at the bases SetResumeBase gave (QEMU's destination resumes the source's rings).
+func (f *Frontend) Start() error {
+	if f.started {
+		return errors.New("the device is started already")
+	}
+	f.started = true
+	if err := f.requestU64(vhost.ReqSetFeatures, f.features, nil); err != nil {
 		return err
 	}
-	f.features = want
 	if err := f.setMemTable(); err != nil {
 		return err
 	}
@@ -189,14 +210,7 @@ func (f *Frontend) StartQueue(queue int) error {
 	if _, err := f.vringState(vhost.ReqSetVringBase, idx, uint32(base)); err != nil {
 		return err
 	}
-	a := make([]byte, vhost.VringAddrSize)
-	vhost.VringAddr{
-		Index: idx,
-		Desc:  f.userAddr(q.descGPA),
-		Used:  f.userAddr(q.usedGPA),
-		Avail: f.userAddr(q.availGPA),
-	}.Encode(a)
-	if _, err := f.Request(vhost.ReqSetVringAddr, a, nil); err != nil {
+	if err := f.setVringAddr(queue, f.features&vhost.FeatureLogAll != 0); err != nil {
 		return err
 	}
 	if err := f.requestU64(vhost.ReqSetVringKick, uint64(idx), []int{q.kickFD}); err != nil {
@@ -232,6 +246,7 @@ func (f *Frontend) Close() error {
 		}
 		unix.Close(f.stopFD)
 		f.mem.close()
+		f.log.close()
 		if errors.Is(err, net.ErrClosed) {
 			err = nil
 		}

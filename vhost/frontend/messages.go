@@ -20,6 +20,8 @@ var hasExplicitReply = map[uint32]bool{
 	vhost.ReqGetVringBase:        true,
 	vhost.ReqGetConfig:           true,
 	vhost.ReqGetMaxMemSlots:      true,
+	vhost.ReqSetDeviceStateFd:    true,
+	vhost.ReqCheckDeviceState:    true,
 }
 
 // SendBytes writes raw bytes (with optional fds as SCM_RIGHTS) to the back-end: the tool for
@@ -82,14 +84,16 @@ func (f *Frontend) Request(request uint32, payload []byte, fds []int) ([]byte, e
 	f.ctlMu.Lock()
 	defer f.ctlMu.Unlock()
 	flags := vhost.FlagVersion
-	wantAck := !hasExplicitReply[request] && f.protocol&vhost.ProtocolReplyAck != 0
+	// SET_LOG_BASE is answered when LOG_SHMFD was negotiated.
+	explicit := hasExplicitReply[request] || request == vhost.ReqSetLogBase && f.protocol&vhost.ProtocolLogShmfd != 0
+	wantAck := !explicit && f.protocol&vhost.ProtocolReplyAck != 0
 	if wantAck {
 		flags |= vhost.FlagNeedReply
 	}
 	if err := f.Send(request, flags, payload, fds); err != nil {
 		return nil, fmt.Errorf("sending request %d: %w", request, err)
 	}
-	if !hasExplicitReply[request] && !wantAck {
+	if !explicit && !wantAck {
 		return nil, nil
 	}
 	h, p, err := f.ReadReply(max(f.o.Timeout, 10*time.Second))
