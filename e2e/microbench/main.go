@@ -125,6 +125,7 @@ func run() error {
 	flag.IntVar(&c.allocReqs, "alloc-requests", 2000, "requests per operation for the allocation count (1 MiB: a tenth); 0 skips it")
 	flag.DurationVar(&c.spin, "spin", 0, "poll the used ring this long before sleeping on the interrupt eventfd (0: sleep at once, as a guest does)")
 	flag.BoolVar(&c.callFrontEnd, "call-front-end", false, "measure with Frontend.Call per request (allocates and copies) instead of pre-built pipelined chains")
+	flag.DurationVar(&rssSettle, "idle", rssSettle, "leave each daemon idle this long before reading its resident memory, after setup and after the run")
 	opsFilter := flag.String("ops", "", "only operations whose name contains this text (e.g. CREATE)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
 	flag.IntVar(&inProcessVhost.ThreadPoolSize, "in-process-pool", 0, "the in-process stack's --thread-pool-size")
@@ -274,8 +275,8 @@ func (c *config) share(forUvfsd bool) (string, error) {
 	return dir, makeFixture(dir, chown, int(c.runAs.UID), int(c.runAs.GID))
 }
 
-// rssSettle is how long a daemon is left idle before its resident memory is read.
-const rssSettle = 200 * time.Millisecond
+// rssSettle is how long a daemon is left idle before its resident memory is read (--idle).
+var rssSettle = 200 * time.Millisecond
 
 // runTarget measures every operation at every depth on one target.
 func (c *config) runTarget(target string, res results, mem memory) error {
