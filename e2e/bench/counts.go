@@ -16,12 +16,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uvfsd/uvfsd/fuse"
 	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
 var (
 	// The C virtiofsd's debug log (-d) has one such line per request.
 	cRequestLine = regexp.MustCompile(`opcode: ([A-Z_]+) \(`)
+	// The Rust virtiofsd's (--log-level=debug) names the opcode in its own spelling
+	// ("opcode=BatchForget (42)"): the number gives the name the others use.
+	rustRequestLine = regexp.MustCompile(`Received request: opcode=[A-Za-z0-9]+ \(([0-9]+)\)`)
 	// uvfsd prints its totals on SIGUSR1.
 	uvfsdCountsLine = regexp.MustCompile(`requests served: ([^;]*)`)
 )
@@ -52,6 +56,12 @@ func (c *requestCounter) Write(p []byte) (int, error) {
 func (c *requestCounter) line(l string) {
 	if m := cRequestLine.FindStringSubmatch(l); m != nil {
 		c.totals[m[1]]++
+		return
+	}
+	if m := rustRequestLine.FindStringSubmatch(l); m != nil {
+		if n, err := strconv.ParseUint(m[1], 10, 32); err == nil {
+			c.totals[fuse.OpName(fuse.Opcode(n))]++
+		}
 		return
 	}
 	if m := uvfsdCountsLine.FindStringSubmatch(l); m != nil {

@@ -14,6 +14,14 @@ func TestRequestCounterReadsBothDaemonsLogs(t *testing.T) {
 	if got := c.snapshot(nil); got["LOOKUP"] != 2 || got["GETATTR"] != 1 || len(got) != 2 {
 		t.Fatalf("C totals %v", got)
 	}
+	// The Rust virtiofsd's debug lines name opcodes its own way.
+	r := newRequestCounter()
+	r.Write([]byte("[2026-12-07T14:34:25Z DEBUG virtiofsd::server] Received request: opcode=Lookup (1), inode=1, unique=2, pid=7\n"))
+	r.Write([]byte("[2026-12-07T14:34:25Z DEBUG virtiofsd::server] Received request: opcode=BatchForget (42), inode=0, unique=3, pid=0\n"))
+	r.Write([]byte("[2026-12-07T14:34:25Z DEBUG virtiofsd::server] Replying OK, header: OutHeader { len: 16, error: 0, unique: 3 }\n"))
+	if got := r.snapshot(nil); got["LOOKUP"] != 1 || got["BATCH_FORGET"] != 1 || len(got) != 2 {
+		t.Fatalf("Rust totals %v", got)
+	}
 	// uvfsd reports totals when signalled; the snapshot waits for the report.
 	u := newRequestCounter()
 	got := u.snapshot(func() error {

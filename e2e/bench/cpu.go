@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"text/tabwriter"
 	"time"
 )
@@ -15,96 +12,9 @@ import (
 // the cores, so a daemon that needs more CPU (or makes the guest need more) slows the step; CPU
 // time says which side did the work and varies less from round to round than the wall time.
 
-// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on every Linux ABI Go
-// supports).
-const userHZ = 100
-
 // stepCPU is the CPU time one system used during one step.
 type stepCPU struct {
 	daemon, qemu time.Duration
-}
-
-// procCPU is one process's line of /proc/PID/stat: its parent and the CPU time it and its
-// reaped children used.
-type procCPU struct {
-	ppid int
-	cpu  time.Duration
-}
-
-// parseProcStat reads a /proc/PID/stat line. The command name (field 2) is in parentheses and
-// may contain spaces and parentheses, so the fields are counted from the last ')'.
-func parseProcStat(line []byte) (procCPU, error) {
-	end := bytes.LastIndexByte(line, ')')
-	if end < 0 {
-		return procCPU{}, fmt.Errorf("no command name in %q", line)
-	}
-	// After ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
-	// utime stime cutime cstime ...
-	f := bytes.Fields(line[end+1:])
-	if len(f) < 15 {
-		return procCPU{}, fmt.Errorf("short stat line %q", line)
-	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	if err != nil {
-		return procCPU{}, fmt.Errorf("ppid in %q: %w", line, err)
-	}
-	var ticks int64
-	for _, field := range f[11:15] {
-		n, err := strconv.ParseInt(string(field), 10, 64)
-		if err != nil {
-			return procCPU{}, fmt.Errorf("CPU time in %q: %w", line, err)
-		}
-		ticks += n
-	}
-	return procCPU{ppid: ppid, cpu: time.Duration(ticks) * time.Second / userHZ}, nil
-}
-
-// treeCPU returns the CPU time that the process root and all its descendants have used so far
-// (a daemon may run in a child: uvfsd re-executes itself into a user namespace). It is 0 for
-// root 0 (a system without a daemon).
-func treeCPU(root int) (time.Duration, error) {
-	if root == 0 {
-		return 0, nil
-	}
-	dir, err := os.Open("/proc")
-	if err != nil {
-		return 0, err
-	}
-	names, err := dir.Readdirnames(-1)
-	dir.Close()
-	if err != nil {
-		return 0, err
-	}
-	procs := map[int]procCPU{}
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
-		line, err := os.ReadFile("/proc/" + name + "/stat")
-		if err != nil {
-			continue // it exited meanwhile
-		}
-		if procs[pid], err = parseProcStat(line); err != nil {
-			return 0, err
-		}
-	}
-	if _, ok := procs[root]; !ok {
-		return 0, fmt.Errorf("process %d is gone", root)
-	}
-	var total time.Duration
-	for pid, p := range procs {
-		for a := pid; ; a = procs[a].ppid {
-			if a == root {
-				total += p.cpu
-				break
-			}
-			if _, ok := procs[a]; !ok || a <= 1 {
-				break
-			}
-		}
-	}
-	return total, nil
 }
 
 // cpuSamples holds every round's CPU time: system -> workload -> one per round.

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uvfsd/uvfsd/e2e/guest"
 	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
@@ -38,11 +39,11 @@ func (g *gatedGuest) cpuNow() (stepCPU, error) {
 	var c stepCPU
 	var err error
 	if g.bt.daemon != nil {
-		if c.daemon, err = treeCPU(g.bt.daemon.Pid()); err != nil {
+		if c.daemon, err = guest.TreeCPU(g.bt.daemon.Pid()); err != nil {
 			return c, fmt.Errorf("the daemon's CPU time: %w", err)
 		}
 	}
-	if c.qemu, err = treeCPU(int(g.qemuPid.Load())); err != nil {
+	if c.qemu, err = guest.TreeCPU(int(g.qemuPid.Load())); err != nil {
 		return c, fmt.Errorf("QEMU's CPU time: %w", err)
 	}
 	return c, nil

@@ -93,7 +93,7 @@ func run() error {
 	flag.IntVar(&b.sizes.TreeFiles, "tree-files", 1500, "files in the host-made tree (full size: 6000)")
 	flag.IntVar(&b.sizes.BigMiB, "mib", 64, "MiB of the sequential write and read (full size: 128)")
 	uvfsdArgs := flag.String("uvfsd-args", "", `extra uvfsd flags, space separated (e.g. "--cache=always --writeback")`)
-	systems := flag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated ("+sysRust+" too, from "+rustDir()+")")
+	systems := flag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated ("+sysRust+" too, from "+guest.RustVirtiofsdDir()+")")
 	flag.IntVar(&b.memoryMB, "memory", 1024, "guest memory in MiB (same for all systems)")
 	flag.IntVar(&b.cpus, "cpus", 2, "guest CPUs (same for all systems)")
 	kernelPath := flag.String("kernel", "", "guest kernel (default: the newest /boot/vmlinuz-6.1.*, Debian bookworm's, or $UVFS_E2E_KERNEL)")
@@ -170,7 +170,7 @@ func run() error {
 		switch s = strings.TrimSpace(s); s {
 		case sys9p:
 		case sysRust:
-			if _, err := os.Stat(filepath.Join(rustDir(), rustBinary)); err != nil {
+			if _, err := os.Stat(filepath.Join(guest.RustVirtiofsdDir(), guest.RustVirtiofsdBinary)); err != nil {
 				fmt.Printf("note: skipping the Rust virtiofsd: %v (.ci/install-clients unpacks it)\n", err)
 				continue
 			}

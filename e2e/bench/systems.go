@@ -18,17 +18,6 @@ const (
 	sysRust  = "rust-virtiofsd"
 )
 
-// The Rust virtiofsd (1.13, Debian trixie's) as .ci/install-clients unpacks it, with the trixie
-// libc it needs, run through that libc's loader.
-const rustBinary = "usr/libexec/virtiofsd"
-
-func rustDir() string {
-	if d := os.Getenv("UVFS_E2E_CLIENTS"); d != "" {
-		return filepath.Join(d, "virtiofsd")
-	}
-	return "/opt/uvfs-e2e/virtiofsd"
-}
-
 // cVirtiofsd is QEMU's C virtiofsd (package qemu-system-common).
 const cVirtiofsd = "/usr/lib/qemu/virtiofsd"
 
@@ -88,7 +77,7 @@ func tempDir(pattern string, mode os.FileMode, owner guest.HostUser) (string, er
 func (b *bench) setUp(system string) (*boot, error) {
 	owner := currentAccount()
 	uvfsdArgs, isUvfsd := b.uvfsdSystems[system]
-	if isUvfsd {
+	if isUvfsd || system == sysRust {
 		owner = b.rootless
 	}
 	share, err := tempDir("uvfs-bench-share-", 0o755, owner)
@@ -120,10 +109,8 @@ func (b *bench) setUp(system string) (*boot, error) {
 		d.Path = b.uvfsd
 		d.Args = append([]string{"--socket-path=" + socket, "--shared-dir=" + share}, uvfsdArgs...)
 	case system == sysRust:
-		lib := filepath.Join(rustDir(), "usr/lib/x86_64-linux-gnu")
-		d.Path = filepath.Join(lib, "ld-linux-x86-64.so.2")
-		d.Args = []string{"--library-path", lib, filepath.Join(rustDir(), rustBinary),
-			"--socket-path=" + socket, "--shared-dir=" + share, "--cache=auto"}
+		// Rootless in unshare -r --map-auto with --sandbox chroot, as its README says.
+		d = guest.RustVirtiofsd(socket, share, owner.Credential())
 	default:
 		d.Path = cVirtiofsd
 		d.Args = []string{"--socket-path=" + socket, "-o", "source=" + share, "-o", "cache=auto"}
@@ -136,6 +123,8 @@ func (b *bench) setUp(system string) (*boot, error) {
 			d.Args = append(d.Args, "--log-level=debug")
 		case system == sysC:
 			d.Args = append(d.Args, "-d")
+		case system == sysRust:
+			d.Args = append(d.Args, "--log-level=debug")
 		}
 	}
 	bt.daemon = d

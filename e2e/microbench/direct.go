@@ -97,13 +97,25 @@ func directLookup(d *directFixture, _ int) (opFunc, error) {
 	}, nil
 }
 
+// directGetattr: statx of the inode's O_PATH fd, as uvfsd's GETATTR does it (passfs fstatx:
+// AT_EMPTY_PATH, the basic fields and the mount id). The C and Rust daemons make the same call as
+// fstatat(fd, "", AT_EMPTY_PATH), which costs the kernel the same.
 func directGetattr(d *directFixture, _ int) (opFunc, error) {
 	fd, err := d.open(readFile, unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	return func() error { return fstatat(fd, &empty[0], &st, unix.AT_EMPTY_PATH) }, nil
+	var st unix.Statx_t
+	return func() error { return statx(fd, &empty[0], &st) }, nil
+}
+
+func statx(dirfd int, name *byte, st *unix.Statx_t) error {
+	_, _, errno := unix.Syscall6(unix.SYS_STATX, uintptr(dirfd), uintptr(unsafe.Pointer(name)),
+		unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BASIC_STATS|unix.STATX_MNT_ID, uintptr(unsafe.Pointer(st)), 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // directReaddirplus: rewind, read the entries a page at a time, stat each one.

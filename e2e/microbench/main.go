@@ -1,16 +1,20 @@
 // Command microbench measures single FUSE requests without a VM: the Go
-// vhost-user front-end (vhost/frontend) drives the real uvfsd binary and
-// QEMU's C virtiofsd, and the same work is done with direct syscalls on the
+// vhost-user front-end (vhost/frontend) drives the real uvfsd binary, QEMU's
+// C virtiofsd and the Rust virtiofsd 1.13 (rootless: unshare -r --map-auto,
+// --sandbox chroot), and the same work is done with direct syscalls on the
 // host as the limit. For LOOKUP, GETATTR, READDIRPLUS, CREATE(+RELEASE) and
 // 4 KiB / 1 MiB READ and WRITE it prints the mean latency and ops/s at queue
-// depth 1 and 64 (64 goroutines calling the concurrency-safe front-end, so
-// 64 chains are in flight on one ring), then uvfsd's heap allocations per
-// request, measured in-process.
+// depth 1 and 64 (64 chains in flight on one ring), the CPU time per request
+// (the daemon's processes and threads together, from /proc; for direct, this
+// process's around the syscall loop) and its ratio to direct, each daemon's
+// idle resident memory, then uvfsd's heap allocations per request, measured
+// in-process.
 //
 //	go run ./e2e/microbench [--duration 2s] [--uvfsd-args "--thread-pool-size=2"]
 //
 // The front-end's own cost (it copies every buffer and allocates per call)
-// is in every daemon number alike; the direct column has none of it.
+// is in every daemon's latency alike, not in its CPU time; the direct column
+// has none of it.
 package main
 
 import (
@@ -34,6 +38,7 @@ import (
 const (
 	tUvfsd  = "uvfsd"
 	tC      = "C-virtiofsd"
+	tRust   = "rust-virtiofsd"
 	tDirect = "direct"
 	// tInProcess is uvfsd's stack in this process (no sandbox, no separate binary), for
 	// profiling with --cpuprofile; not in the default set.
@@ -61,13 +66,29 @@ func (r results) put(target, op string, s stats) {
 
 // get returns the round with the median throughput (the lower middle one for an even count).
 func (r results) get(target, op string, depth int) stats {
-	rounds := slices.Clone(r[target][op][depth])
+	return medianBy(r[target][op][depth], func(a, b stats) int { return cmp.Compare(a.opsPerSec(), b.opsPerSec()) })
+}
+
+// getCPU returns the round with the median CPU time per operation.
+func (r results) getCPU(target, op string, depth int) stats {
+	return medianBy(r[target][op][depth], func(a, b stats) int { return cmp.Compare(a.cpuPerOp(), b.cpuPerOp()) })
+}
+
+// medianBy returns the median of rounds by order (the lower middle one for an even count).
+func medianBy(rounds []stats, order func(a, b stats) int) stats {
 	if len(rounds) == 0 {
 		return stats{}
 	}
-	slices.SortFunc(rounds, func(a, b stats) int { return cmp.Compare(a.opsPerSec(), b.opsPerSec()) })
+	rounds = slices.Clone(rounds)
+	slices.SortFunc(rounds, order)
 	return rounds[(len(rounds)-1)/2]
 }
+
+// memory holds each daemon's resident memory (its processes together), one per round: idle
+// after the session's setup, and idle again after every operation ran.
+type memory map[string][]rssSample
+
+type rssSample struct{ setup, after guest.RSS }
 
 type config struct {
 	dur       time.Duration
@@ -99,11 +120,12 @@ func run() error {
 	var variants guest.StringList
 	flag.Var(&variants, "variant", `also measure uvfsd as target NAME with these flags: "NAME=FLAGS" (repeatable)`)
 	depths := flag.String("depths", "1,64", "queue depths, comma separated")
-	systems := flag.String("systems", strings.Join([]string{tUvfsd, tC, tDirect}, ","), "targets, comma separated")
+	systems := flag.String("systems", strings.Join([]string{tUvfsd, tC, tRust, tDirect}, ","), "targets, comma separated ("+tInProcess+" too: uvfsd's stack in this process)")
 	uvfsdArgs := flag.String("uvfsd-args", "", "extra uvfsd flags, space separated")
 	flag.IntVar(&c.allocReqs, "alloc-requests", 2000, "requests per operation for the allocation count (1 MiB: a tenth); 0 skips it")
 	flag.DurationVar(&c.spin, "spin", 0, "poll the used ring this long before sleeping on the interrupt eventfd (0: sleep at once, as a guest does)")
 	flag.BoolVar(&c.callFrontEnd, "call-front-end", false, "measure with Frontend.Call per request (allocates and copies) instead of pre-built pipelined chains")
+	flag.DurationVar(&rssSettle, "idle", rssSettle, "leave each daemon idle this long before reading its resident memory, after setup and after the run")
 	opsFilter := flag.String("ops", "", "only operations whose name contains this text (e.g. CREATE)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to `FILE` (use with --systems in-process)")
 	flag.IntVar(&inProcessVhost.ThreadPoolSize, "in-process-pool", 0, "the in-process stack's --thread-pool-size")
@@ -114,7 +136,7 @@ func run() error {
 	}
 	c.uvfsdArgs = strings.Fields(*uvfsdArgs)
 	c.variants = map[string][]string{tUvfsd: c.uvfsdArgs}
-	vs, err := guest.ParseVariants(variants, tUvfsd, tC, tDirect, tInProcess)
+	vs, err := guest.ParseVariants(variants, tUvfsd, tC, tRust, tDirect, tInProcess)
 	if err != nil {
 		return err
 	}
@@ -148,6 +170,15 @@ func run() error {
 				fmt.Println("note: skipping the C virtiofsd: it needs root")
 				continue
 			}
+			if _, err := os.Stat(cVirtiofsd); err != nil {
+				fmt.Printf("note: skipping the C virtiofsd: %v (apt-get install qemu-system-common)\n", err)
+				continue
+			}
+		case tRust:
+			if _, err := os.Stat(filepath.Join(guest.RustVirtiofsdDir(), guest.RustVirtiofsdBinary)); err != nil {
+				fmt.Printf("note: skipping the Rust virtiofsd: %v (.ci/install-clients unpacks it)\n", err)
+				continue
+			}
 		default:
 			return fmt.Errorf("--systems: unknown target %q", s)
 		}
@@ -178,12 +209,12 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res := results{}
+	res, mem := results{}, memory{}
 	for round := range *rounds {
 		for i := range targets {
 			// Rotate the order so that no target always runs first or last.
 			t := targets[(i+round)%len(targets)]
-			if err := c.runTarget(t, res); err != nil {
+			if err := c.runTarget(t, res, mem); err != nil {
 				return fmt.Errorf("%s: %w", t, err)
 			}
 		}
@@ -191,6 +222,10 @@ func run() error {
 	fmt.Println()
 	fmt.Printf("median of %d round(s)\n", *rounds)
 	writeTable(os.Stdout, res, targets, c.depths)
+	fmt.Println()
+	writeCPUTable(os.Stdout, res, targets, c.depths)
+	fmt.Println()
+	writeMemTable(os.Stdout, mem, targets)
 	if c.allocReqs > 0 {
 		share, err := c.share(false)
 		if err != nil {
@@ -240,17 +275,24 @@ func (c *config) share(forUvfsd bool) (string, error) {
 	return dir, makeFixture(dir, chown, int(c.runAs.UID), int(c.runAs.GID))
 }
 
+// rssSettle is how long a daemon is left idle before its resident memory is read (--idle).
+var rssSettle = 200 * time.Millisecond
+
 // runTarget measures every operation at every depth on one target.
-func (c *config) runTarget(target string, res results) error {
+func (c *config) runTarget(target string, res results, mem memory) error {
 	uvfsdArgs, isUvfsd := c.variants[target]
-	share, err := c.share(isUvfsd)
+	// The rootless daemons' share belongs to their user.
+	share, err := c.share(isUvfsd || target == tRust)
 	if err != nil {
 		return err
 	}
 	var newWorker func(op benchOp) func(int) (opFunc, error)
 	var sess *session // nil for the direct target
+	var clock cpuClock
+	var daemonPid int // 0 for the direct and in-process targets
 	switch target {
 	case tDirect:
+		clock = selfCPU
 		d, err := openDirectFixture(share)
 		if err != nil {
 			return err
@@ -276,7 +318,7 @@ func (c *config) runTarget(target string, res results) error {
 	default:
 		// The socket's directory must be writable by the daemon's user.
 		sockDir, err := os.MkdirTemp(c.work, "sock-")
-		if err == nil && isUvfsd && !c.runAs.Current {
+		if err == nil && (isUvfsd || target == tRust) && !c.runAs.Current {
 			err = os.Chown(sockDir, int(c.runAs.UID), int(c.runAs.GID))
 		}
 		if err != nil {
@@ -284,16 +326,22 @@ func (c *config) runTarget(target string, res results) error {
 		}
 		sock := filepath.Join(sockDir, "vhost.sock")
 		d := &vm.Daemon{Socket: sock}
-		if isUvfsd {
+		switch {
+		case isUvfsd:
 			d.Path, d.Credential = c.uvfsd, c.runAs.Credential()
 			d.Args = append([]string{"--socket-path=" + sock, "--shared-dir=" + share}, uvfsdArgs...)
-		} else {
+		case target == tRust:
+			// Rootless as its README says (unshare -r --map-auto, --sandbox chroot), as uvfsd's user.
+			d = guest.RustVirtiofsd(sock, share, c.runAs.Credential())
+		default:
 			d.Path = cVirtiofsd
 			d.Args = []string{"--socket-path=" + sock, "-o", "source=" + share, "-o", "cache=auto"}
 		}
 		if err := d.Start(); err != nil {
 			return err
 		}
+		daemonPid = d.Pid()
+		clock = treeCPU(daemonPid)
 		defer d.Stop(5 * time.Second)
 		f, err := frontend.Dial(sock, frontOptions)
 		if err != nil {
@@ -318,6 +366,22 @@ func (c *config) runTarget(target string, res results) error {
 	if sess != nil {
 		defer sess.forgets.Wait()
 	}
+	var rss rssSample
+	readRSS := func(into *guest.RSS) error {
+		if daemonPid == 0 {
+			return nil
+		}
+		time.Sleep(rssSettle)
+		n, err := guest.TreeRSS(daemonPid)
+		if err != nil {
+			return fmt.Errorf("resident memory: %w", err)
+		}
+		*into = n
+		return nil
+	}
+	if err := readRSS(&rss.setup); err != nil {
+		return err
+	}
 	for _, op := range benchOps {
 		for _, depth := range c.depths {
 			var st stats
@@ -325,18 +389,26 @@ func (c *config) runTarget(target string, res results) error {
 			if sess != nil && op.pipe != nil && !c.callFrontEnd {
 				var req pipeRequest
 				if req, err = op.pipe(sess); err == nil {
-					st, err = measurePipe(sess.f, depth, c.dur, c.spin, req)
+					st, err = measurePipe(sess.f, depth, c.dur, c.spin, clock, req)
 				}
 			} else {
-				st, err = measure(depth, c.dur, newWorker(op))
+				st, err = measure(depth, c.dur, clock, newWorker(op))
 			}
 			if err != nil {
 				return fmt.Errorf("%s at depth %d: %w", op.name, depth, err)
 			}
 			res.put(target, op.name, st)
-			fmt.Printf("RESULT target=%s op=%q depth=%d ops=%d ns=%d ops_per_s=%.0f latency_ns=%d\n",
-				target, op.name, depth, st.ops, st.elapsed.Nanoseconds(), st.opsPerSec(), st.latency().Nanoseconds())
+			fmt.Printf("RESULT target=%s op=%q depth=%d ops=%d ns=%d ops_per_s=%.0f latency_ns=%d cpu_ns=%d\n",
+				target, op.name, depth, st.ops, st.elapsed.Nanoseconds(), st.opsPerSec(), st.latency().Nanoseconds(), st.cpu.Nanoseconds())
 		}
+	}
+	if daemonPid != 0 {
+		if err := readRSS(&rss.after); err != nil {
+			return err
+		}
+		mem[target] = append(mem[target], rss)
+		fmt.Printf("RSS target=%s setup_bytes=%d setup_shmem_bytes=%d after_bytes=%d after_shmem_bytes=%d\n",
+			target, rss.setup.Total, rss.setup.Shmem, rss.after.Total, rss.after.Shmem)
 	}
 	return nil
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/uvfsd/uvfsd/e2e/guest"
 	"github.com/uvfsd/uvfsd/fuse"
 	"github.com/uvfsd/uvfsd/fuse/fusetest"
 	"github.com/uvfsd/uvfsd/vhost/frontend"
@@ -45,7 +47,7 @@ func TestStatsLatencyIsLittlesLaw(t *testing.T) {
 
 func TestMeasureCountsEveryWorker(t *testing.T) {
 	var calls atomic.Int64
-	st, err := measure(4, 50*time.Millisecond, func(int) (opFunc, error) {
+	st, err := measure(4, 50*time.Millisecond, nil, func(int) (opFunc, error) {
 		return func() error { calls.Add(1); time.Sleep(time.Millisecond); return nil }, nil
 	})
 	if err != nil {
@@ -60,10 +62,56 @@ func TestMeasureCountsEveryWorker(t *testing.T) {
 	}
 }
 
+func TestMeasureCountsCPU(t *testing.T) {
+	// Two workers that spin: the process's CPU time over the run is about the wall time of each.
+	st, err := measure(2, 100*time.Millisecond, selfCPU, func(int) (opFunc, error) {
+		return func() error {
+			for t0 := time.Now(); time.Since(t0) < 100*time.Microsecond; {
+			}
+			return nil
+		}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.hasCPU || st.cpu < 50*time.Millisecond || st.cpuPerOp() < 50*time.Microsecond || st.cpuPerOp() > 5*time.Millisecond {
+		t.Fatalf("CPU %v, %v per op over %d ops", st.cpu, st.cpuPerOp(), st.ops)
+	}
+	if s, _ := measure(1, time.Millisecond, nil, func(int) (opFunc, error) { return func() error { return nil }, nil }); s.hasCPU || s.cpuPerOp() != 0 {
+		t.Fatalf("without a clock: %+v", s)
+	}
+}
+
+func TestCPUTableRatios(t *testing.T) {
+	r := results{}
+	r.put(tDirect, "GETATTR", stats{ops: 1000, elapsed: time.Second, depth: 64, cpu: time.Millisecond, hasCPU: true})
+	r.put(tUvfsd, "GETATTR", stats{ops: 1000, elapsed: time.Second, depth: 64, cpu: 1500 * time.Microsecond, hasCPU: true})
+	r.put(tC, "GETATTR", stats{ops: 1000, elapsed: time.Second, depth: 64, cpu: 3 * time.Millisecond, hasCPU: true})
+	var buf bytes.Buffer
+	writeCPUTable(&buf, r, []string{tUvfsd, tC, tRust, tDirect}, []int{64})
+	var row string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "GETATTR ") {
+			row = l
+		}
+	}
+	// uvfsd 1.50, C 3.00, rust -, direct 1.00 µs; ratios to direct 1.50 3.00 -; uvfsd/C 0.50, uvfsd/rust -.
+	if got, want := strings.Fields(row), []string{"GETATTR", "64", "1.50", "3.00", "-", "1.00", "1.50", "3.00", "-", "0.50", "-"}; !slices.Equal(got, want) {
+		t.Errorf("row %q, want fields %q\n%s", row, want, buf.String())
+	}
+	buf.Reset()
+	writeMemTable(&buf, memory{tUvfsd: {{setup: guest.RSS{Total: 8 << 20}, after: guest.RSS{Total: 12 << 20, Shmem: 4 << 20}},
+		{setup: guest.RSS{Total: 9 << 20}, after: guest.RSS{Total: 11 << 20, Shmem: 1 << 20}}}}, []string{tUvfsd, tDirect})
+	// Medians of the lower middle: setup 8.0 and 8.0 without shmem, after 11.0 and 8.0 without.
+	if f := strings.Fields(strings.Split(buf.String(), "\n")[1]); !slices.Equal(f, []string{tUvfsd, "8.0", "8.0", "11.0", "8.0"}) || strings.Contains(buf.String(), tDirect) {
+		t.Errorf("memory table:\n%s", buf.String())
+	}
+}
+
 func TestMeasureStopsOnError(t *testing.T) {
 	boom := errors.New("boom")
 	var n atomic.Int64
-	_, err := measure(2, time.Second, func(int) (opFunc, error) {
+	_, err := measure(2, time.Second, nil, func(int) (opFunc, error) {
 		return func() error {
 			if n.Add(1) > warmupOps+5 {
 				return boom
@@ -121,7 +169,7 @@ func TestFuseOpsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := frontend.Options{MemSize: 16 << 20, QueueSize: 512, Indirect: true, EventIdx: true, Timeout: 10 * time.Second}
-	st, err := measure(8, 20*time.Millisecond, func(w int) (opFunc, error) {
+	st, err := measure(8, 20*time.Millisecond, nil, func(w int) (opFunc, error) {
 		p, err := startInProcess(share, small)
 		if err != nil {
 			return nil, err
@@ -182,13 +230,16 @@ func TestPipeOpsInProcess(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", op.name, err)
 		}
-		st, err := measurePipe(s.f, 4, 20*time.Millisecond, 0, req)
+		st, err := measurePipe(s.f, 4, 20*time.Millisecond, 0, selfCPU, req)
 		if err != nil || st.ops == 0 {
 			t.Fatalf("%s: %d ops, %v", op.name, st.ops, err)
 		}
+		if !st.hasCPU || st.cpu < 0 {
+			t.Fatalf("%s: CPU time %v (measured %v)", op.name, st.cpu, st.hasCPU)
+		}
 	}
 	bad := pipeRequest{in: s.c.Frame(fuse.OpGetattr, 1<<40, fusetest.Bytes(&fuse.GetattrIn{})), outSize: 16 + attrOutSize, minReply: uint32(16 + attrOutSize)}
-	if st, err := measurePipe(s.f, 2, 20*time.Millisecond, 0, bad); err == nil {
+	if st, err := measurePipe(s.f, 2, 20*time.Millisecond, 0, nil, bad); err == nil {
 		t.Fatalf("GETATTR of an unknown node: %d ops counted, no error", st.ops)
 	}
 }
