@@ -86,6 +86,7 @@ type migrationCase struct {
 	name     string
 	flags    []string
 	fallback bool   // both daemons without a user namespace (the nouserns launcher)
+	root     bool   // both daemons run as root (file handles need CAP_DAC_READ_SEARCH)
 	rename   bool   // a host process renames the open file while the guest is stopped for switch-over
 	want     string // "completed", or "failed" (the guest runs on at the source)
 	readable bool   // the open file can still be read after the migration
@@ -109,6 +110,8 @@ func TestLiveMigration(t *testing.T) {
 		{name: "rename-default-aborts", rename: true, want: "failed", readable: true},
 		{name: "rename-confirm-paths", flags: []string{"--migration-confirm-paths"}, rename: true, want: "completed", readable: true},
 		{name: "rename-guest-error", flags: []string{"--migration-on-error=guest-error"}, rename: true, want: "completed", readable: false},
+		// Root's file handles find the renamed file without any path.
+		{name: "root-file-handles", flags: []string{"--migration-mode=file-handles"}, root: true, rename: true, want: "completed", readable: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runMigration(t, tc) })
 	}
@@ -117,6 +120,9 @@ func TestLiveMigration(t *testing.T) {
 func runMigration(t *testing.T, tc migrationCase) {
 	g := requireStack(t, stackQEMU10)
 	user := e2eUser(t, userWithSubIDs)
+	if tc.root {
+		user = currentUser(t)
+	}
 	shared := makeDir(t, "uvfs-e2e-share-", 0o755, user)
 	sockDir := makeDir(t, "uvfs-e2e-sock-", 0o700, user)
 	work := t.TempDir()

@@ -672,3 +672,20 @@ func TestIdmapAndMappedOwnership(t *testing.T) {
 		}
 	}
 }
+
+// Rootless uvfsd cannot open file handles, so --migration-mode=file-handles fails at start with
+// what to do instead; as root, the options carry the migration flags to passfs.
+func TestMigrationOptions(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.MigrationMode, cfg.MigrationOnError, cfg.MigrationConfirmPaths = "file-handles", "guest-error", true
+	if _, err := fileSystemOptions(cfg, -1, -1, true); err == nil || !strings.Contains(err.Error(), "--migration-mode=find-paths") {
+		t.Errorf("rootless file-handles: %v, want an error that names find-paths", err)
+	}
+	o, err := fileSystemOptions(cfg, -1, -1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := o.Migration; !m.FileHandles || !m.GuestError || !m.ConfirmPaths || m.VerifyHandles {
+		t.Errorf("passfs migration options %+v", m)
+	}
+}
