@@ -102,35 +102,9 @@ func (fs *FS) lookupIn(parent *inode, dirfd int, name fuse.CString, out *fuse.En
 // false; fd is closed). It counts one lookup and may close other nodes' fds to stay within the
 // budget.
 func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString) (n *inode, isNew bool, e fuse.Errno) {
-	fileType := uint32(st.Mode) & unix.S_IFMT
-	// Only a mount root can be on another kind of file system than its parent (pseudofs.go).
-	mountRoot, pseudo := st.Mnt_id != parent.key.mnt, parent.pseudo
-	if mountRoot {
-		kind, e := fs.pseudoKind(fd, st)
-		if e != 0 {
-			closeFD(fd)
-			return nil, false, e
-		}
-		if pseudo = kind != ""; pseudo {
-			fs.notePseudo(name, kind)
-		}
-	}
-	var fh *fileHandle
-	if !pseudo {
-		if fh, e = fs.takeHandle(fd, fileType); e != 0 {
-			closeFD(fd)
-			return nil, false, e
-		}
-	}
-	cand := &inode{fd: fd, key: keyOf(st), fileType: fileType, handle: fh, parent: parent, clockIdx: -1,
-		submount: fileType == unix.S_IFDIR && mountRoot, mountRoot: mountRoot, pseudo: pseudo}
-	if fs.mapped {
-		cand.mapped = &mappedState{}
-	}
-	if name != nil {
-		cand.name = string(name)
-	} else {
-		cand.keepOpen = true // no name to reopen it from
+	cand, e := fs.newNode(fd, st, parent, name)
+	if e != 0 {
+		return nil, false, e
 	}
 	n = fs.inodes.insert(cand)
 	if n != cand && name != nil {
@@ -141,6 +115,43 @@ func (fs *FS) addNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString
 	}
 	fs.inodes.fds.trim()
 	return n, n == cand, 0
+}
+
+// newNode makes the node, not yet in the table, for the O_PATH fd of an inode st found as name in
+// parent (name nil: an O_TMPFILE file, which keeps its fd open). On failure fd is closed.
+func (fs *FS) newNode(fd int, st *unix.Statx_t, parent *inode, name fuse.CString) (*inode, fuse.Errno) {
+	fileType := uint32(st.Mode) & unix.S_IFMT
+	// Only a mount root can be on another kind of file system than its parent (pseudofs.go).
+	mountRoot, pseudo := st.Mnt_id != parent.key.mnt, parent.pseudo
+	if mountRoot {
+		kind, e := fs.pseudoKind(fd, st)
+		if e != 0 {
+			closeFD(fd)
+			return nil, e
+		}
+		if pseudo = kind != ""; pseudo {
+			fs.notePseudo(name, kind)
+		}
+	}
+	var fh *fileHandle
+	if !pseudo {
+		var e fuse.Errno
+		if fh, e = fs.takeHandle(fd, fileType); e != 0 {
+			closeFD(fd)
+			return nil, e
+		}
+	}
+	n := &inode{fd: fd, key: keyOf(st), fileType: fileType, handle: fh, parent: parent, clockIdx: -1,
+		submount: fileType == unix.S_IFDIR && mountRoot, mountRoot: mountRoot, pseudo: pseudo}
+	if fs.mapped {
+		n.mapped = &mappedState{}
+	}
+	if name != nil {
+		n.name = string(name)
+	} else {
+		n.keepOpen = true // no name to reopen it from
+	}
+	return n, 0
 }
 
 // lookupSelf answers "." with the directory itself.

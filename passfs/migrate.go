@@ -395,16 +395,10 @@ func (l *loader) open(mn *migNode) (int, string, error) {
 			fs.logf("migration: opening %s by its file handle failed (%v); opening by path", mn.Path, err)
 		}
 	}
+	// Submounts on the way are crossed, as the guest crossed them.
 	fd, err := unix.Openat2(fs.o.RootFD, mn.Path, &unix.OpenHow{
-		Flags:   uint64(pathFlags),
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+		Flags: uint64(pathFlags), Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	})
-	if errors.Is(err, syscall.EXDEV) {
-		// A submount on the way: allowed, as the guest crossed it.
-		fd, err = unix.Openat2(fs.o.RootFD, mn.Path, &unix.OpenHow{
-			Flags: uint64(pathFlags), Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
-		})
-	}
 	return fd, "path", err
 }
 
@@ -490,35 +484,15 @@ func splitMigPath(p string) (dir, name string, err error) {
 // adoptMigrated makes the node id for the O_PATH fd (taken over) of st, found as name in parent
 // (nil: a parent that did not migrate; the node then keeps its fd open).
 func (fs *FS) adoptMigrated(fd int, st *unix.Statx_t, parent *inode, name string, id, lookups uint64) (*inode, fuse.Errno) {
-	root := fs.rootNode()
-	fileType := uint32(st.Mode) & unix.S_IFMT
 	ref := parent
 	if ref == nil {
-		ref = root
+		ref = fs.rootNode()
 	}
-	mountRoot, pseudo := st.Mnt_id != ref.key.mnt, false
-	if mountRoot {
-		kind, e := fs.pseudoKind(fd, st)
-		if e != 0 {
-			closeFD(fd)
-			return nil, e
-		}
-		pseudo = kind != ""
+	n, e := fs.newNode(fd, st, ref, fuse.CString(name+"\x00"))
+	if e != 0 {
+		return nil, e
 	}
-	var fh *fileHandle
-	if !pseudo {
-		var e fuse.Errno
-		if fh, e = fs.takeHandle(fd, fileType); e != 0 {
-			closeFD(fd)
-			return nil, e
-		}
-	}
-	n := &inode{fd: fd, key: keyOf(st), fileType: fileType, handle: fh, parent: parent, clockIdx: -1,
-		submount: fileType == unix.S_IFDIR && mountRoot, mountRoot: mountRoot, pseudo: pseudo,
-		name: name + "\x00", keepOpen: parent == nil}
-	if fs.mapped {
-		n.mapped = &mappedState{}
-	}
+	n.parent, n.keepOpen = parent, parent == nil
 	if !fs.inodes.insertMigrated(n, id, max(lookups, 1)) {
 		closeFD(fd)
 		return nil, syscall.EEXIST // two migrated ids for one inode: the state is inconsistent
