@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvfsd/uvfsd/e2e/guest"
 	"github.com/uvfsd/uvfsd/scripts/vm"
 )
 
@@ -186,15 +187,11 @@ func checkServedLog(t *testing.T, d clientDaemon, lines []string, shared, socket
 // ...), or 0 when there is no such process. A zombie has exited: on these
 // machines pid 1 may never reap the daemons that clients orphan.
 func processState(pid int) byte {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s, err := guest.ReadProcStat(pid)
 	if err != nil {
 		return 0
 	}
-	_, rest, ok := strings.Cut(string(data), ") ")
-	if !ok || rest == "" {
-		return 0
-	}
-	return rest[0]
+	return s.State
 }
 
 // waitExited waits until pid has exited (gone or a zombie).
@@ -214,17 +211,11 @@ func waitExited(pid int, timeout time.Duration) error {
 
 // sessionOf returns the session id of pid, or 0.
 func sessionOf(pid int) int {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s, err := guest.ReadProcStat(pid)
 	if err != nil {
 		return 0
 	}
-	_, rest, ok := strings.Cut(string(data), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 4 {
-		return 0
-	}
-	sid, _ := strconv.Atoi(f[3]) // state ppid pgrp session
-	return sid
+	return s.Session
 }
 
 // childOf returns a child process of pid, or 0.

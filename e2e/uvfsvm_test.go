@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/uvfsd/uvfsd/e2e/guest"
 )
 
 // TestLauncherHostRoot runs scripts/uvfs-vm as the unprivileged user with
@@ -167,23 +169,14 @@ func TestLauncherStopsEverything(t *testing.T) {
 // command name starts with comm ("" for all). Zombies do not count: on
 // these machines pid 1 may not reap them.
 func processesInGroup(pgid int, comm string) []int {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	var pids []int
-	for _, stat := range stats {
-		b, err := os.ReadFile(stat)
-		if err != nil {
+	for _, dir := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		s, err := guest.ReadProcStat(pid)
+		if err != nil || s.State == 'Z' || s.PGRP != pgid || !strings.HasPrefix(s.Comm, comm) {
 			continue
 		}
-		open, close := strings.IndexByte(string(b), '('), strings.LastIndexByte(string(b), ')')
-		if open < 0 || close < open {
-			continue
-		}
-		name := string(b[open+1 : close])
-		f := strings.Fields(string(b[close+1:])) // state ppid pgrp ...
-		if len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(pgid) || !strings.HasPrefix(name, comm) {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(stat)))
 		pids = append(pids, pid)
 	}
 	return pids

@@ -16,9 +16,19 @@ import (
 // supports).
 const userHZ = 100
 
-// ProcStat is what the benchmarks take from one /proc/PID/stat line.
+// ProcStat is what the e2e tests take from one /proc/PID/stat line: the benchmarks the CPU time
+// of a process tree, the client tests a process's state, group and session.
 type ProcStat struct {
-	PPID int
+	PID int
+	// Comm is the command name (field 2) without its parentheses: at most 15 bytes of the
+	// executable's name or of what the process set with prctl(PR_SET_NAME), which may hold
+	// spaces and parentheses.
+	Comm string
+	// State is the state letter: 'R' running, 'S' sleeping, 'Z' zombie, 'X' dead, ...
+	State   byte
+	PPID    int
+	PGRP    int // the process group
+	Session int
 	// CPU is user + system time of all the process's threads, live and exited, and of its
 	// reaped children (utime + stime + cutime + cstime).
 	CPU time.Duration
@@ -27,9 +37,13 @@ type ProcStat struct {
 // ParseProcStat reads a /proc/PID/stat line. The command name (field 2) is in parentheses and
 // may contain spaces and parentheses, so the fields are counted from the last ')'.
 func ParseProcStat(line []byte) (ProcStat, error) {
-	end := bytes.LastIndexByte(line, ')')
-	if end < 0 {
+	start, end := bytes.IndexByte(line, '('), bytes.LastIndexByte(line, ')')
+	if start < 0 || end < start {
 		return ProcStat{}, fmt.Errorf("no command name in %q", line)
+	}
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(line[:start])))
+	if err != nil {
+		return ProcStat{}, fmt.Errorf("pid in %q: %w", line, err)
 	}
 	// After ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
 	// utime stime cutime cstime ...
@@ -37,9 +51,17 @@ func ParseProcStat(line []byte) (ProcStat, error) {
 	if len(f) < 15 {
 		return ProcStat{}, fmt.Errorf("short stat line %q", line)
 	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	if err != nil {
-		return ProcStat{}, fmt.Errorf("ppid in %q: %w", line, err)
+	if len(f[0]) != 1 {
+		return ProcStat{}, fmt.Errorf("state in %q: want one letter", line)
+	}
+	s := ProcStat{PID: pid, Comm: string(line[start+1 : end]), State: f[0][0]}
+	for i, n := range []struct {
+		name string
+		into *int
+	}{{"ppid", &s.PPID}, {"pgrp", &s.PGRP}, {"session", &s.Session}} {
+		if *n.into, err = strconv.Atoi(string(f[1+i])); err != nil {
+			return ProcStat{}, fmt.Errorf("%s in %q: %w", n.name, line, err)
+		}
 	}
 	var ticks int64
 	for _, field := range f[11:15] {
@@ -49,7 +71,22 @@ func ParseProcStat(line []byte) (ProcStat, error) {
 		}
 		ticks += n
 	}
-	return ProcStat{PPID: ppid, CPU: time.Duration(ticks) * time.Second / userHZ}, nil
+	s.CPU = time.Duration(ticks) * time.Second / userHZ
+	return s, nil
+}
+
+// ReadProcStat reads and parses /proc/PID/stat. For a process that is gone, or goes while it
+// is read, the error is the read's (a *fs.PathError, ENOENT or ESRCH).
+func ReadProcStat(pid int) (ProcStat, error) {
+	line, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ProcStat{}, err
+	}
+	s, err := ParseProcStat(line)
+	if err != nil {
+		return ProcStat{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return s, nil
 }
 
 // RSS is a process's resident memory from /proc/PID/status, in bytes.

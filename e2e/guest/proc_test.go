@@ -1,28 +1,97 @@
 package guest
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseProcStatCountsFieldsFromTheLastParenthesis(t *testing.T) {
-	// A command name may hold spaces and parentheses; utime stime cutime cstime are 7 4 2 1.
-	line := []byte("4242 (a) (b c) S 17 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20 0 1 0 5 0 0\n")
+	// A command name may hold spaces and parentheses, even ") " and what looks like the fields
+	// after it; utime stime cutime cstime are 7 4 2 1.
+	line := []byte("4242 (a) (b c) R 1 2 3) S 17 4200 4100 0 -1 4194560 100 0 0 0 7 4 2 1 20 0 1 0 5 0 0\n")
 	got, err := ParseProcStat(line)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.PPID != 17 || got.CPU != 140*time.Millisecond {
-		t.Errorf("got ppid %d cpu %v, want 17 and 140ms", got.PPID, got.CPU)
+	want := ProcStat{PID: 4242, Comm: "a) (b c) R 1 2 3", State: 'S', PPID: 17, PGRP: 4200, Session: 4100, CPU: 140 * time.Millisecond}
+	if got != want {
+		t.Errorf("got %+v\nwant %+v", got, want)
 	}
-	for _, bad := range []string{"4242 (a) S 17", "4242 a S 17 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
-		"4242 (a) S x 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20", "4242 (a) S 17 4242 4242 0 -1 4194560 100 0 0 0 7 -- 2 1 20"} {
+	// An empty command name.
+	if got, err := ParseProcStat([]byte("7 () Z 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20")); err != nil || got.Comm != "" || got.State != 'Z' || got.PGRP != 7 {
+		t.Errorf("empty command name: %+v, %v", got, err)
+	}
+	for _, bad := range []string{
+		"4242 (a) S 17",
+		"4242 a S 17 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"4242 a) S 17 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"x (a) S 17 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"(a) S 17 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"4242 (a) SS 17 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"4242 (a) S x 4242 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"4242 (a) S 17 x 4242 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"4242 (a) S 17 4242 x 0 -1 4194560 100 0 0 0 7 4 2 1 20",
+		"4242 (a) S 17 4242 4242 0 -1 4194560 100 0 0 0 7 -- 2 1 20",
+	} {
 		if _, err := ParseProcStat([]byte(bad)); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
+	}
+}
+
+func TestReadProcStat(t *testing.T) {
+	// A child whose command name is made to look like the fields after it: sleep run through a
+	// symlink, whose name the kernel takes as the command name.
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep:", err)
+	}
+	const comm = "a) R 1 2 (b c"
+	link := filepath.Join(t.TempDir(), comm)
+	if err := os.Symlink(sleep, link); err != nil {
+		t.Fatal(err)
+	}
+	child := exec.Command(link, "30")
+	child.Args[0] = "sleep" // for a multi-call binary
+	child.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	pid := child.Process.Pid
+	// Until the child has called execve it has this process's command name; sleep then sleeps.
+	var got ProcStat
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if got, err = ReadProcStat(pid); err != nil {
+			t.Fatal(err)
+		}
+		if got.Comm == comm && got.State == 'S' || time.Now().After(deadline) {
+			break
+		}
+	}
+	sid, err := unix.Getsid(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ProcStat{PID: pid, Comm: comm, State: 'S', PPID: os.Getpid(), PGRP: pid, Session: sid, CPU: got.CPU}
+	if got != want {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+
+	// A process that is gone.
+	child.Process.Kill()
+	child.Wait()
+	if _, err := ReadProcStat(pid); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadProcStat of a reaped child: %v, want ENOENT", err)
 	}
 }
 
@@ -67,13 +136,9 @@ func startBusyChild(t *testing.T) *exec.Cmd {
 	return child
 }
 
-func readStat(t *testing.T, pid string) ProcStat {
+func readStat(t *testing.T, pid int) ProcStat {
 	t.Helper()
-	line, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ParseProcStat(line)
+	s, err := ReadProcStat(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +148,11 @@ func readStat(t *testing.T, pid string) ProcStat {
 func TestTreeCPUCountsChildren(t *testing.T) {
 	// A child that burns CPU and then waits: its time must count in this process's tree.
 	child := startBusyChild(t)
-	c := readStat(t, strconv.Itoa(child.Process.Pid))
+	c := readStat(t, child.Process.Pid)
 	if c.CPU < 50*time.Millisecond {
 		t.Fatalf("the child used only %v; the loop is too short to tell", c.CPU)
 	}
-	own := readStat(t, "self")
+	own := readStat(t, os.Getpid())
 	tree, err := TreeCPU(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
