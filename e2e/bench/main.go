@@ -57,14 +57,16 @@ type bench struct {
 	// measureCPU records each step's daemon and QEMU CPU time (lockstep only).
 	measureCPU bool
 
-	rootless  guest.HostUser
-	work      string // binaries and initramfs images
-	uvfsd     string
-	kernel    string // what QEMU boots
-	initrdFS  string // mounts virtiofs tag shareTag at /mnt
-	initrd9p  string // mounts 9p tag p9 at /mnt
-	timeout   time.Duration
-	bootCount int
+	rootless guest.HostUser
+	work     string // binaries and initramfs images
+	uvfsd    string
+	kernel   string // what QEMU boots
+	initrdFS string // mounts virtiofs tag shareTag at /mnt
+	initrd9p string // mounts 9p tag p9 at /mnt
+	// initrdFloor mounts virtiofs like initrdFS but runs the steps in a tmpfs (sysFloor)
+	initrdFloor string
+	timeout     time.Duration
+	bootCount   int
 
 	// countRequests runs one boot per virtio-fs daemon with request accounting (uvfsd reports on
 	// SIGUSR1, the C virtiofsd logs each request with -d) and fills counts.
@@ -93,7 +95,7 @@ func run() error {
 	flag.IntVar(&b.sizes.TreeFiles, "tree-files", 1500, "files in the host-made tree (full size: 6000)")
 	flag.IntVar(&b.sizes.BigMiB, "mib", 64, "MiB of the sequential write and read (full size: 128)")
 	uvfsdArgs := flag.String("uvfsd-args", "", `extra uvfsd flags, space separated (e.g. "--cache=always --writeback")`)
-	systems := flag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated ("+sysRust+" too, from "+guest.RustVirtiofsdDir()+")")
+	systems := flag.String("systems", strings.Join([]string{sysUvfsd, sysC, sys9p}, ","), "systems to run, comma separated ("+sysRust+" too, from "+guest.RustVirtiofsdDir()+"; "+sysFloor+": the steps on a tmpfs in the guest, the floor no daemon can beat)")
 	flag.IntVar(&b.memoryMB, "memory", 1024, "guest memory in MiB (same for all systems)")
 	flag.IntVar(&b.cpus, "cpus", 2, "guest CPUs (same for all systems)")
 	kernelPath := flag.String("kernel", "", "guest kernel (default: the newest /boot/vmlinuz-6.1.*, Debian bookworm's, or $UVFS_E2E_KERNEL)")
@@ -168,7 +170,7 @@ func run() error {
 	}
 	for _, s := range strings.Split(*systems, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case sys9p:
+		case sys9p, sysFloor:
 		case sysRust:
 			if _, err := os.Stat(filepath.Join(guest.RustVirtiofsdDir(), guest.RustVirtiofsdBinary)); err != nil {
 				fmt.Printf("note: skipping the Rust virtiofsd: %v (.ci/install-clients unpacks it)\n", err)
@@ -195,7 +197,7 @@ func run() error {
 			if _, ok := b.uvfsdSystems[s]; ok {
 				break
 			}
-			return fmt.Errorf("--systems: unknown system %q (know %s, %s, %s, %s)", s, sysUvfsd, sysC, sysRust, sys9p)
+			return fmt.Errorf("--systems: unknown system %q (know %s, %s, %s, %s, %s)", s, sysUvfsd, sysC, sysRust, sys9p, sysFloor)
 		}
 		b.systems = append(b.systems, s)
 	}
@@ -343,21 +345,22 @@ func (b *bench) prepare(kernelPath string, qemu10 bool) error {
 	if err != nil {
 		return err
 	}
-	script := guestScript(b.sizes, !b.sequential)
 	for _, img := range []struct {
-		path  *string
-		name  string
-		mount vm.Mount
+		path   *string
+		name   string
+		mount  vm.Mount
+		script string
 	}{
-		{&b.initrdFS, "initrd-virtiofs", vm.Mount{Tag: shareTag, Dir: "/mnt"}},
+		{&b.initrdFS, "initrd-virtiofs", vm.Mount{Tag: shareTag, Dir: "/mnt"}, guestScript(b.sizes, !b.sequential)},
 		{&b.initrd9p, "initrd-9p", vm.Mount{Type: "9p", Tag: "p9", Dir: "/mnt",
-			Options: "trans=virtio,version=9p2000.L,cache=loose,msize=512000"}},
+			Options: "trans=virtio,version=9p2000.L,cache=loose,msize=512000"}, guestScript(b.sizes, !b.sequential)},
+		{&b.initrdFloor, "initrd-floor", vm.Mount{Tag: shareTag, Dir: "/mnt"}, floorPrologue + guestScript(b.sizes, !b.sequential)},
 	} {
 		rd := vm.Initramfs{
 			Kernel:       k,
 			ExtraModules: vm.NinePModules, // loaded for every system: same guest
 			Mounts:       []vm.Mount{img.mount},
-			Script:       script,
+			Script:       img.script,
 			Files:        map[string][]byte{"/bin/benchstep": stepData},
 		}
 		*img.path = filepath.Join(b.work, img.name)

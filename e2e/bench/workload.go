@@ -105,6 +105,12 @@ exit $fail
 	return b.String()
 }
 
+// floorPrologue moves the guest script of sysFloor from the share to a tmpfs, with a copy of the
+// host tree, before the first step (untimed; a lockstep round's first gate waits for it). Its
+// cold steps drop caches like the others', which a tmpfs keeps: the floor is a lower bound.
+const floorPrologue = `mkdir -p /floor && mount -t tmpfs floor /floor && cp -a tree /floor/ && cd /floor || { echo "BENCH-FAIL setup: no tmpfs copy of the tree"; exit 1; }
+`
+
 // makeTree creates files regular files under root in 10 top directories of
 // 10 subdirectories each, sized 0 to 3840 bytes, owned by uid:gid when
 // chown is set. It is the host-made tree the guest lists, walks and copies.
