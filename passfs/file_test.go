@@ -205,7 +205,7 @@ type dirent struct {
 }
 
 // parseDirBuffer decodes READDIR(PLUS) replies the way the guest kernel does.
-func parseDirBuffer(t *testing.T, b []byte, plus bool) []dirent {
+func parseDirBuffer(t testing.TB, b []byte, plus bool) []dirent {
 	t.Helper()
 	var out []dirent
 	for len(b) > 0 {
@@ -235,7 +235,7 @@ func leU32(b []byte) uint32 {
 }
 
 // readAll reads a directory with replies of size bytes, continuing from each last offset.
-func readAll(t *testing.T, e *env, fh uint64, size int, plus bool, from uint64) []dirent {
+func readAll(t testing.TB, e *env, fh uint64, size int, plus bool, from uint64) []dirent {
 	t.Helper()
 	var all []dirent
 	off := from
