@@ -24,7 +24,8 @@ type FS struct {
 	groups     []uint32
 	// setGroupsOK: requests may get exactly their own supplementary groups (creds.go).
 	setGroupsOK bool
-	// ownFsuid, ownFsgid: the daemon's own, which every thread has outside asCaller.
+	// ownFsuid, ownFsgid: the daemon's own, read at New, which every thread has outside asCaller
+	// (the daemon must not change its ids after New; uvfsd does not).
 	ownFsuid, ownFsgid uint32
 
 	inodes *inodeTable

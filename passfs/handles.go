@@ -67,6 +67,9 @@ func (t *handleTable) addAt(fh uint64, h *handle) bool {
 	h.pins.Store(1)
 	h.id = fh
 	t.m.put(h)
+	// New handles must never get this fh, whatever next the migration state carried.
+	for next := t.next.Load(); next <= fh && !t.next.CompareAndSwap(next, fh+1); next = t.next.Load() {
+	}
 	return true
 }
 

@@ -183,3 +183,26 @@ func BenchmarkIDTableGet(b *testing.B) {
 		}
 	})
 }
+
+// Migrated handles keep their fh, a repeated one is refused, and new handles never get one of
+// theirs, even when the state's next fh lags behind them.
+func TestHandleTableAddAt(t *testing.T) {
+	tab := newHandleTable()
+	if !tab.addAt(100, &handle{fd: -1}) || tab.addAt(100, &handle{fd: -1}) {
+		t.Fatal("addAt(100) twice: want true, then false")
+	}
+	if fh := tab.add(&handle{fd: -1}); fh <= 100 {
+		t.Fatalf("a new handle got fh %d after a migrated 100", fh)
+	}
+	if h := tab.get(100); h == nil || h.id != 100 {
+		t.Fatalf("get(100) = %v", h)
+	} else {
+		h.unpin()
+	}
+	if !tab.remove(100) || tab.remove(100) || tab.get(100) != nil {
+		t.Fatal("remove(100): want it gone once")
+	}
+	if got := tab.count(); got != 1 {
+		t.Fatalf("%d handles, want 1", got)
+	}
+}
