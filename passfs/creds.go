@@ -52,6 +52,13 @@ func canSetGroups(groups []uint32) bool {
 	return setThreadGroups(groups) == 0 // the same groups: a no-op when allowed
 }
 
+// ownFsids reads the daemon's fsuid and fsgid (those of every thread while no request switched).
+func ownFsids() (uid, gid uint32) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return threadFsuid(), threadFsgid()
+}
+
 // callerCreds is the state needed to undo a credential switch.
 type callerCreds struct {
 	prevUID, prevGID uint32
@@ -72,6 +79,11 @@ func (fs *FS) asCaller(ctx *fuse.Context, op func() fuse.Errno) fuse.Errno {
 	if err != nil {
 		return syscall.EPERM
 	}
+	if uid == fs.ownFsuid && gid == fs.ownFsgid && !fs.changesGroups(ctx) {
+		// The switch would change nothing: skip its eight syscalls. This is the common case of
+		// a root guest on a rootless uvfsd (the Rust virtiofsd skips it for root as well).
+		return op()
+	}
 	runtime.LockOSThread()
 	c, e := fs.switchCreds(ctx, uid, gid)
 	if e == 0 {
@@ -85,6 +97,12 @@ func (fs *FS) asCaller(ctx *fuse.Context, op func() fuse.Errno) fuse.Errno {
 	}
 	runtime.UnlockOSThread()
 	return e
+}
+
+// changesGroups reports whether switchCreds would set the thread's supplementary groups: to the
+// caller's one (CREATE_SUPP_GROUP) or to none in place of the daemon's.
+func (fs *FS) changesGroups(ctx *fuse.Context) bool {
+	return fs.setGroupsOK && (ctx.HasSuppGID || len(fs.groups) > 0)
 }
 
 func (fs *FS) switchCreds(ctx *fuse.Context, uid, gid uint32) (callerCreds, fuse.Errno) {

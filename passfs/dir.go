@@ -103,20 +103,81 @@ func (fs *FS) Readdir(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.D
 	return fs.fillDir(d, h.fd, in.Offset, plus, buf)
 }
 
-// readdirNode serves READDIR without a handle (no-opendir mode): it opens the directory, reads
-// from the guest's offset and closes it again. Entries that did not fit are read again next time
-// from the offset the guest passes back, so nothing needs to be kept between requests.
+// readdirNode serves READDIR without a handle (no-opendir mode). The directory's fd stays on the
+// node for the next READDIR (keptDirFD), so a listing costs at most an lseek where opening through
+// /proc/self/fd and closing cost two syscalls and about 4 µs per request. The getdents64 buffer is
+// scratch: entries that did not fit are read again from the offset the guest passes back, so no
+// memory stays per directory but the fd.
 func (fs *FS) readdirNode(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fuse.DirBuffer) fuse.Errno {
-	n, fd, e := fs.openDir(ctx.NodeID)
+	n, e := fs.node(ctx.NodeID)
 	if e != 0 {
 		return e
 	}
 	defer n.unpin()
-	defer closeFD(fd)
+	if !n.isDir() {
+		return syscall.ENOTDIR
+	}
 	d := fs.dirScratch.get()
 	defer fs.dirScratch.put(d)
 	d.node, d.pos, d.end, d.offset = n, 0, 0, 0
-	return fs.fillDir(d, fd, in.Offset, plus, buf)
+	if n.pseudo {
+		return fs.fillDir(d, -1, in.Offset, plus, buf) // never opened (pseudofs.go)
+	}
+	kept, e := fs.keptDirFD(n)
+	if e != 0 {
+		return e
+	}
+	if kept == nil {
+		// Another READDIR of this directory uses the kept fd: this one opens its own.
+		fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
+		if e != 0 {
+			return e
+		}
+		defer closeFD(fd)
+		return fs.fillDir(d, fd, in.Offset, plus, buf)
+	}
+	defer kept.unpin()
+	pos := kept.dir
+	defer pos.mu.Unlock()
+	// fillDir seeks unless the guest continues where the fd stands.
+	d.offset = pos.offset
+	e = fs.fillDir(d, kept.fd, in.Offset, plus, buf)
+	if e == 0 && d.pos >= d.end {
+		pos.offset = d.offset // every entry getdents64 returned was used: the fd stands after the last
+	} else {
+		pos.offset = unknownDirPos
+	}
+	return e
+}
+
+// unknownDirPos is a kept directory fd's position when it is not the d_off of the last entry
+// used: no offset the guest may pass (fillDir refuses those above 1<<63-1), so the next READDIR
+// seeks.
+const unknownDirPos = ^uint64(0)
+
+// keptDirFD returns the directory node n's kept fd for handle-less READDIRs, pinned and with its
+// dir.mu held (dir.offset is where the fd stands), opening it if there is none; or nil if another
+// READDIR holds it. The fd sits in the node's read data slot, which directories do not use
+// otherwise, so it counts against the fd budget, closes with the node's fds, and closes when idle
+// like no-open mode's data fds (nodedata.go).
+func (fs *FS) keptDirFD(n *inode) (*handle, fuse.Errno) {
+	if !n.dataUsed.Load() {
+		n.dataUsed.Store(true)
+	}
+	h := n.data.read.Load()
+	if h == nil || !h.tryPin() {
+		fd, e := fs.openNode(n, unix.O_RDONLY|unix.O_DIRECTORY)
+		if e != 0 {
+			return nil, e
+		}
+		// Only mu and offset of this dirStream are used; the buffer is the READDIR's scratch.
+		h = fs.installData(n, &handle{fd: fd, dir: &dirStream{node: n}}, true, false)
+	}
+	if h.dir == nil || !h.dir.mu.TryLock() {
+		h.unpin()
+		return nil, 0
+	}
+	return h, 0
 }
 
 // fillDir adds the entries of the directory open as fd, from offset on, to buf. d holds the

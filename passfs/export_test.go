@@ -26,6 +26,16 @@ func (fs *FS) EvictNodeFDs() int { return fs.inodes.fds.evictDownTo(0) }
 // UsesFileHandles reports whether New decided to give nodes file handles.
 func (fs *FS) UsesFileHandles() bool { return fs.useHandles }
 
+// NodeFileHandle returns the file handle a node keeps, or ok false if it has none.
+func (fs *FS) NodeFileHandle(id uint64) (typ int32, handle []byte, ok bool) {
+	n := fs.inodes.get(id)
+	if n == nil || n.handle == nil {
+		return 0, nil, false
+	}
+	defer n.unpin()
+	return n.handle.typ, n.handle.bytes[:n.handle.size], true
+}
+
 // SimulateFileHandleProbe makes New's probe return err until the test ends.
 func SimulateFileHandleProbe(t interface{ Cleanup(func()) }, err error) {
 	saved := probeFileHandles

@@ -4,6 +4,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -204,7 +205,7 @@ type dirent struct {
 }
 
 // parseDirBuffer decodes READDIR(PLUS) replies the way the guest kernel does.
-func parseDirBuffer(t *testing.T, b []byte, plus bool) []dirent {
+func parseDirBuffer(t testing.TB, b []byte, plus bool) []dirent {
 	t.Helper()
 	var out []dirent
 	for len(b) > 0 {
@@ -234,7 +235,7 @@ func leU32(b []byte) uint32 {
 }
 
 // readAll reads a directory with replies of size bytes, continuing from each last offset.
-func readAll(t *testing.T, e *env, fh uint64, size int, plus bool, from uint64) []dirent {
+func readAll(t testing.TB, e *env, fh uint64, size int, plus bool, from uint64) []dirent {
 	t.Helper()
 	var all []dirent
 	off := from
@@ -364,4 +365,123 @@ func TestLockOwnersAreBounded(t *testing.T) {
 	if e.fs.LockFDCount() != 0 {
 		t.Errorf("%d lock fds after DESTROY", e.fs.LockFDCount())
 	}
+}
+
+// Without OPENDIR (FUSE_NO_OPENDIR_SUPPORT) READDIR comes with fh 0, and the directory's fd stays
+// on its node between requests: listings continue, rewind and restart from any offset as through
+// a handle, see the host's changes when they start over, and cost no new fd and no allocation
+// once the fd is kept.
+func TestReaddirWithoutOpendir(t *testing.T) {
+	e := newEnv(t, nil)
+	e.fs.Init(&fuse.InitInfo{Flags: fuse.CapNoOpendirSupport})
+	var o fuse.OpenOut
+	wantErrno(t, "OPENDIR in no-opendir mode", e.fs.Opendir(e.ctx(fuse.RootID), &fuse.OpenIn{Flags: syscall.O_RDONLY}, &o), syscall.ENOSYS)
+	for i := range 150 {
+		e.writeHost("file-with-a-longish-name-"+strconv.Itoa(i), "")
+	}
+	fds := e.fs.OpenNodeFDs()
+	all := readAll(t, e, 0, 300, false, 0)
+	if len(all) != 152 {
+		t.Fatalf("got %d entries, want 152", len(all))
+	}
+	if got := e.fs.OpenNodeFDs(); got != fds+1 {
+		t.Fatalf("%d fds open after a listing, want %d (one kept)", got, fds+1)
+	}
+	names := map[string]bool{}
+	for _, d := range all {
+		if names[d.name] {
+			t.Fatalf("%q listed twice", d.name)
+		}
+		names[d.name] = true
+	}
+	mid := readAll(t, e, 0, 1000, false, all[99].off)
+	if len(mid) != len(all)-100 || mid[0].name != all[100].name {
+		t.Fatalf("restart at the 100th offset gave %d entries starting at %q, want %d starting at %q", len(mid), mid[0].name, len(all)-100, all[100].name)
+	}
+	// The host adds and removes files: a listing from the start sees it.
+	e.writeHost("new", "")
+	if err := os.Remove(e.host("file-with-a-longish-name-7")); err != nil {
+		t.Fatal(err)
+	}
+	again := map[string]bool{}
+	for _, d := range readAll(t, e, 0, 4096, false, 0) {
+		again[d.name] = true
+	}
+	if len(again) != 152 || !again["new"] || again["file-with-a-longish-name-7"] {
+		t.Fatalf("listing after host changes: %d entries, new %v, removed one %v", len(again), again["new"], again["file-with-a-longish-name-7"])
+	}
+	if got := e.fs.OpenNodeFDs(); got != fds+1 {
+		t.Fatalf("%d fds open after more listings, want %d", got, fds+1)
+	}
+	var buf fuse.DirBuffer
+	in := &fuse.ReadIn{Size: 4096}
+	ctx := e.ctx(fuse.RootID)
+	if allocs := testing.AllocsPerRun(100, func() {
+		buf.Reset(4096, false)
+		if errno := e.fs.Readdir(ctx, in, false, &buf); errno != 0 {
+			t.Fatal(errno)
+		}
+	}); allocs != 0 {
+		t.Errorf("READDIR without OPENDIR allocates %.1f times per request", allocs)
+	}
+	// The budget may close the kept fd like a node's; the next listing opens it again.
+	e.fs.EvictNodeFDs()
+	e.fs.Destroy()
+	if n := len(readAll(t, e, 0, 4096, false, 0)); n != 152 {
+		t.Fatalf("listing after DESTROY: %d entries", n)
+	}
+}
+
+// Listings of one directory at once without OPENDIR: one uses the kept fd, the others their own,
+// and each sees every entry once.
+func TestConcurrentReaddirWithoutOpendir(t *testing.T) {
+	e := newEnv(t, nil)
+	e.fs.Init(&fuse.InitInfo{Flags: fuse.CapNoOpendirSupport})
+	if err := os.Mkdir(e.host("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		e.writeHost("d/f"+strconv.Itoa(i), "")
+	}
+	d := e.lookup(fuse.RootID, "d")
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			plus := w%2 == 0
+			for range 20 {
+				seen := map[string]bool{}
+				off := uint64(0)
+				var buf fuse.DirBuffer
+				for {
+					buf.Reset(700, plus)
+					if errno := e.fs.Readdir(e.ctx(d.NodeID), &fuse.ReadIn{Offset: off, Size: 700}, plus, &buf); errno != 0 {
+						t.Error(errno)
+						return
+					}
+					got := parseDirBuffer(t, buf.Bytes(), plus)
+					if len(got) == 0 {
+						break
+					}
+					for _, ent := range got {
+						if seen[ent.name] {
+							t.Errorf("%q listed twice", ent.name)
+							return
+						}
+						seen[ent.name] = true
+						if ent.node != 0 {
+							e.fs.Forget(ent.node, 1)
+						}
+					}
+					off = got[len(got)-1].off
+				}
+				if len(seen) != 102 {
+					t.Errorf("%d entries, want 102", len(seen))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -17,10 +18,15 @@ import (
 // initial user namespace, which only real root has: in uvfsd's rootless user namespace it fails
 // with EPERM even though the daemon is "root" there, so New probes it once.
 
-// fileHandle is a node's handle and an fd on its mount for open_by_handle_at.
+// fileHandle is a node's handle and an fd on its mount for open_by_handle_at. The handle is kept
+// as the kernel's struct file_handle with room for MAX_HANDLE_SZ bytes, filled and read by raw
+// syscalls: x/sys's NameToHandleAt allocates twice (or more) per handle, and this is per new node.
 type fileHandle struct {
-	h       unix.FileHandle
 	mountFD int
+	// struct file_handle: handle_bytes, handle_type, f_handle; contiguous, as the kernel wants.
+	size  uint32
+	typ   int32
+	bytes [maxHandleSize]byte
 }
 
 // mountFDs holds one fd per mount id for open_by_handle_at, which refuses O_PATH fds there: the
@@ -115,11 +121,13 @@ func (fs *FS) takeHandle(fd int, fileType uint32) (*fileHandle, fuse.Errno) {
 	if !fs.useHandles {
 		return nil, 0
 	}
-	h, mnt, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
-	var mfd int
-	e := errnoOf(err)
+	var h fileHandle
+	var mnt int32
+	h.size = maxHandleSize
+	_, _, e := unix.Syscall6(unix.SYS_NAME_TO_HANDLE_AT, uintptr(fd), ptr(&emptyPath[0]),
+		uintptr(unsafe.Pointer(&h.size)), uintptr(unsafe.Pointer(&mnt)), unix.AT_EMPTY_PATH, 0)
 	if e == 0 {
-		mfd, e = fs.mountFD(uint64(mnt), fd, fileType)
+		h.mountFD, e = fs.mountFD(uint64(mnt), fd, fileType)
 	}
 	if e != 0 {
 		if fs.o.InodeFileHandles == FileHandlesMandatory {
@@ -127,16 +135,22 @@ func (fs *FS) takeHandle(fd int, fileType uint32) (*fileHandle, fuse.Errno) {
 		}
 		return nil, 0
 	}
-	return &fileHandle{h: h, mountFD: mfd}, 0
+	return &h, 0
 }
 
 // openByHandle opens a node's O_PATH fd from its handle (retrying once after EMFILE/ENFILE).
 func (fs *FS) openByHandle(h *fileHandle) (int, fuse.Errno) {
-	fd, err := unix.OpenByHandleAt(h.mountFD, h.h, unix.O_PATH|unix.O_CLOEXEC)
-	e := errnoOf(err)
+	fd, e := openByHandleAt(h)
 	if (e == syscall.EMFILE || e == syscall.ENFILE) && fs.inodes.fds.relieve() {
-		fd, err = unix.OpenByHandleAt(h.mountFD, h.h, unix.O_PATH|unix.O_CLOEXEC)
-		e = errnoOf(err)
+		fd, e = openByHandleAt(h)
 	}
 	return fd, e
+}
+
+func openByHandleAt(h *fileHandle) (int, fuse.Errno) {
+	r, _, e := unix.Syscall(unix.SYS_OPEN_BY_HANDLE_AT, uintptr(h.mountFD), uintptr(unsafe.Pointer(&h.size)), unix.O_PATH|unix.O_CLOEXEC)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), 0
 }

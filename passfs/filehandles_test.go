@@ -45,6 +45,14 @@ func TestFileHandlesReopenAfterHostRename(t *testing.T) {
 	dir := e.lookup(fuse.RootID, "dir")
 	f := e.lookup(dir.NodeID, "f")
 	g := e.lookup(dir.NodeID, "g")
+	// The handle a node keeps (from a raw name_to_handle_at into a fixed buffer) is the kernel's.
+	want, _, err := unix.NameToHandleAt(unix.AT_FDCWD, e.host("dir/f"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ, h, ok := e.fs.NodeFileHandle(f.NodeID); !ok || typ != want.Type() || string(h) != string(want.Bytes()) {
+		t.Fatalf("node's file handle: type %d %x (ok %v), want type %d %x", typ, h, ok, want.Type(), want.Bytes())
+	}
 	e.fs.EvictNodeFDs()
 	// Behind our back: f moves to another directory and its old directory is renamed too, so
 	// neither (parent, name) leads to it any more; g is removed.

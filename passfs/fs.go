@@ -24,6 +24,9 @@ type FS struct {
 	groups     []uint32
 	// setGroupsOK: requests may get exactly their own supplementary groups (creds.go).
 	setGroupsOK bool
+	// ownFsuid, ownFsgid: the daemon's own, read at New, which every thread has outside asCaller
+	// (the daemon must not change its ids after New; uvfsd does not).
+	ownFsuid, ownFsgid uint32
 
 	inodes *inodeTable
 	// lookupsNew: the last lookup that found an inode made a new node, so the next one opens
@@ -99,6 +102,7 @@ func New(o Options) (*FS, error) {
 		fs.groups = append(fs.groups, uint32(g))
 	}
 	fs.setGroupsOK = o.SetCreds && canSetGroups(fs.groups)
+	fs.ownFsuid, fs.ownFsgid = ownFsids()
 	if fs.procSelfFD < 0 {
 		fd, err := unix.Open("/proc/self/fd", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 
 // handle is an open file or directory: a real (not O_PATH) fd opened through /proc/self/fd.
 type handle struct {
+	id  uint64 // the fh the guest knows it by
 	fd  int
 	dir *dirStream // non-nil for OPENDIR handles
 	// pins works as for inodes: 1 for the table, 1 per running operation; the fd closes at 0.
@@ -29,36 +30,54 @@ func (h *handle) unpin() {
 	}
 }
 
-// handleTable maps file handles given to the guest to open fds. Handles are never reused. Like
-// inodeTable.byID it is a sync.Map: READ and WRITE look their handle up on every request, from
-// every request queue's worker at once, and a Load takes no lock and writes no shared memory.
+// handleTable maps file handles given to the guest to open fds. Handles are never reused. READ
+// and WRITE look their handle up on every request, from every request queue's worker at once: an
+// idTable, whose lookups take no lock and write no shared memory.
 type handleTable struct {
-	m    sync.Map // uint64 -> *handle
+	mu   sync.Mutex // serializes changes of m
+	m    idTable[handle, *handle]
 	next atomic.Uint64
 }
 
 func newHandleTable() *handleTable {
 	t := &handleTable{}
+	t.m.init()
 	t.next.Store(1)
 	return t
 }
 
+func (h *handle) tableID() uint64 { return h.id }
+
 func (t *handleTable) add(h *handle) uint64 {
 	h.pins.Store(1)
-	id := t.next.Add(1) - 1
-	t.m.Store(id, h)
-	return id
+	h.id = t.next.Add(1) - 1
+	t.mu.Lock()
+	t.m.put(h)
+	t.mu.Unlock()
+	return h.id
+}
+
+// addAt adds a handle under a given fh (a migrated one); false if fh is taken.
+func (t *handleTable) addAt(fh uint64, h *handle) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m.get(fh) != nil {
+		return false
+	}
+	h.pins.Store(1)
+	h.id = fh
+	t.m.put(h)
+	// New handles must never get this fh, whatever next the migration state carried.
+	for next := t.next.Load(); next <= fh && !t.next.CompareAndSwap(next, fh+1); next = t.next.Load() {
+	}
+	return true
 }
 
 // get returns the handle pinned (call unpin when done), or nil for an unknown fh. A handle that a
-// RELEASE removed between the Load and the pin is unknown too.
+// RELEASE removed between the lookup and the pin is unknown too.
 func (t *handleTable) get(fh uint64) *handle {
-	v, ok := t.m.Load(fh)
-	if !ok {
-		return nil
-	}
-	h := v.(*handle)
-	if !h.tryPin() {
+	h := t.m.get(fh)
+	if h == nil || !h.tryPin() {
 		return nil
 	}
 	return h
@@ -66,23 +85,44 @@ func (t *handleTable) get(fh uint64) *handle {
 
 // remove takes a handle out of the table; its fd closes once no operation uses it.
 func (t *handleTable) remove(fh uint64) bool {
-	v, ok := t.m.LoadAndDelete(fh)
-	if !ok {
+	t.mu.Lock()
+	h := t.m.remove(fh)
+	t.mu.Unlock()
+	if h == nil {
 		return false
 	}
-	v.(*handle).unpin()
+	h.unpin()
 	return true
 }
 
 func (t *handleTable) removeAll() {
-	t.m.Range(func(fh, _ any) bool {
-		t.remove(fh.(uint64))
-		return true
-	})
+	t.mu.Lock()
+	var all []*handle
+	for h := range t.m.all() {
+		all = append(all, h)
+	}
+	for _, h := range all {
+		t.m.remove(h.id)
+	}
+	t.mu.Unlock()
+	for _, h := range all {
+		h.unpin()
+	}
+}
+
+// snapshot returns every handle (for SaveState).
+func (t *handleTable) snapshot() []*handle {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var all []*handle
+	for h := range t.m.all() {
+		all = append(all, h)
+	}
+	return all
 }
 
 func (t *handleTable) count() int {
-	n := 0
-	t.m.Range(func(_, _ any) bool { n++; return true })
-	return n
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m.len()
 }

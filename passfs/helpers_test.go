@@ -14,7 +14,7 @@ import (
 
 // env is a passfs over a fresh temporary directory.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	fs  *passfs.FS
 }

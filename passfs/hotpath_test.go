@@ -3,6 +3,7 @@ package passfs_test
 import (
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -60,6 +61,50 @@ func TestHotPathsDoNotAllocate(t *testing.T) {
 	if got := e.read(fh, 0, 10); got != "01abcd6789" {
 		t.Fatalf("data %q after the writes", got)
 	}
+}
+
+// A node the guest has not seen costs one allocation (the node with its name) when its name is
+// short, one more with a file handle (as root); nothing else grows per node (tables, the fd
+// clock) once they have room.
+func TestNewNodeAllocations(t *testing.T) {
+	fileModes(t, func(t *testing.T, mode passfs.FileHandleMode) {
+		e := newEnv(t, func(o *passfs.Options) { o.InodeFileHandles = mode })
+		want := 1.0
+		if mode == passfs.FileHandlesPrefer && os.Geteuid() == 0 {
+			want = 2 // the handle; rootless uvfsd has none
+		}
+		for _, nameLen := range []int{1, 7, 20, 50, 80} {
+			names := make([]fuse.CString, 200)
+			for i := range names {
+				name := strconv.Itoa(i)
+				name += strings.Repeat("x", max(0, nameLen-len(name)))
+				e.writeHost(name, "")
+				names[i] = cs(name)
+			}
+			ctx := e.ctx(fuse.RootID)
+			var ent fuse.EntryOut
+			lookupForget := func(name fuse.CString) {
+				if errno := e.fs.Lookup(ctx, name, &ent); errno != 0 {
+					t.Fatal(errno)
+				}
+				e.fs.Forget(ent.NodeID, 1)
+			}
+			for _, name := range names {
+				lookupForget(name) // tables and the clock grow to what the loop needs
+			}
+			i := 0
+			allocs := testing.AllocsPerRun(len(names)-1, func() {
+				lookupForget(names[i])
+				i++
+			})
+			if allocs > want {
+				t.Errorf("a new node with a %d-byte name: %.0f allocations, want %.0f", nameLen, allocs, want)
+			}
+			if got := e.fs.NodeCount(); got != 1 {
+				t.Fatalf("%d nodes left after forgetting, want only the root", got)
+			}
+		}
+	})
 }
 
 func TestConcurrentLookupForgetGetattr(t *testing.T) {

@@ -68,6 +68,8 @@ func (n *inode) unpin() {
 	}
 }
 
+func (n *inode) tableID() uint64 { return n.id }
+
 func (n *inode) isDir() bool { return n.fileType == unix.S_IFDIR }
 
 // openable reports whether data may be opened from this inode: only regular files and directories.
@@ -82,9 +84,9 @@ func (n *inode) openable() bool {
 // so the generation is always 0 and a stale id from the guest can only miss.
 type inodeTable struct {
 	mu sync.RWMutex // guards byKey, nextID, the lookup counts and every change of byID
-	// byID is read without mu (get, on every request): a sync.Map's Load takes no lock and writes
-	// no shared memory, so requests on one node from several goroutines do not contend here.
-	byID   sync.Map // uint64 -> *inode
+	// byID is read without mu (get, on every request): its lookups take no lock and write no
+	// shared memory, so requests on one node from several goroutines do not contend here.
+	byID   idTable[inode, *inode]
 	byKey  map[inodeKey]*inode
 	nextID uint64
 
@@ -101,6 +103,7 @@ type inodeTable struct {
 
 func newInodeTable(budget int64) *inodeTable {
 	t := &inodeTable{byKey: map[inodeKey]*inode{}, nextID: fuse.RootID + 1}
+	t.byID.init()
 	t.fds.limit = budget
 	return t
 }
@@ -112,7 +115,7 @@ func (t *inodeTable) addRoot(fd int, key inodeKey) *inode {
 	root.lookups.Store(1)
 	t.fds.open.Add(1)
 	t.mu.Lock()
-	t.byID.Store(root.id, root)
+	t.byID.put(root)
 	t.byKey[root.key] = root
 	t.mu.Unlock()
 	return root
@@ -121,11 +124,10 @@ func (t *inodeTable) addRoot(fd int, key inodeKey) *inode {
 // get returns the node pinned (call unpin when done), or nil for an unknown id. Its fd may be
 // closed: FS.node also reopens it.
 func (t *inodeTable) get(id uint64) *inode {
-	v, ok := t.byID.Load(id)
-	if !ok {
+	n := t.byID.get(id)
+	if n == nil {
 		return nil
 	}
-	n := v.(*inode)
 	n.pins.Add(1)
 	// Forgotten between the load and the pin: the guest sent FORGET for a node it still used,
 	// which a correct guest does not; answer as for an unknown id.
@@ -137,12 +139,7 @@ func (t *inodeTable) get(id uint64) *inode {
 }
 
 // lookupLocked is the node for id (t.mu held), or nil.
-func (t *inodeTable) lookupLocked(id uint64) *inode {
-	if v, ok := t.byID.Load(id); ok {
-		return v.(*inode)
-	}
-	return nil
-}
+func (t *inodeTable) lookupLocked(id uint64) *inode { return t.byID.get(id) }
 
 // getByKey is get for a host inode, without counting a lookup.
 func (t *inodeTable) getByKey(key inodeKey) *inode {
@@ -195,7 +192,7 @@ func (t *inodeTable) insert(cand *inode) *inode {
 	n.lookups.Store(1)
 	n.recent.Store(true)
 	n.fdOpen.Store(n.fd >= 0)
-	t.byID.Store(n.id, n)
+	t.byID.put(n)
 	t.byKey[n.key] = n
 	t.fds.open.Add(1)
 	t.fds.add(n)
@@ -231,7 +228,7 @@ func (t *inodeTable) forget(id, nlookup uint64) {
 
 // removeLocked takes n out of the maps and the clock; t.mu is held for writing.
 func (t *inodeTable) removeLocked(n *inode) {
-	t.byID.Delete(n.id)
+	t.byID.remove(n.id)
 	if t.byKey[n.key] == n {
 		delete(t.byKey, n.key)
 	}
@@ -281,12 +278,11 @@ func (n *inode) closeIfUnpinnedLocked(keepKept bool) int64 {
 func (t *inodeTable) dropAllBut(keep uint64) {
 	t.mu.Lock()
 	var drop []*inode
-	t.byID.Range(func(id, v any) bool {
-		if id.(uint64) != keep {
-			drop = append(drop, v.(*inode))
+	for n := range t.byID.all() {
+		if n.id != keep {
+			drop = append(drop, n)
 		}
-		return true
-	})
+	}
 	for _, n := range drop {
 		t.removeLocked(n)
 	}
@@ -298,9 +294,9 @@ func (t *inodeTable) dropAllBut(keep uint64) {
 
 // count is the number of nodes (for tests and logs).
 func (t *inodeTable) count() int {
-	n := 0
-	t.byID.Range(func(_, _ any) bool { n++; return true })
-	return n
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byID.len()
 }
 
 // insertMigrated adds a node that arrives with a live migration under the id and lookup count the
@@ -314,7 +310,7 @@ func (t *inodeTable) insertMigrated(n *inode, id, lookups uint64) bool {
 	n.id, n.tab = id, t
 	n.lookups.Store(lookups)
 	n.fdOpen.Store(n.fd >= 0)
-	t.byID.Store(id, n)
+	t.byID.put(n)
 	t.byKey[n.key] = n
 	t.nextID = max(t.nextID, id+1)
 	t.fds.open.Add(1)

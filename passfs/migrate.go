@@ -81,10 +81,9 @@ func (fs *FS) SaveState() ([]byte, error) {
 	fs.inodes.mu.RLock()
 	st.NextID = fs.inodes.nextID
 	var nodes []*inode
-	fs.inodes.byID.Range(func(_, v any) bool {
-		nodes = append(nodes, v.(*inode))
-		return true
-	})
+	for n := range fs.inodes.byID.all() {
+		nodes = append(nodes, n)
+	}
 	fs.inodes.mu.RUnlock()
 	for _, n := range nodes {
 		if n.id == fuse.RootID {
@@ -101,18 +100,12 @@ func (fs *FS) SaveState() ([]byte, error) {
 		return strings.Count(a.Path, "/") - strings.Count(b.Path, "/")
 	})
 	st.NextFh = fs.handles.next.Load()
-	var herr error
-	fs.handles.m.Range(func(k, v any) bool {
-		mh, err := fs.describeHandle(k.(uint64), v.(*handle))
+	for _, h := range fs.handles.snapshot() {
+		mh, err := fs.describeHandle(h.id, h)
 		if err != nil {
-			herr = err
-			return false
+			return nil, err
 		}
 		st.Handles = append(st.Handles, mh)
-		return true
-	})
-	if herr != nil {
-		return nil, herr
 	}
 	return json.Marshal(&st)
 }
@@ -309,8 +302,7 @@ func (fs *FS) LoadState(data []byte) error {
 }
 
 func (fs *FS) rootNode() *inode {
-	v, _ := fs.inodes.byID.Load(fuse.RootID)
-	return v.(*inode)
+	return fs.inodes.byID.get(fuse.RootID)
 }
 
 // loader opens the nodes and handles of one migration state.
@@ -407,9 +399,6 @@ func (l *loader) handle(mh *migHandle) error {
 	if mh.Fh == 0 || mh.Fh >= 1<<62 {
 		return fmt.Errorf("migration state: bad fh %d", mh.Fh)
 	}
-	if _, dup := fs.handles.m.Load(mh.Fh); dup {
-		return fmt.Errorf("migration state: repeated fh %d", mh.Fh)
-	}
 	n := l.byID[mh.Node]
 	if mh.Node == fuse.RootID {
 		n = fs.rootNode()
@@ -445,8 +434,10 @@ func (l *loader) handle(mh *migHandle) error {
 		}
 		h = &handle{fd: fd}
 	}
-	h.pins.Store(1)
-	fs.handles.m.Store(mh.Fh, h)
+	if !fs.handles.addAt(mh.Fh, h) {
+		closeFD(h.fd)
+		return fmt.Errorf("migration state: repeated fh %d", mh.Fh)
+	}
 	l.fhs = append(l.fhs, mh.Fh)
 	return nil
 }

@@ -89,14 +89,13 @@ func (fs *FS) nodeData(n *inode, write bool) (*handle, fuse.Errno) {
 	if e != 0 {
 		return nil, e
 	}
-	return fs.installData(n, fd, !write, write), 0
+	return fs.installData(n, &handle{fd: fd}, !write, write), 0
 }
 
-// installData puts fd into n's empty read and/or write slot and returns its handle pinned for the
-// caller. A slot that is taken keeps its handle; if no slot wanted fd, fd is closed and the
-// handle of the requested slot (read unless only write) is returned instead.
-func (fs *FS) installData(n *inode, fd int, read, write bool) *handle {
-	h := &handle{fd: fd}
+// installData puts the new handle h into n's empty read and/or write slot and returns it pinned
+// for the caller. A slot that is taken keeps its handle; if no slot wanted h, its fd is closed and
+// the handle of the requested slot (read unless only write) is returned instead.
+func (fs *FS) installData(n *inode, h *handle, read, write bool) *handle {
 	h.pins.Store(1) // the caller's
 	n.mu.Lock()
 	installed := int64(0)
@@ -117,7 +116,7 @@ func (fs *FS) installData(n *inode, fd int, read, write bool) *handle {
 	}
 	n.mu.Unlock()
 	if installed == 0 {
-		closeFD(fd)
+		closeFD(h.fd)
 		return got
 	}
 	fs.inodes.fds.open.Add(installed)
@@ -161,7 +160,7 @@ func (fs *FS) adoptCreated(nodeID uint64, fd, flags int) {
 	}
 	defer n.unpin()
 	read, write := dataAccess(flags)
-	fs.installData(n, fd, read, write).unpin()
+	fs.installData(n, &handle{fd: fd}, read, write).unpin()
 }
 
 // dataNodeSet closes the data fds the guest stopped using: every dataIdle, a node whose fds were
