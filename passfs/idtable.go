@@ -60,14 +60,19 @@ func (t *idTable[T, P]) init() {
 // get returns the entry with id, or nil. Any id is safe: a probe ends at an empty slot, and at
 // most half the slots are ever used.
 func (t *idTable[T, P]) get(id uint64) P {
-	a := t.cur.Load()
+	_, p := t.find(t.cur.Load(), id)
+	return p
+}
+
+// find returns the index of id's slot in a and its entry, or nil.
+func (t *idTable[T, P]) find(a *idSlots[T], id uint64) (uint64, P) {
 	for i := a.home(id); ; i = (i + 1) & a.mask() {
 		p := a.s[i].Load()
 		if p == nil {
-			return nil
+			return 0, nil
 		}
 		if p != t.tomb && P(p).tableID() == id {
-			return p
+			return i, p
 		}
 	}
 }
@@ -94,17 +99,12 @@ func (t *idTable[T, P]) put(p P) {
 // remove takes the entry with id out and returns it, or nil if there is none (writer).
 func (t *idTable[T, P]) remove(id uint64) P {
 	a := t.cur.Load()
-	for i := a.home(id); ; i = (i + 1) & a.mask() {
-		p := a.s[i].Load()
-		if p == nil {
-			return nil
-		}
-		if p != t.tomb && P(p).tableID() == id {
-			a.s[i].Store(t.tomb)
-			t.live--
-			return p
-		}
+	i, p := t.find(a, id)
+	if p != nil {
+		a.s[i].Store(t.tomb)
+		t.live--
 	}
+	return p
 }
 
 // rebuild publishes a new array holding the live entries, with room for at least need entries
