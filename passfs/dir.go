@@ -186,10 +186,10 @@ func (fs *FS) fillDir(d *dirStream, fd int, offset uint64, plus bool, buf *fuse.
 	if d.node.pseudo {
 		return fillEmptyDir(d.node, offset, buf)
 	}
+	if offset > 1<<63-1 {
+		return syscall.EINVAL // also never matches unknownDirPos
+	}
 	if offset != d.offset {
-		if offset > 1<<63-1 {
-			return syscall.EINVAL
-		}
 		if _, err := unix.Seek(fd, int64(offset), unix.SEEK_SET); err != nil {
 			return errnoOf(err)
 		}

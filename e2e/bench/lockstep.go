@@ -123,16 +123,27 @@ func (b *bench) runLockstep(round int, systems []string) (map[string]map[string]
 			g.res, g.err = machine.Run(ctx)
 		}()
 	}
+	// Every guest reaches its first gate before any step runs: what a guest does before it (its
+	// boot, guest-tmpfs's copy of the tree) must not fall on another guest's first step.
+	if len(workloads) > 0 {
+		for _, g := range guests {
+			g.broken = g.await("BENCH-WAIT "+workloads[0].Name, func(l string) bool {
+				return strings.HasSuffix(l, "BENCH-WAIT "+workloads[0].Name)
+			}, b.timeout)
+		}
+	}
 	for i, w := range workloads {
 		for j := range guests {
 			g := guests[(i+j+round-1)%len(guests)]
 			if g.broken != nil {
 				continue
 			}
-			if g.broken = g.await("BENCH-WAIT "+w.Name, func(l string) bool {
-				return strings.HasSuffix(l, "BENCH-WAIT "+w.Name)
-			}, b.timeout); g.broken != nil {
-				continue
+			if i > 0 {
+				if g.broken = g.await("BENCH-WAIT "+w.Name, func(l string) bool {
+					return strings.HasSuffix(l, "BENCH-WAIT "+w.Name)
+				}, b.timeout); g.broken != nil {
+					continue
+				}
 			}
 			syscall.Sync() // the host's writeback of the step before must not run in this one
 			var before stepCPU

@@ -135,7 +135,7 @@ func run() error {
 	}
 	b.uvfsdArgs = strings.Fields(*uvfsdArgs)
 	b.uvfsdSystems = map[string][]string{sysUvfsd: b.uvfsdArgs}
-	vs, err := guest.ParseVariants(variants, sysUvfsd, sysC, sys9p)
+	vs, err := guest.ParseVariants(variants, sysUvfsd, sysC, sys9p, sysRust, sysFloor)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func run() error {
 		b.rounds, b.counts, b.sequential = 1, map[string]stepCounts{}, true
 		var keep []string
 		for _, sys := range strings.Split(*systems, ",") {
-			if strings.TrimSpace(sys) != sys9p {
+			if sys := strings.TrimSpace(sys); sys != sys9p && sys != sysFloor { // no requests to count
 				keep = append(keep, sys)
 			}
 		}

@@ -106,8 +106,9 @@ exit $fail
 }
 
 // floorPrologue moves the guest script of sysFloor from the share to a tmpfs, with a copy of the
-// host tree, before the first step (untimed; a lockstep round's first gate waits for it). Its
-// cold steps drop caches like the others', which a tmpfs keeps: the floor is a lower bound.
+// host tree, before the first step (untimed; in lockstep no guest starts a step before every
+// guest reached its first gate). Its cold steps drop caches like the others', which a tmpfs
+// keeps: the floor is a lower bound.
 const floorPrologue = `mkdir -p /floor && mount -t tmpfs floor /floor && cp -a tree /floor/ && cd /floor || { echo "BENCH-FAIL setup: no tmpfs copy of the tree"; exit 1; }
 `
 
