@@ -1,6 +1,7 @@
 package passfs
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -50,8 +51,8 @@ func (h *handle) tableID() uint64 { return h.id }
 
 func (t *handleTable) add(h *handle) uint64 {
 	h.pins.Store(1)
-	h.id = t.next.Add(1) - 1
 	t.mu.Lock()
+	h.id = t.next.Add(1) - 1 // under mu: addAt may move next past a migrated fh meanwhile
 	t.m.put(h)
 	t.mu.Unlock()
 	return h.id
@@ -68,7 +69,8 @@ func (t *handleTable) addAt(fh uint64, h *handle) bool {
 	h.id = fh
 	t.m.put(h)
 	// New handles must never get this fh, whatever next the migration state carried.
-	for next := t.next.Load(); next <= fh && !t.next.CompareAndSwap(next, fh+1); next = t.next.Load() {
+	if t.next.Load() <= fh {
+		t.next.Store(fh + 1)
 	}
 	return true
 }
@@ -97,10 +99,7 @@ func (t *handleTable) remove(fh uint64) bool {
 
 func (t *handleTable) removeAll() {
 	t.mu.Lock()
-	var all []*handle
-	for h := range t.m.all() {
-		all = append(all, h)
-	}
+	all := slices.Collect(t.m.all())
 	for _, h := range all {
 		t.m.remove(h.id)
 	}
@@ -114,11 +113,7 @@ func (t *handleTable) removeAll() {
 func (t *handleTable) snapshot() []*handle {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var all []*handle
-	for h := range t.m.all() {
-		all = append(all, h)
-	}
-	return all
+	return slices.Collect(t.m.all())
 }
 
 func (t *handleTable) count() int {

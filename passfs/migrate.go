@@ -80,10 +80,7 @@ func (fs *FS) SaveState() ([]byte, error) {
 	st := migState{Version: migrationVersion}
 	fs.inodes.mu.RLock()
 	st.NextID = fs.inodes.nextID
-	var nodes []*inode
-	for n := range fs.inodes.byID.all() {
-		nodes = append(nodes, n)
-	}
+	nodes := slices.Collect(fs.inodes.byID.all())
 	fs.inodes.mu.RUnlock()
 	for _, n := range nodes {
 		if n.id == fuse.RootID {
