@@ -58,7 +58,10 @@ type Config struct {
 	// NoOpen lets the guest open regular files without OPEN and RELEASE (FUSE_NO_OPEN_SUPPORT).
 	NoOpen bool
 	// NoOpendir lets the guest list directories without OPENDIR and RELEASEDIR
-	// (FUSE_NO_OPENDIR_SUPPORT); the guest then caches listings.
+	// (FUSE_NO_OPENDIR_SUPPORT); the guest then caches listings. Off by default: a cached listing
+	// does not refresh its entries, so every later access by name past the entry timeout costs a
+	// LOOKUP each (rm -rf, ls -l of a directory listed a while ago), where a re-listing refreshes
+	// them all with one READDIRPLUS (docs/benchmarks.md, 2026-12-07 22:46).
 	NoOpendir bool
 
 	Xattrmap         string // rules as in virtiofsd; a non-empty map implies Xattr
@@ -124,7 +127,6 @@ func defaultConfig() *Config {
 		HotWaitMS:        int(vhost.DefaultHotWait / time.Millisecond),
 		KillprivV2:       true,
 		NoOpen:           true,
-		NoOpendir:        true,
 	}
 }
 
@@ -221,7 +223,7 @@ func newFlagParser() *flagParser {
 	fs.boolVar(&c.KillprivV2, "killpriv-v2", 0, "let uvfsd clear set-id bits on write, truncate and chown (FUSE_HANDLE_KILLPRIV_V2; the default), which spares the guest a GETATTR before every chown")
 	fs.variable(&negatedBool{&c.KillprivV2}, "no-killpriv-v2", 0, "disable FUSE_HANDLE_KILLPRIV_V2: the guest refreshes the mode before every chown and clears set-id bits itself")
 	fs.boolVar(&c.NoOpen, "no-open", 0, "let the guest open and close regular files without OPEN and RELEASE round trips (FUSE_NO_OPEN_SUPPORT; only with --cache=auto or always, not with --posix-lock or --flock); a host change to a cached file then shows within the attribute timeout rather than at the next open; --no-open=false restores them")
-	fs.boolVar(&c.NoOpendir, "no-opendir", 0, "let the guest list directories without OPENDIR and RELEASEDIR round trips (FUSE_NO_OPENDIR_SUPPORT; not with --cache=never); the guest then caches a listing until the directory's attributes time out and show a change; --no-opendir=false restores them")
+	fs.boolVar(&c.NoOpendir, "no-opendir", 0, "let the guest list directories without OPENDIR and RELEASEDIR round trips (FUSE_NO_OPENDIR_SUPPORT; not with --cache=never); the guest then caches a listing until the directory's attributes time out and show a change, and looks up each entry it accesses by name after the entry timeout instead of listing again (worth it for directories listed again and again without a stat of their entries)")
 	fs.boolVar(&c.NoReaddirplus, "no-readdirplus", 0, "disable READDIRPLUS")
 	fs.boolVar(&c.PreserveNoatime, "preserve-noatime", 0, "keep O_NOATIME from the guest instead of clearing it")
 	fs.boolVar(&c.Readonly, "readonly", 0, "refuse all writes from the guest")

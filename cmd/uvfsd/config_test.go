@@ -150,7 +150,7 @@ var flagCases = []flagCase{
 	{flag: "security-label", args: []string{"--security-label"}, toml: `security-label = true`, want: func(c *Config) { c.SecurityLabel = true; c.Xattr = true }},
 	{flag: "killpriv-v2", args: []string{"--killpriv-v2=false"}, toml: `killpriv-v2 = false`, want: func(c *Config) { c.KillprivV2 = false }},
 	{flag: "no-open", args: []string{"--no-open=false"}, toml: `no-open = false`, want: func(c *Config) { c.NoOpen = false }},
-	{flag: "no-opendir", args: []string{"--no-opendir=false"}, toml: `no-opendir = false`, want: func(c *Config) { c.NoOpendir = false }},
+	{flag: "no-opendir", args: []string{"--no-opendir"}, toml: `no-opendir = true`, want: func(c *Config) { c.NoOpendir = true }},
 	{flag: "no-killpriv-v2", args: []string{"--killpriv-v2", "--no-killpriv-v2"}, toml: `no-killpriv-v2 = true`, want: func(c *Config) { c.KillprivV2 = false }},
 	{flag: "no-readdirplus", args: []string{"--no-readdirplus"}, toml: `no-readdirplus = true`, want: func(c *Config) { c.NoReaddirplus = true }},
 	{flag: "preserve-noatime", args: []string{"--preserve-noatime"}, toml: `preserve-noatime = true`, want: func(c *Config) { c.PreserveNoatime = true }},

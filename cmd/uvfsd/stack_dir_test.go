@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -212,11 +213,11 @@ func TestStackReaddir(t *testing.T) {
 	wantErrno(t, "OPENDIR of a file", err, syscall.ENOTDIR)
 }
 
-// With the 6.1 guest's real flags the daemon agrees to NO_OPENDIR_SUPPORT: OPENDIR answers ENOSYS
-// (so the guest stops sending OPENDIR and RELEASEDIR) and READDIR, READDIRPLUS and FSYNCDIR work
-// with fh 0, resuming at any offset.
+// With --no-opendir and the 6.1 guest's real flags the daemon agrees to NO_OPENDIR_SUPPORT:
+// OPENDIR answers ENOSYS (so the guest stops sending OPENDIR and RELEASEDIR) and READDIR,
+// READDIRPLUS and FSYNCDIR work with fh 0, resuming at any offset.
 func TestStackNoOpendir(t *testing.T) {
-	s := newStack(t, withGuestFlags(linux61Flags))
+	s := newStack(t, withGuestFlags(linux61Flags), withFlags("--no-opendir"))
 	if uint64(s.init.Flags)&fuse.CapNoOpendirSupport == 0 {
 		t.Fatalf("INIT flags %#x: NO_OPENDIR_SUPPORT not agreed", s.init.Flags)
 	}
@@ -246,11 +247,12 @@ func TestStackNoOpendir(t *testing.T) {
 	wantErrno(t, "READDIR with an unknown handle", err, syscall.EBADF)
 }
 
-// cache=never promises the guest caches nothing, so it keeps OPENDIR handles (no-opendir mode
-// would make the guest cache listings); --no-opendir=false keeps them too.
-func TestStackCacheNeverKeepsOpendir(t *testing.T) {
-	for _, flag := range []string{"--cache=never", "--no-opendir=false"} {
-		s := newStack(t, withGuestFlags(linux61Flags), withFlags(flag))
+// OPENDIR handles by default; cache=never promises the guest caches nothing, so it keeps them even
+// with --no-opendir (no-opendir mode would make the guest cache listings).
+func TestStackOpendirHandles(t *testing.T) {
+	for _, flags := range [][]string{nil, {"--cache=never", "--no-opendir"}, {"--no-opendir=false"}} {
+		flag := strings.Join(flags, " ")
+		s := newStack(t, withGuestFlags(linux61Flags), withFlags(flags...))
 		if uint64(s.init.Flags)&fuse.CapNoOpendirSupport != 0 {
 			t.Errorf("%s: INIT flags %#x: NO_OPENDIR_SUPPORT agreed", flag, s.init.Flags)
 		}
