@@ -6,7 +6,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -251,13 +250,12 @@ func TestStackNoOpendir(t *testing.T) {
 // with --no-opendir (no-opendir mode would make the guest cache listings).
 func TestStackOpendirHandles(t *testing.T) {
 	for _, flags := range [][]string{nil, {"--cache=never", "--no-opendir"}, {"--no-opendir=false"}} {
-		flag := strings.Join(flags, " ")
 		s := newStack(t, withGuestFlags(linux61Flags), withFlags(flags...))
 		if uint64(s.init.Flags)&fuse.CapNoOpendirSupport != 0 {
-			t.Errorf("%s: INIT flags %#x: NO_OPENDIR_SUPPORT agreed", flag, s.init.Flags)
+			t.Errorf("flags %q: INIT flags %#x: NO_OPENDIR_SUPPORT agreed", flags, s.init.Flags)
 		}
 		if fh := s.opendir(fuse.RootID); fh == 0 {
-			t.Errorf("OPENDIR with %s gave no handle", flag)
+			t.Errorf("OPENDIR with flags %q gave no handle", flags)
 		}
 	}
 }
