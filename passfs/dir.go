@@ -36,11 +36,17 @@ func (fs *FS) Opendir(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fus
 		return e
 	}
 	defer n.unpin()
-	d := &dirStream{node: n}
-	if !n.pseudo {
-		d.buf = make([]byte, direntBufSize)
+	h := &handle{fd: fd}
+	if n.pseudo {
+		h.dir = &dirStream{}
+	} else {
+		// The stream goes back to the pool when the handle's last pin does (handle.unpin): a walk
+		// opens one per directory, and a fresh 32 KiB buffer each time was most of what a cold
+		// ls -lR or find allocated, with the GC cycles that come with it.
+		h.dir, h.dirPool = fs.dirScratch.get(), &fs.dirScratch
 	}
-	out.Fh = fs.handles.add(&handle{fd: fd, dir: d})
+	h.dir.node = n
+	out.Fh = fs.handles.add(h)
 	out.OpenFlags = fs.openFlags(true)
 	return 0
 }
@@ -119,7 +125,7 @@ func (fs *FS) readdirNode(ctx *fuse.Context, in *fuse.ReadIn, plus bool, buf *fu
 	}
 	d := fs.dirScratch.get()
 	defer fs.dirScratch.put(d)
-	d.node, d.pos, d.end, d.offset = n, 0, 0, 0
+	d.node = n
 	if n.pseudo {
 		return fs.fillDir(d, -1, in.Offset, plus, buf) // never opened (pseudofs.go)
 	}
@@ -272,27 +278,37 @@ func isDotName(name []byte) bool {
 	return len(name) == 1 && name[0] == '.' || len(name) == 2 && name[0] == '.' && name[1] == '.'
 }
 
-// dirScratchPool keeps getdents64 buffers for handle-less READDIRs, so that they allocate nothing
-// in steady state (one buffer per READDIR in flight).
+// dirScratchPool keeps getdents64 buffers for handle-less READDIRs and OPENDIR handles, so that
+// listing directories allocates no buffer in steady state. It keeps at most dirPoolKeep: a guest
+// that once held many directories open must not pin their buffers for good.
 type dirScratchPool struct {
 	mu   sync.Mutex
 	free []*dirStream
 }
 
+// dirPoolKeep bounds the pool: a walk holds a few directories open at once (find and rm -rf one
+// per level of the path they descend), and 16 buffers are 512 KiB.
+const dirPoolKeep = 16
+
+// get returns a stream at offset 0 with an empty buffer and no node.
 func (p *dirScratchPool) get() *dirStream {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n := len(p.free); n > 0 {
 		d := p.free[n-1]
+		p.free[n-1] = nil
 		p.free = p.free[:n-1]
 		return d
 	}
 	return &dirStream{buf: make([]byte, direntBufSize)}
 }
 
+// put takes back a stream nobody uses any more.
 func (p *dirScratchPool) put(d *dirStream) {
-	d.node = nil
+	d.node, d.pos, d.end, d.offset = nil, 0, 0, 0
 	p.mu.Lock()
-	p.free = append(p.free, d)
+	if len(p.free) < dirPoolKeep {
+		p.free = append(p.free, d)
+	}
 	p.mu.Unlock()
 }

@@ -56,3 +56,19 @@ func (fs *FS) HoldRmdirs() func() { fs.inodes.evicting.Lock(); return fs.inodes.
 
 // DevtmpfsDevice is the mountinfo reader that finds devtmpfs's device number.
 var DevtmpfsDevice = devtmpfsDevice
+
+// PooledDirStreams is how many directory streams wait in the pool for the next OPENDIR.
+func (fs *FS) PooledDirStreams() int {
+	fs.dirScratch.mu.Lock()
+	defer fs.dirScratch.mu.Unlock()
+	return len(fs.dirScratch.free)
+}
+
+// HoldHandle pins an open handle as a running READDIR does, until the returned func is called.
+func (fs *FS) HoldHandle(fh uint64) (release func(), ok bool) {
+	h := fs.handles.get(fh)
+	if h == nil {
+		return nil, false
+	}
+	return h.unpin, true
+}

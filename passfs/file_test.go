@@ -493,3 +493,96 @@ func TestConcurrentReaddirWithoutOpendir(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// OPENDIR takes its getdents64 buffer from a pool and RELEASEDIR gives it back, once no READDIR
+// uses it any more: a walk opens one directory after another without allocating a buffer each
+// time, and a recycled stream starts clean.
+func TestOpendirReusesStreams(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, dir := range []string{"big", "small"} {
+		if err := os.Mkdir(e.host(dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 150 {
+		e.writeHost("big/file-with-a-longish-name-"+strconv.Itoa(i), "")
+	}
+	e.writeHost("small/only", "")
+	big := e.lookup(fuse.RootID, "big").NodeID
+	small := e.lookup(fuse.RootID, "small").NodeID
+
+	// A listing stopped early leaves entries in the stream's buffer.
+	fh := openDir(t, e, big)
+	var buf fuse.DirBuffer
+	buf.Reset(300, false)
+	if errno := e.fs.Readdir(e.ctx(big), &fuse.ReadIn{Fh: fh, Size: 300}, false, &buf); errno != 0 {
+		t.Fatal(errno)
+	}
+	// A READDIR still running keeps the stream out of the pool past RELEASEDIR.
+	pooled := e.fs.PooledDirStreams()
+	release, ok := e.fs.HoldHandle(fh)
+	if !ok {
+		t.Fatal("the open handle is unknown")
+	}
+	if errno := e.fs.Releasedir(e.ctx(big), &fuse.ReleaseIn{Fh: fh}); errno != 0 {
+		t.Fatal(errno)
+	}
+	if got := e.fs.PooledDirStreams(); got != pooled {
+		t.Fatalf("%d streams pooled while a READDIR holds the released handle, want %d", got, pooled)
+	}
+	release()
+	if got := e.fs.PooledDirStreams(); got != pooled+1 {
+		t.Fatalf("%d streams pooled after the last READDIR, want %d", got, pooled+1)
+	}
+
+	// The next OPENDIR gets that stream, and nothing of the other directory's listing.
+	fh = openDir(t, e, small)
+	got := map[string]bool{}
+	for _, d := range readAll(t, e, fh, 4096, false, 0) {
+		got[d.name] = true
+	}
+	if len(got) != 3 || !got["only"] {
+		t.Fatalf("listing of small with a recycled stream: %v, want ., .. and only", got)
+	}
+	e.fs.Releasedir(e.ctx(small), &fuse.ReleaseIn{Fh: fh})
+
+	// In steady state a whole listing allocates only its handle.
+	in := &fuse.ReadIn{Size: 4096}
+	ctx := e.ctx(big)
+	openIn := &fuse.OpenIn{Flags: syscall.O_RDONLY | syscall.O_DIRECTORY}
+	var o fuse.OpenOut
+	releaseIn := &fuse.ReleaseIn{}
+	allocs := testing.AllocsPerRun(50, func() {
+		if errno := e.fs.Opendir(ctx, openIn, &o); errno != 0 {
+			t.Fatal(errno)
+		}
+		in.Fh, in.Offset = o.Fh, 0
+		for {
+			buf.Reset(4096, false)
+			if errno := e.fs.Readdir(ctx, in, false, &buf); errno != 0 {
+				t.Fatal(errno)
+			}
+			if buf.Empty() {
+				break
+			}
+			in.Offset = lastDirOffset(buf.Bytes())
+		}
+		releaseIn.Fh = o.Fh
+		if errno := e.fs.Releasedir(ctx, releaseIn); errno != 0 {
+			t.Fatal(errno)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("OPENDIR, a whole listing and RELEASEDIR allocate %.1f times, want at most 1 (the handle)", allocs)
+	}
+}
+
+// lastDirOffset returns the d_off of a READDIR reply's last entry.
+func lastDirOffset(p []byte) uint64 {
+	var last uint64
+	for len(p) >= 24 {
+		last = leU64(p[8:])
+		p = p[min(len(p), (24+int(leU32(p[16:]))+7)&^7):]
+	}
+	return last
+}

@@ -11,6 +11,8 @@ type handle struct {
 	id  uint64 // the fh the guest knows it by
 	fd  int
 	dir *dirStream // non-nil for OPENDIR handles
+	// dirPool, if set, takes dir back when the last pin goes.
+	dirPool *dirScratchPool
 	// pins works as for inodes: 1 for the table, 1 per running operation; the fd closes at 0.
 	pins atomic.Int64
 }
@@ -28,6 +30,9 @@ func (h *handle) tryPin() bool {
 func (h *handle) unpin() {
 	if h.pins.Add(-1) == 0 {
 		closeFD(h.fd)
+		if h.dirPool != nil {
+			h.dirPool.put(h.dir) // h.dir stays set: a tryPin that fails may still read the handle
+		}
 	}
 }
 

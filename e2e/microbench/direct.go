@@ -129,6 +129,19 @@ func directReaddirplus(d *directFixture, _ int) (opFunc, error) {
 	return func() error { return list.run(fd, false) }, nil
 }
 
+// directOpendir: open a directory for reading and close it, the host work of OPENDIR and
+// RELEASEDIR.
+func directOpendir(d *directFixture, _ int) (opFunc, error) {
+	name := cstr(listDir)
+	return func() error {
+		fd, err := openat(d.base, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		return unix.Close(fd)
+	}, nil
+}
+
 // directReaddirplusCold: list a directory and open and stat each entry, the host work of a
 // READDIRPLUS whose entries are new to the daemon (which keeps the O_PATH fds until FORGET).
 func directReaddirplusCold(d *directFixture, _ int) (opFunc, error) {

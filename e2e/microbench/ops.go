@@ -160,6 +160,7 @@ var benchOps = []benchOp{
 	{"GETATTR", fuseGetattr, directGetattr, pipeGetattr},
 	{"READDIRPLUS", fuseReaddirplus, directReaddirplus, pipeReaddirplus},
 	{"READDIRPLUS cold", fuseReaddirplusCold, directReaddirplusCold, nil},
+	{"OPENDIR+RELEASEDIR", fuseOpendir, directOpendir, nil},
 	{"CREATE+RELEASE+FORGET", fuseCreate, directCreate, nil},
 	{"READ 4 KiB", fuseRead(smallIOSize), directRead(smallIOSize), pipeRead(smallIOSize)},
 	{"READ 1 MiB", fuseRead(largeIOSize), directRead(largeIOSize), pipeRead(largeIOSize)},
@@ -257,6 +258,31 @@ func fuseReaddirplusCold(s *session, _ int) (opFunc, error) {
 }
 
 var direntSize = int(unsafe.Sizeof(fuse.Dirent{}))
+
+// fuseOpendir opens and releases a directory, what a guest's walk (ls -lR, find, rm -rf) pays per
+// directory on top of its listing.
+func fuseOpendir(s *session, _ int) (opFunc, error) {
+	in := fusetest.Bytes(&fuse.OpenIn{Flags: syscall.O_RDONLY | syscall.O_DIRECTORY})
+	releaseIn := fusetest.Bytes(&fuse.ReleaseIn{})
+	return func() error {
+		p, err := s.c.Do(fuse.OpOpendir, s.list, openOutSize, in)
+		if errors.Is(err, syscall.ENOSYS) {
+			return errors.New("OPENDIR: ENOSYS (no-opendir mode): this operation measures nothing there")
+		}
+		if err != nil {
+			return fmt.Errorf("OPENDIR: %w", err)
+		}
+		o, err := fusetest.Decode[fuse.OpenOut](p)
+		if err != nil {
+			return err
+		}
+		(*fuse.ReleaseIn)(unsafe.Pointer(&releaseIn[0])).Fh = o.Fh
+		if _, err := s.c.Do(fuse.OpReleasedir, s.list, 0, releaseIn); err != nil {
+			return fmt.Errorf("RELEASEDIR: %w", err)
+		}
+		return nil
+	}, nil
+}
 
 func fuseCreate(s *session, worker int) (opFunc, error) {
 	in := fusetest.Bytes(&fuse.CreateIn{Flags: syscall.O_RDWR | syscall.O_CREAT | syscall.O_EXCL, Mode: syscall.S_IFREG | 0o644, Umask: 0o022})
