@@ -4,6 +4,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -518,6 +519,7 @@ func TestOpendirReusesStreams(t *testing.T) {
 	if errno := e.fs.Readdir(e.ctx(big), &fuse.ReadIn{Fh: fh, Size: 300}, false, &buf); errno != 0 {
 		t.Fatal(errno)
 	}
+	stopped := lastDirOffset(buf.Bytes())
 	// A READDIR still running keeps the stream out of the pool past RELEASEDIR.
 	pooled := e.fs.PooledDirStreams()
 	release, ok := e.fs.HoldHandle(fh)
@@ -535,14 +537,21 @@ func TestOpendirReusesStreams(t *testing.T) {
 		t.Fatalf("%d streams pooled after the last READDIR, want %d", got, pooled+1)
 	}
 
-	// The next OPENDIR gets that stream, and nothing of the other directory's listing.
+	// The next OPENDIR gets that stream, and nothing of the other directory's listing: not even
+	// from the offset where that one stopped, which a stream that kept its position would take
+	// for "continue from the buffer".
 	fh = openDir(t, e, small)
-	got := map[string]bool{}
-	for _, d := range readAll(t, e, fh, 4096, false, 0) {
-		got[d.name] = true
-	}
-	if len(got) != 3 || !got["only"] {
-		t.Fatalf("listing of small with a recycled stream: %v, want ., .. and only", got)
+	for _, from := range []uint64{stopped, 0} {
+		got := map[string]bool{}
+		for _, d := range readAll(t, e, fh, 4096, false, from) {
+			if strings.HasPrefix(d.name, "file-") {
+				t.Fatalf("small listed %q from offset %d with a recycled stream", d.name, from)
+			}
+			got[d.name] = true
+		}
+		if from == 0 && (len(got) != 3 || !got["only"]) {
+			t.Fatalf("listing of small with a recycled stream: %v, want ., .. and only", got)
+		}
 	}
 	e.fs.Releasedir(e.ctx(small), &fuse.ReleaseIn{Fh: fh})
 

@@ -114,11 +114,19 @@ func (t *handleTable) removeAll() {
 	}
 }
 
-// snapshot returns every handle (for SaveState).
-func (t *handleTable) snapshot() []*handle {
+// pinnedSnapshot returns every handle, pinned (for SaveState; unpin each when done): a request
+// still running past a stop timeout may release one meanwhile, and a released directory handle
+// gives its stream back to the pool.
+func (t *handleTable) pinnedSnapshot() []*handle {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return slices.Collect(t.m.all())
+	var out []*handle
+	for h := range t.m.all() {
+		if h.tryPin() {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func (t *handleTable) count() int {

@@ -97,7 +97,13 @@ func (fs *FS) SaveState() ([]byte, error) {
 		return strings.Count(a.Path, "/") - strings.Count(b.Path, "/")
 	})
 	st.NextFh = fs.handles.next.Load()
-	for _, h := range fs.handles.snapshot() {
+	handles := fs.handles.pinnedSnapshot()
+	defer func() {
+		for _, h := range handles {
+			h.unpin()
+		}
+	}()
+	for _, h := range handles {
 		mh, err := fs.describeHandle(h.id, h)
 		if err != nil {
 			return nil, err

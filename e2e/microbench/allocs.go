@@ -7,6 +7,7 @@ package main
 // own (many) allocations do not count against the daemon.
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -180,6 +181,9 @@ func measureAllocs(share string, o frontend.Options, n int) (map[string]allocRes
 	out := map[string]allocResult{}
 	for _, op := range benchOps {
 		fn, err := op.fuse(s, 0)
+		if errors.Is(err, errNotApplicable) {
+			continue
+		}
 		if err != nil {
 			p.close()
 			return nil, fmt.Errorf("%s: %w", op.name, err)

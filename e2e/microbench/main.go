@@ -20,6 +20,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -393,6 +394,10 @@ func (c *config) runTarget(target string, res results, mem memory) error {
 				}
 			} else {
 				st, err = measure(depth, c.dur, clock, newWorker(op))
+			}
+			if errors.Is(err, errNotApplicable) {
+				fmt.Printf("SKIP target=%s op=%q: %v\n", target, op.name, err)
+				break
 			}
 			if err != nil {
 				return fmt.Errorf("%s at depth %d: %w", op.name, depth, err)

@@ -169,7 +169,8 @@ func TestFuseOpsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := frontend.Options{MemSize: 16 << 20, QueueSize: 512, Indirect: true, EventIdx: true, Timeout: 10 * time.Second}
-	st, err := measure(8, 20*time.Millisecond, nil, func(w int) (opFunc, error) {
+	// One worker per operation, so that each runs its requests against the in-process daemon.
+	st, err := measure(len(benchOps), 20*time.Millisecond, nil, func(w int) (opFunc, error) {
 		p, err := startInProcess(share, small)
 		if err != nil {
 			return nil, err

@@ -259,16 +259,27 @@ func fuseReaddirplusCold(s *session, _ int) (opFunc, error) {
 
 var direntSize = int(unsafe.Sizeof(fuse.Dirent{}))
 
+// errNotApplicable is an operation's setup saying that the target does not have it (OPENDIR of a
+// daemon in no-opendir mode): the run goes on without that operation for that target.
+var errNotApplicable = errors.New("not applicable")
+
 // fuseOpendir opens and releases a directory, what a guest's walk (ls -lR, find, rm -rf) pays per
 // directory on top of its listing.
 func fuseOpendir(s *session, _ int) (opFunc, error) {
 	in := fusetest.Bytes(&fuse.OpenIn{Flags: syscall.O_RDONLY | syscall.O_DIRECTORY})
 	releaseIn := fusetest.Bytes(&fuse.ReleaseIn{})
+	fh, err := s.open(fuse.OpOpendir, s.list, syscall.O_RDONLY|syscall.O_DIRECTORY)
+	if err != nil {
+		return nil, err
+	}
+	if fh == 0 {
+		return nil, fmt.Errorf("OPENDIR answers ENOSYS (no-opendir mode): %w", errNotApplicable)
+	}
+	if _, err := s.c.Do(fuse.OpReleasedir, s.list, 0, fusetest.Bytes(&fuse.ReleaseIn{Fh: fh})); err != nil {
+		return nil, fmt.Errorf("RELEASEDIR: %w", err)
+	}
 	return func() error {
 		p, err := s.c.Do(fuse.OpOpendir, s.list, openOutSize, in)
-		if errors.Is(err, syscall.ENOSYS) {
-			return errors.New("OPENDIR: ENOSYS (no-opendir mode): this operation measures nothing there")
-		}
 		if err != nil {
 			return fmt.Errorf("OPENDIR: %w", err)
 		}
