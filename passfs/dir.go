@@ -36,19 +36,25 @@ func (fs *FS) Opendir(ctx *fuse.Context, in *fuse.OpenIn, out *fuse.OpenOut) fus
 		return e
 	}
 	defer n.unpin()
+	out.Fh = fs.handles.add(fs.newDirHandle(fd, n))
+	out.OpenFlags = fs.openFlags(true)
+	return 0
+}
+
+// newDirHandle makes the handle of directory n open as fd (-1 for a pseudo directory), its stream
+// at offset 0. The stream comes from the pool and goes back when the handle's last pin does
+// (handle.unpin): a walk opens one per directory, and a fresh 32 KiB buffer each time was most of
+// what a cold ls -lR or find allocated, with the GC cycles that come with it. A pseudo directory
+// is listed empty and needs no buffer.
+func (fs *FS) newDirHandle(fd int, n *inode) *handle {
 	h := &handle{fd: fd}
 	if n.pseudo {
 		h.dir = &dirStream{}
 	} else {
-		// The stream goes back to the pool when the handle's last pin does (handle.unpin): a walk
-		// opens one per directory, and a fresh 32 KiB buffer each time was most of what a cold
-		// ls -lR or find allocated, with the GC cycles that come with it.
 		h.dir, h.dirPool = fs.dirScratch.get(), &fs.dirScratch
 	}
 	h.dir.node = n
-	out.Fh = fs.handles.add(h)
-	out.OpenFlags = fs.openFlags(true)
-	return 0
+	return h
 }
 
 // openDir opens the directory node id for reading. The node comes back pinned: unpin it when done.

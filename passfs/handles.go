@@ -31,7 +31,9 @@ func (h *handle) unpin() {
 	if h.pins.Add(-1) == 0 {
 		closeFD(h.fd)
 		if h.dirPool != nil {
-			h.dirPool.put(h.dir) // h.dir stays set: a tryPin that fails may still read the handle
+			// h.dir stays set: a stale lookup may still hold the handle, but its tryPin fails
+			// before anything reads the stream.
+			h.dirPool.put(h.dir)
 		}
 	}
 }

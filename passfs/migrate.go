@@ -424,8 +424,7 @@ func (l *loader) handle(mh *migHandle) error {
 			return fmt.Errorf("directory handle %d: %w", mh.Fh, e)
 		}
 		// A new stream starts at offset 0: the guest's next READDIR seeks to mh.Offset.
-		h = &handle{fd: fd, dir: fs.dirScratch.get(), dirPool: &fs.dirScratch}
-		h.dir.node = n
+		h = fs.newDirHandle(fd, n)
 	} else {
 		flags := mh.Flags & (unix.O_ACCMODE | unix.O_APPEND | unix.O_DIRECT | unix.O_NOATIME | unix.O_SYNC | unix.O_DSYNC | unix.O_NONBLOCK | unix.O_LARGEFILE)
 		if fs.o.Readonly && flags&unix.O_ACCMODE != unix.O_RDONLY {
